@@ -1,0 +1,14 @@
+"""qw: a reliable, fast job queue on Redis.
+
+Public API: :class:`Client` queues and inspects jobs, :class:`Manager` runs
+worker processes, :class:`Worker` is one of them.
+"""
+
+from .client import Client
+from .exceptions import QwError
+from .manager import Manager
+from .worker import Worker
+
+__version__ = "1.0.0.dev0"
+
+__all__ = ["Client", "Manager", "Worker", "QwError", "__version__"]

@@ -1,0 +1,305 @@
+"""Queue jobs and look at managers, workers and queues.
+
+:class:`Client` *has* a redis-py client (``client.redis``) rather than being
+one: qw's API stays small and typed, and the raw client is there for anything
+else. Names and ids come back as ``str``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Optional
+
+from . import job as jobcodec
+from .claim import Claimer
+from .connection import RedisConfig, translated
+from .exceptions import UnknownWorker
+from .keys import Keys, manager_of_worker, validate_manager_name
+from .scripts import Scripts
+
+DEFAULT_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class FailedJob:
+    """An entry of the failed list: the id, why it failed, and its data."""
+
+    id: str
+    error: str
+    traceback: str
+    failed_at: Optional[float]
+    worker: str
+    data: dict[str, Any]
+
+
+class Client:
+    """Talks to the Redis that managers and workers share.
+
+    ``host``, ``port`` and ``db`` are the original positional options; the
+    rest are keyword-only: ``url`` (``redis://``, ``rediss://``, ``unix://``;
+    default ``$QW_REDIS_URL``), ``namespace`` (a prefix for every key, such as
+    ``{app}:``) and ``embedded`` (a directory holding an embedded server).
+    """
+
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int = 6379,
+        db: int = 0,
+        *,
+        url: Optional[str] = None,
+        namespace: str = "",
+        embedded: Optional[str] = None,
+    ) -> None:
+        self.config = RedisConfig(host=host, port=int(port), db=int(db), url=url, embedded=embedded)
+        self.keys = Keys(namespace)
+        self.redis = self.config.connect()
+        self.scripts = Scripts(self.redis)
+
+    # A Client crosses into worker processes by its address, not its sockets.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config, "namespace": self.keys.namespace}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.config = state["config"]
+        self.keys = Keys(state["namespace"])
+        self.redis = self.config.connect()
+        self.scripts = Scripts(self.redis)
+
+    def __repr__(self) -> str:
+        ns = f", namespace={self.keys.namespace!r}" if self.keys.namespace else ""
+        return f"<qw.Client {self.config.address()}{ns}>"
+
+    def ping(self) -> bool:
+        """True when Redis answers; raises :class:`ConnectionFailed` otherwise."""
+        with translated(self.config):
+            return bool(self.redis.ping())
+
+    # -- registration (what managers and workers do for themselves) --------
+
+    def register_manager(self, name: str) -> None:
+        """Add ``name`` to ``all:managers``."""
+        with translated(self.config):
+            self.redis.sadd(self.keys.all_managers, validate_manager_name(name))
+
+    def deregister_manager(self, name: str) -> None:
+        """Remove ``name`` from ``all:managers``."""
+        with translated(self.config):
+            self.redis.srem(self.keys.all_managers, name)
+
+    def register_worker(self, manager: str, worker: str) -> None:
+        """Add ``worker`` to ``<manager>:workers``."""
+        with translated(self.config):
+            self.redis.sadd(self.keys.manager_workers(manager), worker)
+
+    def deregister_worker(self, manager: str, worker: str) -> None:
+        """Remove ``worker`` from ``<manager>:workers``."""
+        with translated(self.config):
+            self.redis.srem(self.keys.manager_workers(manager), worker)
+
+    # -- queuing -----------------------------------------------------------
+
+    def queue_job(
+        self,
+        job_data: Mapping[str, Any],
+        manager: Optional[str] = None,
+        worker: Optional[str] = None,
+        *,
+        job_id: Optional[str] = None,
+    ) -> str:
+        """Queue one job in one atomic step and return its id.
+
+        With ``manager`` only that manager's workers may take it; with
+        ``worker`` (a registered worker name) it lands in that worker's list.
+        A ``job_id`` that already exists is not queued again.
+        """
+        job_id, keys, args = self._enqueue_call(job_data, manager, worker, job_id)
+        with translated(self.config):
+            try:
+                self.scripts.enqueue(keys=keys, args=args)
+            except Exception as exc:
+                self._raise_unknown_worker(exc)
+                raise
+        return job_id
+
+    def queue_jobs(
+        self,
+        jobs: Iterable[Mapping[str, Any]],
+        manager: Optional[str] = None,
+        worker: Optional[str] = None,
+        *,
+        batch_size: int = DEFAULT_BATCH,
+    ) -> list[str]:
+        """Queue many jobs, one round trip per batch; return their ids in order.
+
+        Every job is checked before the first is sent, so bad data queues
+        nothing. Each job is queued atomically; a batch cut short by a lost
+        connection leaves the jobs before the cut queued.
+        """
+        calls = [self._enqueue_call(data, manager, worker, None) for data in jobs]
+        with translated(self.config):
+            for start in range(0, len(calls), batch_size):
+                pipe = self.redis.pipeline(transaction=False)
+                for _job_id, keys, args in calls[start : start + batch_size]:
+                    self.scripts.enqueue(keys=keys, args=args, client=pipe)
+                try:
+                    pipe.execute()
+                except Exception as exc:
+                    self._raise_unknown_worker(exc)
+                    raise
+        return [job_id for job_id, _keys, _args in calls]
+
+    def _enqueue_call(
+        self,
+        data: Mapping[str, Any],
+        manager: Optional[str],
+        worker: Optional[str],
+        job_id: Optional[str],
+    ) -> tuple[str, list[str], list[str]]:
+        fields = jobcodec.encode(data)
+        fields["qw:queued_at"] = repr(time.time())
+        job_id = job_id or uuid.uuid4().hex
+        if worker:
+            manager = manager or manager_of_worker(worker)
+            queue = self.keys.worker_jobs(worker)
+        elif manager:
+            queue = self.keys.manager_jobs(validate_manager_name(manager))
+        else:
+            queue = self.keys.all_jobs
+        workers = self.keys.manager_workers(manager) if manager else queue
+        args = [job_id, worker or ""]
+        for name, value in fields.items():
+            args += [name, value]
+        return job_id, [self.keys.job(job_id), queue, workers], args
+
+    @staticmethod
+    def _raise_unknown_worker(exc: Exception) -> None:
+        text = str(exc)
+        if "QW_UNKNOWN_WORKER" in text:
+            name = text.split("QW_UNKNOWN_WORKER", 1)[1].strip()
+            raise UnknownWorker(f"worker {name!r} is not registered") from None
+
+    # -- taking jobs (the seed API; Worker uses Claimer directly) ----------
+
+    def fetch_next_job(
+        self, manager: str, worker: str, timeout: float = 10
+    ) -> Optional[tuple[str, dict[str, Any]]]:
+        """Claim the next job for ``worker`` of ``manager``: ``(job_id, job_data)``.
+
+        Waits up to ``timeout`` seconds; None when nothing came. The id stays
+        in ``<worker>:jobs`` until :meth:`finish_job`.
+        """
+        claimer = Claimer(self.redis, self.scripts, self.keys, manager, worker)
+        deadline = time.monotonic() + timeout
+        moved = ""
+        with translated(self.config):
+            while True:
+                job = claimer.claim(moved=moved)
+                if job is not None:
+                    return job.id, job.data
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                # Short slices, so a job queued to this manager meanwhile is seen.
+                moved = claimer.wait(min(left, 0.05))
+
+    def finish_job(self, job_id: str, worker_name: str) -> bool:
+        """Acknowledge a job: delete its hash and its id from the worker's list, atomically.
+
+        False when the id was not in that worker's list (nothing changed).
+        """
+        claimer = Claimer(self.redis, self.scripts, self.keys, "", worker_name)
+        with translated(self.config):
+            return claimer.ack(job_id)
+
+    # -- inspection ----------------------------------------------------------
+
+    def get_all_managers(self) -> list[str]:
+        """Names of registered managers, sorted."""
+        return sorted(self._members(self.keys.all_managers))
+
+    def get_manager_workers(self, manager: str) -> list[str]:
+        """Worker names of ``manager``, sorted."""
+        return sorted(self._members(self.keys.manager_workers(manager)), key=_natural)
+
+    def get_worker_pending_jobs(self, worker: str) -> list[str]:
+        """Ids in ``worker``'s in-progress list, the one it runs (or runs next) first."""
+        return self._queue(self.keys.worker_jobs(worker))
+
+    def get_manager_queued_jobs(self, manager: str) -> list[str]:
+        """Ids waiting in ``<manager>:jobs``, next to run first."""
+        return self._queue(self.keys.manager_jobs(manager))
+
+    def get_all_queued_jobs(self) -> list[str]:
+        """Ids waiting in ``all:jobs``, next to run first."""
+        return self._queue(self.keys.all_jobs)
+
+    def get_all_pending_jobs(self) -> dict[str, list[str]]:
+        """In-progress ids of every registered worker, by worker name."""
+        pending = {}
+        for manager in self.get_all_managers():
+            for worker in self.get_manager_workers(manager):
+                pending[worker] = self.get_worker_pending_jobs(worker)
+        return pending
+
+    def get_failed_jobs(self) -> list[FailedJob]:
+        """The failed list, most recent first, with each job's reason and data."""
+        ids = [_text(i) for i in self._lrange(self.keys.all_failed)]
+        with translated(self.config):
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            hashes = pipe.execute() if ids else []
+        failed = []
+        for job_id, raw in zip(ids, hashes):
+            try:
+                data, meta = jobcodec.decode(raw)
+            except Exception:  # the reason it failed may be that it is undecodable
+                data, meta = {}, {_text(k): _text(v) for k, v in raw.items()}
+            failed_at = meta.get("qw:failed_at")
+            failed.append(
+                FailedJob(
+                    id=job_id,
+                    error=meta.get("qw:error", ""),
+                    traceback=meta.get("qw:traceback", ""),
+                    failed_at=float(failed_at) if failed_at else None,
+                    worker=meta.get("qw:worker", ""),
+                    data=data,
+                )
+            )
+        return failed
+
+    def get_job(self, job_id: str) -> Optional[dict[str, Any]]:
+        """The data of a job still stored (queued, in progress or failed), else None."""
+        with translated(self.config):
+            raw = self.redis.hgetall(self.keys.job(job_id))
+        return jobcodec.decode(raw)[0] if raw else None
+
+    def _members(self, key: str) -> list[str]:
+        with translated(self.config):
+            return [_text(m) for m in self.redis.smembers(key)]
+
+    def _lrange(self, key: str) -> list[bytes]:
+        with translated(self.config):
+            return self.redis.lrange(key, 0, -1)
+
+    def _queue(self, key: str) -> list[str]:
+        # Workers take from the right end: reverse, so the next to run is first.
+        return [_text(i) for i in reversed(self._lrange(key))]
+
+    def close(self) -> None:
+        """Close the connections of this client."""
+        self.redis.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _natural(name: str) -> tuple[str, int]:
+    head, _, tail = name.rpartition(":")
+    return (head, int(tail)) if tail.isdigit() else (name, -1)
+
+

@@ -1,0 +1,100 @@
+"""Where Redis is, and a redis-py client for it, with errors translated.
+
+One place decides the address: an embedded server directory, else a URL
+(``--url`` or ``QW_REDIS_URL``, so secrets stay off the command line), else
+host, port and db.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .exceptions import ConnectionFailed
+
+URL_ENV = "QW_REDIS_URL"
+MIN_REDIS_VERSION = (6, 2)  # BLMOVE and LMOVE
+
+# Blocking waits are short slices (see Worker), so a reply slower than this
+# means Redis or the network is stuck, not busy.
+SOCKET_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """How to reach Redis; picklable, so worker processes can reconnect."""
+
+    host: str = "localhost"
+    port: int = 6379
+    db: int = 0
+    url: Optional[str] = None
+    embedded: Optional[str] = None
+
+    def resolved_url(self) -> Optional[str]:
+        """The URL in force: an explicit one, else ``QW_REDIS_URL``, else none."""
+        return self.url or os.environ.get(URL_ENV) or None
+
+    def address(self) -> str:
+        """A human-readable address, without any password."""
+        if self.embedded:
+            return f"embedded Redis in {self.embedded}"
+        url = self.resolved_url()
+        if url:
+            pool = redis.ConnectionPool.from_url(url)
+            kw = pool.connection_kwargs
+            if "path" in kw:
+                return f"unix://{kw['path']}"
+            return f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+        return f"{self.host}:{self.port}/{self.db}"
+
+    def connect(self) -> redis.Redis:
+        """A client for this address (connections open lazily)."""
+        # qw retries where it knows an operation is safe to repeat; redis-py
+        # retrying behind its back would make `qw-client` slow to fail.
+        options = dict(
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),
+        )
+        if self.embedded:
+            from .embedded import ensure_server
+
+            return redis.Redis(unix_socket_path=str(ensure_server(self.embedded)), **options)
+        url = self.resolved_url()
+        if url:
+            try:
+                return redis.Redis.from_url(url, **options)
+            except ValueError as exc:
+                raise ConnectionFailed(f"bad Redis URL: {exc}") from None
+        return redis.Redis(host=self.host, port=self.port, db=self.db, **options)
+
+
+@contextmanager
+def translated(config: RedisConfig) -> Iterator[None]:
+    """Turn redis-py's connection errors into :class:`ConnectionFailed`."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise ConnectionFailed(f"cannot reach Redis at {config.address()}: {exc}") from None
+    except redis.AuthenticationError as exc:
+        raise ConnectionFailed(f"Redis at {config.address()} refused us: {exc}") from None
+
+
+def check_server(client: redis.Redis, config: RedisConfig) -> str:
+    """Ping Redis and refuse versions without BLMOVE; returns the version."""
+    with translated(config):
+        version = str(client.info("server").get("redis_version", "0"))
+    parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if parts < MIN_REDIS_VERSION:
+        raise ConnectionFailed(
+            f"Redis at {config.address()} is version {version}; qw needs 6.2 or newer"
+        )
+    return version

@@ -1,0 +1,103 @@
+"""Every Redis key name qw uses, and the rules for manager names.
+
+This module is the only place that spells a key. The README's key table is
+checked against :data:`LAYOUT` by a test, so keep the two in step.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .exceptions import ConfigError
+
+# The wire format: (key pattern, Redis type, meaning). Other programs read and
+# write these keys, so their names and meanings never change.
+LAYOUT: tuple[tuple[str, str, str], ...] = (
+    ("all:managers", "set", "names of registered managers"),
+    ("all:jobs", "list", "the shared queue; producers LPUSH ids, workers take from the right"),
+    ("job:<job_id>", "hash", "the job's data, plus qw's own `qw:`-prefixed fields"),
+    ("<manager>:workers", "set", "worker names of one manager"),
+    ("<manager>:jobs", "list", "jobs only that manager's workers may take; tried before all:jobs"),
+    ("<worker>:jobs", "list", "the worker's in-progress list; a job queued to one worker lands here"),
+    ("all:failed", "list", "ids of failed jobs; their hashes keep qw:error and qw:traceback"),
+    ("<manager>:heartbeat", "string", "the manager's lease: its holder, expiring unless renewed"),
+)
+
+RESERVED_MANAGER_NAMES = frozenset({"all", "job"})
+_BAD_NAME = re.compile(r"[:\s]")
+
+# Hash fields qw writes into job:<id> start with this; user data may not.
+META_PREFIX = "qw:"
+
+
+def validate_manager_name(name: str) -> str:
+    """Return ``name`` if it may name a manager, else raise :class:`ConfigError`."""
+    if not name:
+        raise ConfigError("manager name must not be empty")
+    if name in RESERVED_MANAGER_NAMES:
+        raise ConfigError(f"manager name {name!r} is reserved")
+    if _BAD_NAME.search(name):
+        raise ConfigError(f"manager name {name!r} must not contain ':' or whitespace")
+    return name
+
+
+def worker_name(manager: str, slot: int) -> str:
+    """Name of the worker in ``slot`` of ``manager``.
+
+    A ``:`` cannot occur in a manager name, so ``<manager>:<slot>`` can never
+    collide with a manager's own keys, and a replacement worker in the same
+    slot inherits the in-progress list of the one it replaces.
+    """
+    return f"{manager}:{slot}"
+
+
+def manager_of_worker(worker: str) -> str:
+    """The manager part of a worker name made by :func:`worker_name`."""
+    manager, sep, _slot = worker.rpartition(":")
+    if not sep or not manager:
+        raise ConfigError(f"{worker!r} is not a worker name (expected <manager>:<n>)")
+    return manager
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one namespace prefix (default none).
+
+    A prefix with a hash tag, such as ``{app}:``, puts every key of the
+    namespace in one Redis Cluster slot, which qw's scripts rely on there.
+    """
+
+    namespace: str = ""
+
+    @property
+    def all_managers(self) -> str:
+        return f"{self.namespace}all:managers"
+
+    @property
+    def all_jobs(self) -> str:
+        return f"{self.namespace}all:jobs"
+
+    @property
+    def all_failed(self) -> str:
+        return f"{self.namespace}all:failed"
+
+    @property
+    def job_prefix(self) -> str:
+        """What ``job:<id>`` starts with; Lua scripts append the id to it."""
+        return f"{self.namespace}job:"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.job_prefix}{job_id}"
+
+    def manager_workers(self, manager: str) -> str:
+        return f"{self.namespace}{manager}:workers"
+
+    def manager_jobs(self, manager: str) -> str:
+        return f"{self.namespace}{manager}:jobs"
+
+    def manager_heartbeat(self, manager: str) -> str:
+        return f"{self.namespace}{manager}:heartbeat"
+
+    def worker_jobs(self, worker: str) -> str:
+        return f"{self.namespace}{worker}:jobs"

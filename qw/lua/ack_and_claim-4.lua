@@ -1,0 +1,65 @@
+-- Acknowledge the job a worker just finished and claim its next one: the
+-- steady-state step of a worker, one round trip per job.
+-- KEYS[1] <worker>:jobs    the worker's in-progress list
+-- KEYS[2] <manager>:jobs   its manager's queue
+-- KEYS[3] all:jobs         the shared queue
+-- KEYS[4] all:failed
+-- ARGV[1] prefix of job hashes, "<namespace>job:"
+-- ARGV[2] id to acknowledge, or ""
+-- ARGV[3] "1" to claim after acknowledging, "0" to acknowledge only
+-- ARGV[4] now, in seconds (recorded when an id without a hash is failed)
+-- ARGV[5] id the worker has just moved from all:jobs with BLMOVE, or ""
+-- Returns {acked} when nothing was claimed, else
+--         {acked, id, attempt, field, value, field, value, ...}
+-- acked is 1 when ARGV[2] was in the list and is now done, 0 when it was not
+-- there any more (it was requeued meanwhile: the job is not deleted).
+local acked = 0
+if ARGV[2] ~= '' and redis.call('LREM', KEYS[1], -1, ARGV[2]) == 1 then
+  redis.call('DEL', ARGV[1] .. ARGV[2])
+  acked = 1
+end
+if ARGV[3] ~= '1' then
+  return {acked}
+end
+-- Own list first (jobs queued to this worker, or left from before), then the
+-- manager's queue, then the shared one. The running id stays at the right end.
+for _ = 1, 100 do
+  local origin = KEYS[1]
+  local id = redis.call('LINDEX', KEYS[1], -1)
+  if not id then
+    origin = KEYS[2]
+    id = redis.call('LMOVE', KEYS[2], KEYS[1], 'RIGHT', 'RIGHT')
+  end
+  if not id then
+    origin = KEYS[3]
+    id = redis.call('LMOVE', KEYS[3], KEYS[1], 'RIGHT', 'RIGHT')
+  end
+  if not id then
+    return {acked}
+  end
+  if id == ARGV[5] then
+    origin = KEYS[3]
+  end
+  local key = ARGV[1] .. id
+  if redis.call('EXISTS', key) == 0 then
+    -- A dangling id (queued without its hash): fail it with the reason and
+    -- look further, rather than hand the worker a job with no data.
+    redis.call('LREM', KEYS[1], -1, id)
+    redis.call('LPUSH', KEYS[4], id)
+    redis.call('HSET', key, 'qw:error', 'no data: ' .. key .. ' did not exist when the job was claimed',
+      'qw:failed_at', ARGV[4], 'qw:origin', origin)
+  else
+    if origin == KEYS[1] then
+      redis.call('HSETNX', key, 'qw:origin', origin)
+    else
+      redis.call('HSET', key, 'qw:origin', origin)
+    end
+    local reply = {acked, id, redis.call('HINCRBY', key, 'qw:attempts', 1)}
+    local fields = redis.call('HGETALL', key)
+    for i = 1, #fields do
+      reply[#reply + 1] = fields[i]
+    end
+    return reply
+  end
+end
+return {acked}

