@@ -220,6 +220,12 @@ class Client:
         """Names of registered managers, sorted."""
         return sorted(self._members(self.keys.all_managers))
 
+    def get_manager_holder(self, manager: str) -> Optional[str]:
+        """Who holds ``manager``'s lease ("pid N on HOST (...)"), or None if it lapsed."""
+        with translated(self.config):
+            holder = self.redis.get(self.keys.manager_heartbeat(manager))
+        return _text(holder) if holder is not None else None
+
     def get_manager_workers(self, manager: str) -> list[str]:
         """Worker names of ``manager``, sorted."""
         return sorted(self._members(self.keys.manager_workers(manager)), key=_natural)

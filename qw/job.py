@@ -24,7 +24,7 @@ _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", 
 def encode(data: Mapping[str, Any]) -> dict[str, str]:
     """Hash fields for ``data``; raise :class:`JobDataError` if it is not a JSON object."""
     if not isinstance(data, Mapping):
-        raise JobDataError(f"job data must be a JSON object, not {_json_kind(data)}")
+        raise JobDataError(f"job data must be a JSON object, not {json_kind(data)}")
     fields = {ENCODING_FIELD: JSON_ENCODING}
     for key, value in data.items():
         if not isinstance(key, str):
@@ -65,7 +65,7 @@ def parse_object(text: str) -> dict[str, Any]:
     except ValueError as exc:
         raise JobDataError(f"invalid JSON: {exc}") from None
     if not isinstance(value, dict):
-        raise JobDataError(f"job data must be a JSON object, not {_json_kind(value)}")
+        raise JobDataError(f"job data must be a JSON object, not {json_kind(value)}")
     return value
 
 
@@ -78,7 +78,7 @@ def _text(value: bytes | str, what: str) -> str:
         raise JobDataError(f"{what} is not UTF-8 text") from None
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     kinds = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
     for kind, name in kinds.items():
         if isinstance(value, kind):

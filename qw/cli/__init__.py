@@ -1,0 +1,1 @@
+"""Command-line front ends: thin docopt wrappers over the library."""

@@ -1,0 +1,169 @@
+"""qw-client: queue jobs and look at managers, workers and jobs.
+
+Usage:
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] managers
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] workers [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] jobs [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue string <data> [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue file <file> [<manager>]
+  qw-client (-h | --help | --version)
+
+Commands:
+  managers        List registered managers and whether each holds a live lease.
+  workers         List the workers of one manager (or of all) and their jobs.
+  jobs            Show queued, in-progress and failed jobs (of one manager).
+  queue string    Queue one job given as a JSON object; print its id.
+  queue file      Queue the JSON object in <file>, or one job per line of a
+                  JSON Lines file ('-' reads stdin); print the ids. A bad line
+                  queues nothing.
+
+Options:
+{connection}  --worker=<worker>        queue: put the job on this worker's own list.
+  --json                   managers, workers, jobs: print JSON.
+  --limit=<n>              jobs: ids shown per list in text output [default: 20].
+  -h --help                Show this text.
+  --version                Show the version.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from .. import __version__
+from ..client import Client
+from ..job import parse_object
+from .common import CONNECTION_OPTIONS, EXIT_OK, connection_kwargs, integer, parse, run
+from .input import parse_jobs, read_text
+
+__doc__ = __doc__.replace("{connection}", CONNECTION_OPTIONS)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point of ``qw-client``."""
+    run("qw-client", lambda: _main(argv))
+
+
+def _main(argv: Optional[list[str]]) -> int:
+    args = parse(__doc__, argv, f"qw-client {__version__}")
+    limit = integer(args["--limit"], "--limit", minimum=0)
+    if args["queue"]:
+        # Check the input before touching Redis: bad data never half-queues.
+        if args["string"]:
+            jobs = [parse_object(args["<data>"])]
+        else:
+            jobs = parse_jobs(read_text(args["<file>"]), args["<file>"])
+        client = Client(**connection_kwargs(args))
+        for job_id in client.queue_jobs(jobs, manager=args["<manager>"], worker=args["--worker"]):
+            print(job_id)
+        return EXIT_OK
+    client = Client(**connection_kwargs(args))
+    client.ping()
+    manager = args["<manager>"]
+    if args["managers"]:
+        report: Any = managers_report(client)
+        text = format_managers
+    elif args["workers"]:
+        report = workers_report(client, manager)
+        text = format_workers
+    else:
+        report = jobs_report(client, manager)
+        text = lambda r: format_jobs(r, limit)  # noqa: E731
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args["--json"] else text(report))
+    return EXIT_OK
+
+
+# -- reports: plain data, printed as JSON or as text ----------------------------
+
+
+def managers_report(client: Client) -> list[dict[str, Any]]:
+    rows = []
+    for name in client.get_all_managers():
+        holder = client.get_manager_holder(name)
+        rows.append({"name": name, "alive": holder is not None, "holder": holder,
+                     "workers": len(client.get_manager_workers(name))})
+    return rows
+
+
+def workers_report(client: Client, manager: Optional[str]) -> list[dict[str, Any]]:
+    managers = [manager] if manager else client.get_all_managers()
+    return [
+        {"manager": m, "worker": w, "jobs": client.get_worker_pending_jobs(w)}
+        for m in managers
+        for w in client.get_manager_workers(m)
+    ]
+
+
+def jobs_report(client: Client, manager: Optional[str]) -> dict[str, Any]:
+    managers = [manager] if manager else client.get_all_managers()
+    report: dict[str, Any] = {}
+    if not manager:
+        report["all:jobs"] = client.get_all_queued_jobs()
+    report["manager_queues"] = {m: client.get_manager_queued_jobs(m) for m in managers}
+    report["in_progress"] = {w["worker"]: w["jobs"] for w in workers_report(client, manager)}
+    failed = client.get_failed_jobs()
+    if manager:
+        failed = [f for f in failed if f.worker.startswith(f"{manager}:")]
+    report["failed"] = [
+        {"id": f.id, "error": f.error, "worker": f.worker, "failed_at": f.failed_at} for f in failed
+    ]
+    return report
+
+
+def format_managers(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no managers registered"
+    width = max(len(r["name"]) for r in rows)
+    lines = []
+    for r in rows:
+        state = f"alive, held by {r['holder']}" if r["alive"] else "lease expired (manager gone?)"
+        lines.append(f"{r['name']:<{width}}  {r['workers']} worker(s)  {state}")
+    return "\n".join(lines)
+
+
+def format_workers(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no workers registered"
+    width = max(len(r["worker"]) for r in rows)
+    lines = []
+    for r in rows:
+        jobs = " ".join(r["jobs"]) if r["jobs"] else "idle"
+        lines.append(f"{r['worker']:<{width}}  {jobs}")
+    return "\n".join(lines)
+
+
+def format_jobs(report: dict[str, Any], limit: int) -> str:
+    lines: list[str] = []
+    if "all:jobs" in report:
+        _section(lines, "queued in all:jobs", report["all:jobs"], limit)
+    for manager, ids in report["manager_queues"].items():
+        _section(lines, f"queued for manager {manager}", ids, limit)
+    busy = {w: ids for w, ids in report["in_progress"].items() if ids}
+    lines.append(f"in progress: {sum(len(ids) for ids in busy.values())}")
+    for worker, ids in busy.items():
+        lines.append(f"  {worker}: {' '.join(ids[:limit])}")
+    failed = report["failed"]
+    lines.append(f"failed: {len(failed)}")
+    for entry in failed[:limit]:
+        lines.append(f"  {entry['id']}  {_when(entry['failed_at'])}  {entry['error']}")
+    if len(failed) > limit:
+        lines.append(f"  ... and {len(failed) - limit} more")
+    return "\n".join(lines)
+
+
+def _section(lines: list[str], title: str, ids: list[str], limit: int) -> None:
+    lines.append(f"{title}: {len(ids)}")
+    lines.extend(f"  {job_id}" for job_id in ids[:limit])
+    if len(ids) > limit:
+        lines.append(f"  ... and {len(ids) - limit} more")
+
+
+def _when(timestamp: Optional[float]) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""What both CLIs share: connection options, error reporting, exit codes."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, NoReturn, Optional
+
+from docopt import docopt
+
+from ..exceptions import ConfigError, QwError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+CONNECTION_OPTIONS = """\
+  --host=<host>            Redis host [default: localhost].
+  --port=<port>            Redis port [default: 6379].
+  --db=<db>                Redis database number [default: 0].
+  --url=<url>              Redis URL: redis://, rediss:// (TLS) or unix://; overrides
+                           --host, --port and --db. Default: $QW_REDIS_URL.
+  --namespace=<prefix>     Prefix for every key, such as '{app}:' [default: ].
+  --embedded=<dir>         Use the embedded Redis kept in <dir>, starting it if needed
+                           (pip install 'qw[embedded]').
+"""
+
+
+def parse(doc: str, argv: Optional[list[str]], version: str) -> dict[str, Any]:
+    """docopt with our version string."""
+    return docopt(doc, argv=argv, version=version)
+
+
+def connection_kwargs(args: dict[str, Any]) -> dict[str, Any]:
+    """Client/Manager keyword arguments from the shared options."""
+    return {
+        "host": args["--host"],
+        "port": integer(args["--port"], "--port", minimum=1),
+        "db": integer(args["--db"], "--db", minimum=0),
+        "url": args["--url"] or None,
+        "namespace": args["--namespace"] or "",
+        "embedded": args["--embedded"] or None,
+    }
+
+
+def integer(text: str, option: str, minimum: int) -> int:
+    """Parse an integer option, or raise a one-line :class:`ConfigError`."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{option} must be an integer, got {text!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{option} must be at least {minimum}, got {value}")
+    return value
+
+
+def number(text: str, option: str) -> float:
+    """Parse a non-negative number of seconds."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{option} must be a number of seconds, got {text!r}") from None
+    if value < 0:
+        raise ConfigError(f"{option} must not be negative, got {text!r}")
+    return value
+
+
+def run(prog: str, main: Callable[[], int]) -> NoReturn:
+    """Run ``main``; a :class:`QwError` becomes one line on stderr and exit code 1."""
+    try:
+        code = main()
+    except QwError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        code = EXIT_ERROR
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into `head`
+        code = EXIT_OK
+    sys.exit(code)
