@@ -12,6 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
 
+import redis
+
 from . import job as jobcodec
 from .claim import Claimer
 from .connection import RedisConfig, translated
@@ -141,15 +143,30 @@ class Client:
         calls = [self._enqueue_call(data, manager, worker, None) for data in jobs]
         with translated(self.config):
             for start in range(0, len(calls), batch_size):
-                pipe = self.redis.pipeline(transaction=False)
-                for _job_id, keys, args in calls[start : start + batch_size]:
-                    self.scripts.enqueue(keys=keys, args=args, client=pipe)
                 try:
-                    pipe.execute()
+                    self._send_batch(calls[start : start + batch_size])
                 except Exception as exc:
                     self._raise_unknown_worker(exc)
                     raise
         return [job_id for job_id, _keys, _args in calls]
+
+    def _send_batch(self, calls: list[tuple[str, list[str], list[str]]]) -> None:
+        # Plain EVALSHA in the pipeline: redis-py's Script in a pipeline would
+        # first ask SCRIPT EXISTS, a second round trip per batch. If Redis lost
+        # its script cache, load it and send the batch again: queuing an id
+        # that is already there changes nothing.
+        script = self.scripts.enqueue
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            for _job_id, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                pipe.execute()
+                return
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                self.redis.script_load(script.script)
 
     def _enqueue_call(
         self,
