@@ -100,6 +100,11 @@ class Manager:
         """Names of the workers running now."""
         return [self._slots[i].process.name for i in sorted(self._slots)]
 
+    @property
+    def worker_pids(self) -> dict[str, int]:
+        """Process id of each running worker, by name."""
+        return {self._slots[i].process.name: self._slots[i].process.pid for i in sorted(self._slots)}
+
     def start(self) -> None:
         """Take the name, recover what a predecessor left, start the workers.
 

@@ -1,0 +1,192 @@
+"""qw-client and qw-manager as a user runs them: real subprocesses, real signals."""
+
+import json
+import signal
+import subprocess
+
+import pytest
+from conftest import Records, cli_env, free_port, run_cli, wait_for
+
+from qw import Client, __version__
+
+
+@pytest.fixture
+def qwc(redis_server):
+    def run(*args: str, input=None):
+        return run_cli("qw-client", "--host", "127.0.0.1", "--port", str(redis_server.port), *args, input=input)
+
+    return run
+
+
+def one_line_error(result: subprocess.CompletedProcess, text: str) -> None:
+    assert result.returncode == 1, result
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(("qw-client: error: ", "qw-manager: error: ")), result.stderr
+    assert text in result.stderr
+
+
+def test_version() -> None:
+    for prog in ("qw-client", "qw-manager"):
+        result = run_cli(prog, "--version")
+        assert result.returncode == 0 and result.stdout.strip() == f"{prog} {__version__}"
+
+
+def test_queue_string_prints_the_id(client: Client, qwc) -> None:
+    result = qwc("queue", "string", '{"n": 1, "l": [true, null, 2.5], "s": "é"}')
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip()
+    assert client.get_all_queued_jobs() == [job_id]
+    assert client.get_job(job_id) == {"n": 1, "l": [True, None, 2.5], "s": "é"}
+
+
+def test_queue_to_a_manager_and_a_worker(client: Client, qwc) -> None:
+    to_manager = qwc("queue", "string", '{"a": 1}', "box").stdout.strip()
+    assert client.get_manager_queued_jobs("box") == [to_manager]
+    client.register_worker("box", "box:1")
+    to_worker = qwc("--worker=box:1", "queue", "string", '{"a": 2}').stdout.strip()
+    assert client.get_worker_pending_jobs("box:1") == [to_worker]
+    one_line_error(qwc("--worker=box:2", "queue", "string", '{"a": 3}'), "worker 'box:2' is not registered")
+
+
+def test_queue_file_object_jsonl_and_stdin(client: Client, qwc, tmp_path) -> None:
+    single = tmp_path / "one.json"
+    single.write_text('{\n  "a": {"b": [1, 2]}\n}\n')
+    [one] = qwc("queue", "file", str(single)).stdout.split()
+    assert client.get_job(one) == {"a": {"b": [1, 2]}}
+    lines = "\n".join(json.dumps({"n": n}) for n in range(2500)) + "\n\n"
+    result = qwc("queue", "file", "-", input=lines)
+    ids = result.stdout.split()
+    assert result.returncode == 0 and len(ids) == 2500
+    assert client.get_all_queued_jobs()[1:] == ids
+    assert client.get_job(ids[-1]) == {"n": 2499}
+
+
+@pytest.mark.parametrize(
+    "args, stdin, message",
+    [
+        (["queue", "string", "{nope"], None, "invalid JSON"),
+        (["queue", "string", "[1, 2]"], None, "job data must be a JSON object, not an array"),
+        (["queue", "string", '"text"'], None, "not a string"),
+        (["queue", "string", '{"qw:x": 1}'], None, "reserved prefix"),
+        (["queue", "file", "/nonexistent/jobs.json"], None, "cannot read /nonexistent/jobs.json"),
+        (["queue", "file", "-"], '{"a": 1}\n{"b": 2}\n{"c": \n{"d": 4}\n', "-, line 3: invalid JSON"),
+        (["queue", "file", "-"], '{"a": 1}\n[2]\n', "-, line 2: job data must be a JSON object"),
+        (["queue", "file", "-"], "", "no job in it"),
+        (["queue", "file", "-"], "\udcff", "not UTF-8"),
+        (["queue", "string", "{}", "bad:name"], None, "must not contain ':'"),
+        (["--limit", "-1", "jobs"], None, "--limit must be at least 0"),
+        (["--limit", "x", "jobs"], None, "--limit must be an integer"),
+    ],
+)
+def test_bad_input_is_one_line_and_queues_nothing(client: Client, qwc, args, stdin, message) -> None:
+    if stdin == "\udcff":
+        result = subprocess.run(
+            ["qw-client", "--port", str(client.config.port), "queue", "file", "-"],
+            input=b"\xff\xfe{}", capture_output=True, env=cli_env(),
+        )
+        result = subprocess.CompletedProcess(result.args, result.returncode, "", result.stderr.decode())
+    else:
+        result = qwc(*args, input=stdin)
+    one_line_error(result, message)
+    assert client.redis.dbsize() == 0
+
+
+def test_unreachable_redis_is_one_line() -> None:
+    port = free_port()
+    for args in (["managers"], ["queue", "string", "{}"], ["jobs"]):
+        result = run_cli("qw-client", "--port", str(port), *args)
+        one_line_error(result, f"cannot reach Redis at localhost:{port}/0")
+    result = run_cli("qw-manager", "--port", str(port), "targets:record")
+    one_line_error(result, f"cannot reach Redis at localhost:{port}/0")
+
+
+def test_bad_port_is_one_line() -> None:
+    one_line_error(run_cli("qw-client", "--port", "0", "managers"), "--port must be at least 1")
+    one_line_error(run_cli("qw-client", "--port", "x", "managers"), "--port must be an integer")
+
+
+def test_bad_url_is_one_line(client: Client) -> None:
+    one_line_error(run_cli("qw-client", "--url", "ftp://x", "managers"), "bad Redis URL")
+    result = run_cli("qw-client", "managers", QW_REDIS_URL=f"redis://127.0.0.1:{client.config.port}/0")
+    assert result.returncode == 0 and result.stdout.strip() == "no managers registered"
+
+
+def test_usage_errors_exit_non_zero() -> None:
+    result = run_cli("qw-client", "frobnicate")
+    assert result.returncode != 0 and "Usage:" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--workers=0", "targets:record"], "--workers must be at least 1"),
+        (["--workers=two", "targets:record"], "--workers must be an integer, got 'two'"),
+        (["--name=a:b", "targets:record"], "manager name 'a:b' must not contain ':'"),
+        (["--name=all", "targets:record"], "manager name 'all' is reserved"),
+        (["nosuch.mod:fn"], "cannot import target 'nosuch.mod:fn': no module named 'nosuch'"),
+        (["targets:missing"], "'targets' has no attribute 'missing'"),
+        (["--level=loud", "targets:record"], "--level must be one of"),
+    ],
+)
+def test_manager_refuses_bad_options_before_starting(redis_server, client: Client, args, message) -> None:
+    result = run_cli("qw-manager", "--port", str(redis_server.port), *args)
+    one_line_error(result, message)
+    assert client.get_all_managers() == []
+
+
+def test_inspection_commands(client: Client, records: Records, qwc, start_manager) -> None:
+    start_manager(num_workers=2, name="box")
+    wait_for(lambda: len(client.get_manager_workers("box")) == 2, what="workers")
+    running = client.queue_job({"dir": str(records.dir), "sleep": 30}, worker="box:1")
+    wait_for(lambda: records.started(running) == 1, what="a running job")
+    queued = client.queue_job({"a": 1}, manager="elsewhere")
+    client.redis.lpush("all:jobs", "ghost")
+    wait_for(lambda: client.get_failed_jobs(), what="the dangling id to fail")
+
+    managers = qwc("managers")
+    assert managers.returncode == 0
+    assert managers.stdout.startswith("box  2 worker(s)  alive, held by pid")
+    assert json.loads(qwc("--json", "managers").stdout)[0]["alive"] is True
+
+    workers = qwc("workers", "box").stdout.splitlines()
+    assert workers == [f"box:1  {running}", "box:2  idle"]
+    assert json.loads(qwc("workers", "--json").stdout) == [
+        {"manager": "box", "worker": "box:1", "jobs": [running]},
+        {"manager": "box", "worker": "box:2", "jobs": []},
+    ]
+
+    jobs = qwc("jobs").stdout
+    assert "queued in all:jobs: 0" in jobs
+    assert f"in progress: 1\n  box:1: {running}" in jobs
+    assert "failed: 1\n  ghost  " in jobs and "did not exist" in jobs
+    report = json.loads(qwc("jobs", "--json").stdout)
+    assert report["in_progress"] == {"box:1": [running], "box:2": []}
+    assert [f["id"] for f in report["failed"]] == ["ghost"]
+    assert queued not in jobs  # only registered managers' queues are listed...
+    assert json.loads(qwc("jobs", "elsewhere", "--json").stdout)["manager_queues"] == {"elsewhere": [queued]}
+
+
+def test_manager_cli_runs_jobs_and_stops_cleanly_on_signals(client: Client, records: Records, redis_server) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        proc = subprocess.Popen(
+            ["qw-manager", "--port", str(redis_server.port), "--workers", "2", "--name", "box", "targets:record"],
+            env=cli_env(), stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        wait_for(lambda: len(client.get_manager_workers("box")) == 2, what="workers")
+        job_id = client.queue_job({"dir": str(records.dir), "sleep": 0.5})
+        wait_for(lambda j=job_id: records.started(j) == 1, what="the job to start")
+        # As Ctrl-C in a terminal does: the signal reaches the whole process group.
+        import os
+
+        os.killpg(proc.pid, signum)
+        assert proc.wait(15) == 0, proc.stderr.read()
+        assert records.done(job_id) == 1
+        assert client.redis.keys("*") == []
+        assert "Traceback" not in proc.stderr.read()
+
+
+def test_manager_name_clash_on_the_command_line(client: Client, redis_server, start_manager) -> None:
+    start_manager(name="box")
+    result = run_cli("qw-manager", "--port", str(redis_server.port), "--name", "box", "targets:record")
+    one_line_error(result, "manager 'box' is already running: held by pid")

@@ -1,0 +1,104 @@
+import os
+import signal
+import time
+
+from conftest import Records, alive, wait_for
+
+from qw import Client, Worker
+from tests_support import commands_run
+
+
+def test_run_once_gives_the_target_the_queued_data(client: Client, records: Records) -> None:
+    data = {"dir": str(records.dir), "n": 1, "f": 0.5, "ok": True, "none": None, "nested": {"l": [1, "é"]}}
+    job_id = client.queue_job(data)
+    worker = Worker(client, "targets:record", "box", name="box:1")
+    job = worker.run_once()
+    assert job is not None and job.id == job_id and job.attempt == 1
+    [run] = records.done_data(job_id)
+    assert run["data"] == data
+    assert client.redis.dbsize() == 0  # acknowledged: hash and id gone
+    assert worker.run_once() is None
+
+
+def test_callable_target_and_plain_producer(client: Client) -> None:
+    seen = []
+    client.redis.hset("job:p1", mapping={"url": "https://example.org", "n": "3"})
+    client.redis.lpush("all:jobs", "p1")
+    Worker(client, lambda job_id, data: seen.append((job_id, data)), "box", name="box:1").run_once()
+    assert seen == [("p1", {"url": "https://example.org", "n": "3"})]
+
+
+def test_a_raising_target_fails_the_job_with_its_traceback(client: Client, records: Records) -> None:
+    job_id = client.queue_job({"dir": str(records.dir), "x": 41})
+    worker = Worker(client, "targets:fail", "box", name="box:1")
+    worker.run_once()
+    [failed] = client.get_failed_jobs()
+    assert failed.id == job_id
+    assert failed.error == "ValueError: bad value 41"
+    assert 'raise ValueError(f"bad value' in failed.traceback
+    assert failed.worker == "box:1"
+    assert failed.data == {"dir": str(records.dir), "x": 41}
+    assert client.get_worker_pending_jobs("box:1") == []
+
+
+def test_target_metadata_never_reaches_the_target(client: Client) -> None:
+    seen = []
+    client.queue_job({"a": 1})
+    Worker(client, lambda job_id, data: seen.append(data), "box", name="box:1").run_once()
+    assert seen == [{"a": 1}]
+
+
+def test_worker_process_runs_jobs_and_stops_on_sigterm(client: Client, records: Records) -> None:
+    worker = Worker(client, "targets:record", "box", name="box:1")
+    worker.start()
+    wait_for(lambda: client.get_manager_workers("box") == ["box:1"], what="registration")
+    ids = client.queue_jobs({"dir": str(records.dir), "n": n} for n in range(20))
+    wait_for(lambda: records.total_done() == 20, what="20 jobs")
+    assert all(records.done(i) == 1 for i in ids)
+    os.kill(worker.pid, signal.SIGTERM)
+    worker.join(5)
+    assert worker.exitcode == 0
+    assert client.get_manager_workers("box") == []
+
+
+def test_steady_state_costs_one_round_trip_per_job(client: Client) -> None:
+    worker = Worker(client, lambda job_id, data: None, "box", name="box:1")
+    client.queue_jobs({"n": n} for n in range(101))
+    worker.run_once()  # loads the scripts
+    claimer, target = worker._setup()
+    with commands_run(client.redis) as seen:
+        ack = None
+        while True:
+            job = claimer.claim(ack)
+            if job is None:
+                break
+            target(job.id, job.data)
+            ack = job.id
+    top_level = {k: v for k, v in seen().items() if k in ("evalsha", "eval", "blmove", "script", "multi")}
+    assert top_level == {"evalsha": 101}  # 100 jobs, and one last claim that found the queues empty
+    assert client.redis.dbsize() == 0
+
+
+def test_worker_exits_when_its_parent_is_gone(client: Client, records: Records, tmp_path) -> None:
+    # A parent process starts a worker then dies by SIGKILL: the worker must not linger.
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    pids = ctx.Queue()
+
+    def parent() -> None:
+        w = Worker(Client(port=client.config.port, host="127.0.0.1"), "targets:record", "box", name="box:9")
+        w.start()
+        pids.put(w.pid)
+        time.sleep(60)
+
+    p = ctx.Process(target=parent)
+    p.start()
+    worker_pid = pids.get(timeout=10)
+    job_id = client.queue_job({"dir": str(records.dir), "sleep": 30})
+    wait_for(lambda: records.started(job_id) == 1, what="the job to start")
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    wait_for(lambda: not alive(worker_pid), timeout=3, what="the orphaned worker to exit")
+    # Its job is not lost: it stays in the worker's list for recovery.
+    assert client.get_worker_pending_jobs("box:9") == [job_id]
