@@ -66,8 +66,8 @@ class RedisServer:
             "--appendfsync", "always",
             "--daemonize", "no",
         ]
-        log = open(self.directory / "redis.log", "ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.directory / "redis.log", "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         probe = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         wait_for(lambda: _pings(probe), timeout=10, what="redis-server to answer")
         probe.close()
@@ -124,8 +124,7 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(directory, appendonly=True)
     server.start()
     yield server
-    server.resume() if server.process and server.process.poll() is None else None
-    server.kill()
+    server.kill()  # SIGKILL ends a paused server too
 
 
 @pytest.fixture
@@ -137,7 +136,7 @@ def client(redis_server: RedisServer) -> Iterator[Client]:
 
 
 @pytest.fixture
-def records(tmp_path: Path) -> "Records":
+def records(tmp_path: Path) -> Records:
     directory = tmp_path / "records"
     directory.mkdir()
     return Records(directory)

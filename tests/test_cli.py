@@ -5,9 +5,10 @@ import signal
 import subprocess
 
 import pytest
-from conftest import Records, cli_env, free_port, run_cli, wait_for
 
 from qw import Client, __version__
+
+from conftest import Records, cli_env, free_port, run_cli, wait_for
 
 
 @pytest.fixture

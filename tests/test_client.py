@@ -4,6 +4,7 @@ import pytest
 
 from qw import Client
 from qw.exceptions import ConfigError, ConnectionFailed, JobDataError, UnknownWorker
+
 from tests_support import commands_run
 
 

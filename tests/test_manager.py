@@ -3,10 +3,11 @@ import signal
 import time
 
 import pytest
-from conftest import Records, alive, wait_for
 
 from qw import Client, Manager
 from qw.exceptions import ConfigError, ManagerNameTaken, TargetError
+
+from conftest import Records, alive, wait_for
 
 
 def test_manager_registers_runs_jobs_and_deregisters(client: Client, records: Records, start_manager) -> None:

@@ -2,9 +2,9 @@ import os
 import signal
 import time
 
-from conftest import Records, alive, wait_for
-
 from qw import Client, Worker
+
+from conftest import Records, alive, wait_for
 from tests_support import commands_run
 
 
