@@ -1,11 +1,14 @@
 """The unit of work: how one worker claims, acknowledges and fails jobs.
 
 The worker loop never spells a key; it asks a :class:`Claimer` for the next
-job and tells it how the last one ended.
+job and tells it how the last one ended. Every claim carries an attempt
+token (the job's attempt number): settling a job with a stale token, after
+it was requeued and claimed again, is refused by the scripts.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -17,15 +20,30 @@ from .exceptions import JobDataError
 from .keys import Keys
 from .scripts import Scripts
 
+# What settle_failure-4.lua answers.
+RETRYING, FAILED, REFUSED = 1, 0, -1
+
 
 @dataclass
 class Job:
-    """A claimed job: its id, the user's data, qw's metadata, and which run this is."""
+    """A claimed job: its id, the user's data, which attempt this is, qw's metadata."""
 
     id: str
     data: dict[str, Any]
     attempt: int
     meta: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def max_attempts(self) -> Optional[int]:
+        """Attempts allowed by the job itself (``max_attempts`` at queue time), if any."""
+        value = self.meta.get("qw:max_attempts")
+        return int(value) if value else None
+
+    @property
+    def timeout(self) -> Optional[float]:
+        """The job's own time limit in seconds (``timeout`` at queue time), if any."""
+        value = self.meta.get("qw:timeout")
+        return float(value) if value else None
 
 
 class Claimer:
@@ -47,67 +65,122 @@ class Claimer:
         self.own = keys.worker_jobs(worker)
         self.manager_queue = keys.manager_jobs(manager)
         self._claim_keys = [self.own, self.manager_queue, keys.all_jobs, keys.all_failed]
+        self.refused = 0  # settlements refused as stale, for logs and tests
 
-    def claim(self, ack: Optional[str] = None, moved: str = "") -> Optional[Job]:
+    def claim(self, ack: Optional[Job] = None, moved: str = "") -> Optional[Job]:
         """Acknowledge ``ack`` (if given) and claim the next job, in one round trip.
 
         ``moved`` is an id :meth:`wait` just moved from ``all:jobs``. Returns
         None when every queue is empty. Jobs whose data cannot be decoded go
         to the failed list here, with the reason, and the next one is tried.
         """
+        ack_id, token = (ack.id, str(ack.attempt)) if ack else ("", "")
         while True:
-            reply = self._call_claim(ack or "", "1", moved)
-            ack, moved = None, ""
+            reply = self._call_claim(ack_id, token, "1", moved)
+            if ack_id and reply[0] != 1:
+                self.refused += 1
+            ack_id, token, moved = "", "", ""
             if len(reply) < 3:
                 return None
-            job_id = _str(reply[1])
+            job_id, attempt = _str(reply[1]), int(reply[2])
             raw = dict(zip(reply[3::2], reply[4::2]))
             try:
                 data, meta = jobcodec.decode(raw)
             except JobDataError as exc:
-                self.fail(job_id, f"undecodable job data: {exc}")
+                # Retrying cannot make bad data good: fail it now.
+                self.fail(Job(job_id, {}, attempt), f"undecodable job data: {exc}", retry_at=None)
                 continue
-            return Job(id=job_id, data=data, attempt=int(reply[2]), meta=meta)
+            return Job(id=job_id, data=data, attempt=attempt, meta=meta)
 
-    def ack(self, job_id: str) -> bool:
-        """Acknowledge a finished job; False if it had left this worker's list."""
-        return self._call_claim(job_id, "0", "")[0] == 1
+    def ack(self, job: Job) -> bool:
+        """Acknowledge a finished job; False if refused (it left this worker's list, or is stale)."""
+        done = self._call_claim(job.id, str(job.attempt), "0", "")[0] == 1
+        self.refused += not done
+        return done
+
+    def ack_id(self, job_id: str) -> bool:
+        """Acknowledge by id alone, without the attempt check (the seed API's finish_job)."""
+        return self._call_claim(job_id, "", "0", "")[0] == 1
 
     def wait(self, seconds: float) -> str:
         """Block up to ``seconds`` for a job on ``all:jobs``; return its id or ""."""
         moved = self.redis.blmove(self.keys.all_jobs, self.own, seconds, "RIGHT", "RIGHT")
         return _str(moved) if moved is not None else ""
 
-    def fail(self, job_id: str, error: str, traceback: str = "") -> bool:
-        """Move a job to the failed list with ``error`` (one line) and its traceback."""
-        fields = ["qw:error", error, "qw:failed_at", repr(time.time()), "qw:worker", self.worker]
-        if traceback:
-            fields += ["qw:traceback", traceback]
-        done = self.scripts.fail(
-            keys=[self.own, self.keys.all_failed, self.keys.job(job_id)], args=[job_id, *fields]
-        )
-        return done == 1
+    def fail(
+        self,
+        job: Job,
+        error: str,
+        traceback: str = "",
+        retry_at: Optional[float] = None,
+        max_attempts: int = 1,
+    ) -> int:
+        """Settle a failed run: retry at ``retry_at`` while attempts remain, else fail.
 
-    def _call_claim(self, ack: str, claim: str, moved: str) -> list[Any]:
+        ``max_attempts`` applies when the job did not set its own. Returns
+        RETRYING, FAILED or REFUSED (a stale attempt: nothing changed).
+        """
+        now = time.time()
+        record = {"attempt": job.attempt, "error": error, "at": now, "worker": self.worker}
+        if traceback:
+            record["traceback"] = traceback
+        result = int(
+            self.scripts.settle_failure(
+                keys=[self.own, self.keys.all_scheduled, self.keys.all_failed, self.keys.job(job.id)],
+                args=[
+                    job.id, str(job.attempt), max_attempts, "" if retry_at is None else repr(retry_at),
+                    json.dumps(record, ensure_ascii=False), error, traceback, repr(now), self.worker,
+                ],
+            )
+        )
+        self.refused += result == REFUSED
+        return result
+
+    def _call_claim(self, ack: str, token: str, claim: str, moved: str) -> list[Any]:
         return self.scripts.ack_and_claim(
             keys=self._claim_keys,
-            args=[self.keys.job_prefix, ack, claim, repr(time.time()), moved],
+            args=[self.keys.job_prefix, ack, claim, repr(time.time()), moved, token],
         )
 
 
 def requeue_worker(
-    client: redis.Redis, scripts: Scripts, keys: Keys, manager: str, worker: str, keep_own: bool
+    client: redis.Redis,
+    scripts: Scripts,
+    keys: Keys,
+    manager: str,
+    worker: str,
+    *,
+    keep_own: bool,
+    cause: str = "",
+    max_attempts: int = 1,
+    only_if_lease_gone: bool = False,
 ) -> int:
-    """Put a dead or departed worker's in-progress jobs back at the head of their queues.
+    """Put a dead or departed worker's jobs back at the head of their queues.
 
     With ``keep_own``, jobs queued to that very worker stay in its list for a
     replacement of the same name; otherwise they go to its manager's queue.
-    Returns how many ids moved.
+    ``cause`` says why the running job was interrupted: it then used an
+    attempt (failed past ``max_attempts``); without it the attempt is given
+    back. Returns how many ids moved, or -1 when ``only_if_lease_gone`` found
+    the manager alive.
     """
     return int(
         scripts.requeue(
-            keys=[keys.worker_jobs(worker), keys.manager_jobs(manager), keys.all_jobs],
-            args=[keys.job_prefix, "1" if keep_own else "0"],
+            keys=[keys.worker_jobs(worker), keys.manager_jobs(manager), keys.all_jobs, keys.all_failed,
+                  keys.manager_heartbeat(manager)],
+            args=[keys.job_prefix, "1" if keep_own else "0", cause, max_attempts, repr(time.time()),
+                  "1" if only_if_lease_gone else "0", worker],
+            client=client,
+        )
+    )
+
+
+def promote_due(client: redis.Redis, scripts: Scripts, keys: Keys, limit: int = 1000) -> int:
+    """Move jobs whose retry is due from ``all:scheduled`` back to their queue."""
+    return int(
+        scripts.promote(
+            keys=[keys.all_scheduled, keys.all_jobs],
+            args=[repr(time.time()), keys.job_prefix, keys.namespace, limit],
             client=client,
         )
     )

@@ -7,6 +7,7 @@ else. Names and ids come back as ``str``.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import redis
 from . import job as jobcodec
 from .claim import Claimer
 from .connection import RedisConfig, translated
-from .exceptions import UnknownWorker
+from .exceptions import ConfigError, UnknownWorker
 from .keys import Keys, manager_of_worker, validate_manager_name
 from .scripts import Scripts
 
@@ -26,7 +27,7 @@ DEFAULT_BATCH = 1000
 
 @dataclass(frozen=True)
 class FailedJob:
-    """An entry of the failed list: the id, why it failed, and its data."""
+    """An entry of the failed list: the id, why it failed (each attempt), and its data."""
 
     id: str
     error: str
@@ -34,6 +35,8 @@ class FailedJob:
     failed_at: Optional[float]
     worker: str
     data: dict[str, Any]
+    attempts: int = 0
+    errors: tuple[dict[str, Any], ...] = ()
 
 
 class Client:
@@ -110,14 +113,20 @@ class Client:
         worker: Optional[str] = None,
         *,
         job_id: Optional[str] = None,
+        max_attempts: Optional[int] = None,
+        timeout: Optional[float] = None,
     ) -> str:
         """Queue one job in one atomic step and return its id.
 
         With ``manager`` only that manager's workers may take it; with
         ``worker`` (a registered worker name) it lands in that worker's list.
-        A ``job_id`` that already exists is not queued again.
+        A ``job_id`` that already exists is not queued again, so a caller
+        can safely repeat a queue call whose reply it did not get.
+        ``max_attempts`` and ``timeout`` (seconds) override the manager's
+        defaults for this job.
         """
-        job_id, keys, args = self._enqueue_call(job_data, manager, worker, job_id)
+        options = _job_options(max_attempts, timeout)
+        job_id, keys, args = self._enqueue_call(job_data, manager, worker, job_id, options)
         with translated(self.config):
             try:
                 self.scripts.enqueue(keys=keys, args=args)
@@ -133,6 +142,8 @@ class Client:
         worker: Optional[str] = None,
         *,
         batch_size: int = DEFAULT_BATCH,
+        max_attempts: Optional[int] = None,
+        timeout: Optional[float] = None,
     ) -> list[str]:
         """Queue many jobs, one round trip per batch; return their ids in order.
 
@@ -140,7 +151,8 @@ class Client:
         nothing. Each job is queued atomically; a batch cut short by a lost
         connection leaves the jobs before the cut queued.
         """
-        calls = [self._enqueue_call(data, manager, worker, None) for data in jobs]
+        options = _job_options(max_attempts, timeout)
+        calls = [self._enqueue_call(data, manager, worker, None, options) for data in jobs]
         with translated(self.config):
             for start in range(0, len(calls), batch_size):
                 try:
@@ -174,9 +186,11 @@ class Client:
         manager: Optional[str],
         worker: Optional[str],
         job_id: Optional[str],
+        options: dict[str, str],
     ) -> tuple[str, list[str], list[str]]:
         fields = jobcodec.encode(data)
         fields["qw:queued_at"] = repr(time.time())
+        fields.update(options)
         job_id = job_id or uuid.uuid4().hex
         if worker:
             manager = manager or manager_of_worker(worker)
@@ -229,7 +243,7 @@ class Client:
         """
         claimer = Claimer(self.redis, self.scripts, self.keys, "", worker_name)
         with translated(self.config):
-            return claimer.ack(job_id)
+            return claimer.ack_id(job_id)
 
     # -- inspection ----------------------------------------------------------
 
@@ -282,6 +296,10 @@ class Client:
             except Exception:  # the reason it failed may be that it is undecodable
                 data, meta = {}, {_text(k): _text(v) for k, v in raw.items()}
             failed_at = meta.get("qw:failed_at")
+            try:
+                errors = tuple(json.loads(meta.get("qw:errors", "[]")))
+            except ValueError:
+                errors = ()
             failed.append(
                 FailedJob(
                     id=job_id,
@@ -290,9 +308,63 @@ class Client:
                     failed_at=float(failed_at) if failed_at else None,
                     worker=meta.get("qw:worker", ""),
                     data=data,
+                    attempts=int(meta.get("qw:attempts") or 0),
+                    errors=errors,
                 )
             )
         return failed
+
+    def retry_failed(self, job_ids: Iterable[str]) -> dict[str, str]:
+        """Queue failed jobs again with their attempts reset; say what became of each id.
+
+        Each id maps to ``"queued"``, ``"not failed"`` (not in the failed
+        list) or ``"no data"`` (a dangling id: nothing to run).
+        """
+        outcome = {1: "queued", 0: "not failed", -1: "no data"}
+        result = {}
+        with translated(self.config):
+            for job_id in job_ids:
+                done = self.scripts.retry_failed(
+                    keys=[self.keys.all_failed, self.keys.job(job_id), self.keys.all_jobs],
+                    args=[job_id, self.keys.namespace],
+                )
+                result[job_id] = outcome[int(done)]
+        return result
+
+    def retry_all_failed(self) -> dict[str, str]:
+        """:meth:`retry_failed` on every id in the failed list."""
+        return self.retry_failed(job.id for job in self.get_failed_jobs())
+
+    def purge_failed(self) -> int:
+        """Delete every failed job (its id and its hash); return how many."""
+        count = 0
+        with translated(self.config):
+            while True:
+                # Take a slice off the list and delete its hashes in one transaction.
+                ids = self.redis.lrange(self.keys.all_failed, -500, -1)
+                if not ids:
+                    return count
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.ltrim(self.keys.all_failed, 0, -len(ids) - 1)
+                pipe.delete(*(self.keys.job(_text(i)) for i in ids))
+                pipe.execute()
+                count += len(ids)
+
+    def get_scheduled_jobs(self) -> list[tuple[str, float]]:
+        """Jobs waiting for a retry, as ``(job_id, due_at)`` (unix seconds), soonest first."""
+        with translated(self.config):
+            entries = self.redis.zrange(self.keys.all_scheduled, 0, -1, withscores=True)
+        return [(_text(job_id), float(due)) for job_id, due in entries]
+
+    def get_orphaned_managers(self) -> list[str]:
+        """Departed managers whose own queue still holds jobs, sorted."""
+        return sorted(self._members(self.keys.all_orphaned))
+
+    def get_manager_health(self, manager: str) -> dict[str, dict[str, Any]]:
+        """What ``manager`` last published about each worker: pid, busy_for, since_last_claim, at."""
+        with translated(self.config):
+            raw = self.redis.hgetall(self.keys.manager_health(manager))
+        return {_text(k): json.loads(v) for k, v in raw.items()}
 
     def get_job(self, job_id: str) -> Optional[dict[str, Any]]:
         """The data of a job still stored (queued, in progress or failed), else None."""
@@ -315,6 +387,19 @@ class Client:
     def close(self) -> None:
         """Close the connections of this client."""
         self.redis.close()
+
+
+def _job_options(max_attempts: Optional[int], timeout: Optional[float]) -> dict[str, str]:
+    options = {}
+    if max_attempts is not None:
+        if int(max_attempts) < 1:
+            raise ConfigError(f"max_attempts must be at least 1, got {max_attempts}")
+        options["qw:max_attempts"] = str(int(max_attempts))
+    if timeout is not None:
+        if float(timeout) <= 0:
+            raise ConfigError(f"timeout must be positive, got {timeout}")
+        options["qw:timeout"] = repr(float(timeout))
+    return options
 
 
 def _text(value: bytes | str) -> str:

@@ -23,7 +23,7 @@ MIN_REDIS_VERSION = (6, 2)  # BLMOVE and LMOVE
 
 # Blocking waits are short slices (see Worker), so a reply slower than this
 # means Redis or the network is stuck, not busy.
-SOCKET_TIMEOUT = 30.0
+SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 
 
@@ -88,13 +88,30 @@ def translated(config: RedisConfig) -> Iterator[None]:
         raise ConnectionFailed(f"Redis at {config.address()} refused us: {exc}") from None
 
 
-def check_server(client: redis.Redis, config: RedisConfig) -> str:
-    """Ping Redis and refuse versions without BLMOVE; returns the version."""
+def check_server(client: redis.Redis, config: RedisConfig) -> list[str]:
+    """Refuse a Redis without BLMOVE; return warnings about settings that risk jobs."""
     with translated(config):
-        version = str(client.info("server").get("redis_version", "0"))
+        info = client.info()
+    version = str(info.get("redis_version", "0"))
     parts = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
     if parts < MIN_REDIS_VERSION:
         raise ConnectionFailed(
             f"Redis at {config.address()} is version {version}; qw needs 6.2 or newer"
         )
-    return version
+    warnings = []
+    policy = info.get("maxmemory_policy", "noeviction")
+    if policy != "noeviction":
+        warnings.append(f"Redis maxmemory-policy is {policy}: under memory pressure it may evict "
+                        "queued jobs; set it to noeviction")
+    if not info.get("aof_enabled") and not _saves_snapshots(client):
+        warnings.append("Redis persistence is off (no AOF, no RDB snapshots): a Redis restart "
+                        "loses every job; see the README's guarantees")
+    return warnings
+
+
+def _saves_snapshots(client: redis.Redis) -> bool:
+    try:
+        save = client.config_get("save").get("save", "")
+    except redis.ResponseError:  # CONFIG may be disabled (managed Redis): assume it persists
+        return True
+    return bool(str(save).strip())

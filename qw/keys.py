@@ -20,8 +20,12 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
     ("<manager>:workers", "set", "worker names of one manager"),
     ("<manager>:jobs", "list", "jobs only that manager's workers may take; tried before all:jobs"),
     ("<worker>:jobs", "list", "the worker's in-progress list; a job queued to one worker lands here"),
-    ("all:failed", "list", "ids of failed jobs; their hashes keep qw:error and qw:traceback"),
+    ("all:failed", "list", "ids of failed jobs; their hashes keep qw:error, qw:errors and qw:traceback"),
+    ("all:scheduled", "zset", "ids waiting for a retry, scored by when they are due (unix seconds)"),
+    ("all:orphaned", "set", "names of departed managers whose own queue still holds jobs"),
+    ("all:reaper", "string", "lock held by the one manager reaping departed managers right now"),
     ("<manager>:heartbeat", "string", "the manager's lease: its holder, expiring unless renewed"),
+    ("<manager>:health", "hash", "worker name -> JSON: pid, current job, seconds since its last good claim"),
 )
 
 RESERVED_MANAGER_NAMES = frozenset({"all", "job"})
@@ -83,6 +87,18 @@ class Keys:
         return f"{self.namespace}all:failed"
 
     @property
+    def all_scheduled(self) -> str:
+        return f"{self.namespace}all:scheduled"
+
+    @property
+    def all_orphaned(self) -> str:
+        return f"{self.namespace}all:orphaned"
+
+    @property
+    def all_reaper(self) -> str:
+        return f"{self.namespace}all:reaper"
+
+    @property
     def job_prefix(self) -> str:
         """What ``job:<id>`` starts with; Lua scripts append the id to it."""
         return f"{self.namespace}job:"
@@ -98,6 +114,9 @@ class Keys:
 
     def manager_heartbeat(self, manager: str) -> str:
         return f"{self.namespace}{manager}:heartbeat"
+
+    def manager_health(self, manager: str) -> str:
+        return f"{self.namespace}{manager}:health"
 
     def worker_jobs(self, worker: str) -> str:
         return f"{self.namespace}{worker}:jobs"

@@ -2,13 +2,15 @@
 
 A pre-fork arbiter: signal handlers only record what was asked; one
 supervising thread waits on the workers' process sentinels (so a death is
-seen at once), puts a dead worker's in-progress jobs back before starting its
-replacement, and renews the manager's lease.
+seen at once), puts a dead worker's jobs back before starting its
+replacement, renews the manager's lease, promotes due retries, reaps
+managers whose lease ran out, and kills workers stuck past their time limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -20,18 +22,20 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, Callable, Optional
 
-from .claim import requeue_worker
+from . import recovery
 from .client import Client
 from .connection import check_server, translated
 from .exceptions import ConfigError, ManagerNameTaken, QwError
 from .keys import validate_manager_name, worker_name
+from .retry import RetryPolicy
 from .target import TargetSpec, resolve
-from .worker import EXIT_TARGET, STOP_SIGNALS, TRANSIENT, Worker
+from .worker import EXIT_TARGET, STOP_SIGNALS, TRANSIENT, Limits, Worker
 
 log = logging.getLogger("qw.manager")
 
 QUICK_DEATH = 1.0  # a worker dying sooner than this after its start counts towards a crash loop
 MAX_RESPAWN_DELAY = 10.0
+URGENT_GRACE = 2.0  # after INT, how long workers get to leave their job before SIGKILL
 
 
 @dataclass
@@ -42,6 +46,7 @@ class _Slot:
     process: Worker
     started: float
     quick_deaths: int = 0
+    kill_reason: str = ""  # set when the manager killed it on purpose
 
 
 class Manager:
@@ -50,9 +55,15 @@ class Manager:
     ``host``, ``port``, ``db``, ``num_workers`` (default: CPU count) and
     ``name`` (default: host name) are the original options; the rest are
     keyword-only: ``url``, ``namespace``, ``embedded`` (as for
-    :class:`~qw.Client`), ``lease`` (seconds a silent manager keeps its name),
-    ``graceful_timeout`` (how long :meth:`stop` lets running jobs finish) and
-    ``poll_interval`` (see :class:`~qw.Worker`).
+    :class:`~qw.Client`); ``lease`` (seconds a silent manager keeps its name
+    before others take its workers' jobs back); ``graceful_timeout`` (how long
+    a stop lets running jobs finish); ``max_attempts`` and ``backoff``
+    (retries, unless a job sets its own ``max_attempts``); ``job_timeout``
+    (seconds, unless a job sets its own ``timeout``); ``kill_grace`` (how long
+    past its limit a job that ignores the timeout has before its worker is
+    killed); ``max_jobs_per_worker`` and ``max_memory_per_worker`` (MB:
+    recycle a worker after its current job); ``poll_interval`` (see
+    :class:`~qw.Worker`).
     """
 
     def __init__(
@@ -68,7 +79,13 @@ class Manager:
         namespace: str = "",
         embedded: Optional[str] = None,
         lease: float = 10.0,
-        graceful_timeout: float = 30.0,
+        graceful_timeout: float = 25.0,
+        max_attempts: int = 3,
+        backoff: float = 1.0,
+        job_timeout: Optional[float] = None,
+        kill_grace: float = 5.0,
+        max_jobs_per_worker: Optional[int] = None,
+        max_memory_per_worker: Optional[float] = None,
         poll_interval: float = 0.05,
         client: Optional[Client] = None,
     ) -> None:
@@ -76,11 +93,18 @@ class Manager:
         resolve(target)  # a target that cannot be imported stops us before any worker starts
         self.num_workers = _worker_count(num_workers)
         self.name = validate_manager_name(name or socket.gethostname())
-        if lease <= 0 or graceful_timeout < 0:
-            raise ConfigError("lease must be positive and graceful_timeout not negative")
+        if lease <= 0 or graceful_timeout < 0 or kill_grace < 0:
+            raise ConfigError("lease must be positive; graceful_timeout and kill_grace not negative")
+        for option, value in (("job_timeout", job_timeout), ("max_jobs_per_worker", max_jobs_per_worker),
+                              ("max_memory_per_worker", max_memory_per_worker)):
+            if value is not None and value <= 0:
+                raise ConfigError(f"{option} must be positive, got {value}")
+        self.limits = Limits(RetryPolicy(max_attempts, backoff), job_timeout, max_jobs_per_worker,
+                             max_memory_per_worker)
         self.client = client or Client(host, port, db, url=url, namespace=namespace, embedded=embedded)
         self.lease = lease
         self.graceful_timeout = graceful_timeout
+        self.kill_grace = kill_grace
         self.poll_interval = poll_interval
         self.exit_code = 0
         self._token = f"pid {os.getpid()} on {socket.gethostname()} ({uuid.uuid4().hex[:8]})"
@@ -88,10 +112,10 @@ class Manager:
         self._dead: list[_Slot] = []  # died; jobs not yet requeued, replacement not yet started
         self._stop = threading.Event()
         self._urgent = False
-        self._stopped = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._wake_r, self._wake_w = os.pipe()
         self._outage = False
+        self._redis_run_id = ""
 
     # -- public API ------------------------------------------------------------
 
@@ -114,8 +138,11 @@ class Manager:
         """
         if self._thread is not None:
             raise QwError(f"manager {self.name!r} was already started")
-        check_server(self.client.redis, self.client.config)
+        warnings = check_server(self.client.redis, self.client.config)
+        self._redis_run_id = self._run_id()
         self._acquire_name()
+        for warning in warnings:
+            log.warning("manager %s: %s", self.name, warning)
         try:
             self._recover_predecessor()
             for index in range(1, self.num_workers + 1):
@@ -131,8 +158,9 @@ class Manager:
     def request_stop(self, urgent: bool = False) -> None:
         """Ask for a stop without waiting (safe in a signal handler).
 
-        Graceful: running jobs may finish within ``graceful_timeout``.
-        ``urgent``: workers are killed at once and their jobs requeued.
+        Graceful: workers stop claiming; running jobs may finish within
+        ``graceful_timeout``, then are killed and requeued. ``urgent``:
+        running jobs are interrupted and requeued at once.
         """
         self._urgent = self._urgent or urgent
         self._stop.set()
@@ -152,9 +180,10 @@ class Manager:
         return not self._thread.is_alive()
 
     def run(self) -> int:
-        """Start, stop on TERM, INT, QUIT or HUP (a second one: at once), return the exit code.
+        """Start, then stop on a signal; return the exit code. What ``qw-manager`` does.
 
-        This is what ``qw-manager`` does; call it from the main thread.
+        TERM, QUIT and HUP stop gracefully, INT (Ctrl-C) at once; a second
+        signal during a graceful stop makes it immediate. Call from the main thread.
         """
         previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         try:
@@ -172,7 +201,7 @@ class Manager:
         keys = self.client.keys
         with translated(self.client.config):
             holder = self.client.scripts.acquire_name(
-                keys=[keys.manager_heartbeat(self.name), keys.all_managers],
+                keys=[keys.manager_heartbeat(self.name), keys.all_managers, keys.all_orphaned],
                 args=[self.name, self._token, int(self.lease * 1000)],
             )
         if holder:
@@ -184,10 +213,28 @@ class Manager:
         renewed = self.client.scripts.renew_lease(
             keys=[keys.manager_heartbeat(self.name)], args=[self._token, int(self.lease * 1000)]
         )
-        if renewed == 2:
-            log.warning("manager %s: lease had expired (Redis out of reach too long); retaken", self.name)
-        elif renewed == 0:
+        if renewed == 0:
             log.error("manager %s: another process now holds this name", self.name)
+        elif renewed == 2:
+            self._lease_retaken()
+
+    def _lease_retaken(self) -> None:
+        # Our lease had expired: Redis was out of reach longer than the lease,
+        # or it restarted without its data. Either way, register again.
+        run_id = self._run_id()
+        registered = self.client.redis.sismember(self.client.keys.all_managers, self.name)
+        if run_id != self._redis_run_id and not registered:
+            log.error("manager %s: Redis restarted without its data (persistence off?): "
+                      "jobs queued or running before are lost", self.name)
+        else:
+            log.warning("manager %s: lease had expired (Redis out of reach for over %g s); "
+                        "other managers may have requeued our running jobs", self.name, self.lease)
+        self._redis_run_id = run_id
+        pipe = self.client.redis.pipeline()
+        pipe.sadd(self.client.keys.all_managers, self.name)
+        if self._slots:
+            pipe.sadd(self.client.keys.manager_workers(self.name), *self.workers)
+        pipe.execute()
 
     def _release_name(self) -> None:
         keys = self.client.keys
@@ -195,13 +242,19 @@ class Manager:
             keys=[keys.manager_heartbeat(self.name), keys.all_managers, keys.manager_workers(self.name)],
             args=[self.name, self._token],
         )
+        self.client.redis.delete(keys.manager_health(self.name))
+
+    def _run_id(self) -> str:
+        return str(self.client.redis.info("server").get("run_id", ""))
 
     def _recover_predecessor(self) -> None:
         # Workers still registered under our name belong to a manager of this
-        # name that died: their in-progress jobs go back to their queues.
+        # name that died: their jobs go back to their queues.
         for worker in self.client.get_manager_workers(self.name):
             with translated(self.client.config):
-                moved = self._requeue(worker, keep_own=False)
+                moved = recovery.requeue(self.client, self.name, worker, keep_own=False,
+                                         cause=f"its manager {self.name} died",
+                                         max_attempts=self.limits.retry.max_attempts)
                 self.client.redis.srem(self.client.keys.manager_workers(self.name), worker)
             if moved:
                 log.warning("manager %s: requeued %d job(s) left by %s", self.name, moved, worker)
@@ -210,11 +263,8 @@ class Manager:
 
     def _spawn(self, index: int, quick_deaths: int = 0) -> None:
         process = Worker(
-            self.client,
-            self.target,
-            self.name,
-            name=worker_name(self.name, index),
-            poll_interval=self.poll_interval,
+            self.client, self.target, self.name,
+            name=worker_name(self.name, index), poll_interval=self.poll_interval, limits=self.limits,
         )
         # Blocked while forking: a signal must not reach the child before it
         # has replaced the handlers it inherits from us.
@@ -225,30 +275,66 @@ class Manager:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         self._slots[index] = _Slot(index, process, time.monotonic(), quick_deaths)
 
-    def _requeue(self, worker: str, keep_own: bool) -> int:
-        client = self.client
-        return requeue_worker(client.redis, client.scripts, client.keys, self.name, worker, keep_own)
-
     def _supervise(self) -> None:
         tick = min(1.0, self.lease / 3)
-        next_renewal = time.monotonic() + tick
+        next_tick = time.monotonic()
         try:
             while not self._stop.is_set():
                 respawn_in = self._handle_dead()
-                timeout = max(0.0, min(next_renewal - time.monotonic(), respawn_in))
+                if time.monotonic() >= next_tick:
+                    self._periodic(tick)
+                    next_tick = time.monotonic() + tick
+                timeout = max(0.0, min(next_tick - time.monotonic(), respawn_in))
                 sentinels = {slot.process.sentinel: slot for slot in self._slots.values()}
-                ready = wait([*sentinels, self._wake_r], timeout=timeout)
-                for item in ready:
+                for item in wait([*sentinels, self._wake_r], timeout=timeout):
                     if item == self._wake_r:
                         os.read(self._wake_r, 512)
                     else:
                         self._on_death(sentinels[item])
-                if time.monotonic() >= next_renewal:
-                    self._guarded(self._renew_lease)
-                    next_renewal = time.monotonic() + tick
         finally:
             self._shutdown()
-            self._stopped.set()
+
+    def _periodic(self, tick: float) -> None:
+        self._guarded(self._renew_lease)
+        self._enforce_time_limits()
+        self._guarded(self._publish_health)
+        moved = self._guarded(recovery.promote, self.client)
+        if moved:
+            log.info("manager %s: %d job(s) due for a retry are queued again", self.name, moved)
+        self._guarded(recovery.reap_departed, self.client, self.name, int(tick * 1000),
+                      self.limits.retry.max_attempts)
+
+    def _enforce_time_limits(self) -> None:
+        # Workers stop their own jobs at the limit (SIGALRM); this is the
+        # backstop for a job stuck where Python cannot interrupt it.
+        now = time.monotonic()
+        for slot in self._slots.values():
+            deadline = slot.process.shared.deadline.value
+            if deadline and now > deadline + self.kill_grace and not slot.kill_reason:
+                slot.kill_reason = (f"ran past its time limit and did not stop; "
+                                    f"killed {self.kill_grace:g} s later")
+                log.warning("manager %s: %s %s", self.name, slot.process.name, slot.kill_reason)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.process.pid, signal.SIGKILL)
+
+    def _publish_health(self) -> None:
+        now = time.time()
+        health = {}
+        for slot in self._slots.values():
+            shared = slot.process.shared
+            health[slot.process.name] = json.dumps({
+                "pid": slot.process.pid,
+                "busy_for": round(now - shared.started.value, 3) if shared.started.value else None,
+                "since_last_claim": round(max(0.0, now - shared.last_ok.value), 3),
+                "at": now,
+            })
+        key = self.client.keys.manager_health(self.name)
+        pipe = self.client.redis.pipeline()
+        pipe.delete(key)
+        if health:
+            pipe.hset(key, mapping=health)
+        pipe.pexpire(key, int(self.lease * 3000))
+        pipe.execute()
 
     def _on_death(self, slot: _Slot) -> None:
         process = slot.process
@@ -258,10 +344,15 @@ class Manager:
             log.error("manager %s: %s cannot import its target; stopping", self.name, process.name)
             self.exit_code = 1
             self._stop.set()
-        quick = time.monotonic() - slot.started < QUICK_DEATH
-        slot.quick_deaths = slot.quick_deaths + 1 if quick else 0
+        if process.exitcode == 0 and not self._stop.is_set():
+            log.info("manager %s: %s left to be recycled", self.name, process.name)
+            slot.quick_deaths = 0
+        else:
+            quick = time.monotonic() - slot.started < QUICK_DEATH
+            slot.quick_deaths = slot.quick_deaths + 1 if quick else 0
+            slot.kill_reason = slot.kill_reason or describe_exit(process.exitcode)
+            log.warning("manager %s: %s died (%s)", self.name, process.name, slot.kill_reason)
         slot.started = time.monotonic()  # from now on: when it died
-        log.warning("manager %s: %s died (%s)", self.name, process.name, describe_exit(process.exitcode))
         self._dead.append(slot)
 
     def _handle_dead(self) -> float:
@@ -275,20 +366,24 @@ class Manager:
             if time.monotonic() < due:
                 next_due = min(next_due, due - time.monotonic())
                 continue
-            moved = self._guarded(self._requeue, name, True)
+            cause = f"its worker {name} {slot.kill_reason}" if slot.kill_reason else ""
+            moved = self._guarded(recovery.requeue, self.client, self.name, name, keep_own=True, cause=cause,
+                                  max_attempts=self.limits.retry.max_attempts)
             if moved is None:  # Redis away: jobs go back before a replacement starts
                 next_due = min(next_due, 0.5)
                 continue
             self._dead.remove(slot)
             if moved:
-                log.warning("manager %s: requeued %d job(s) of %s", self.name, moved, name)
-            self._spawn(slot.index, slot.quick_deaths)
+                log.warning("manager %s: %d job(s) of %s back in their queue (or failed)",
+                            self.name, moved, name)
+            if not self._stop.is_set():
+                self._spawn(slot.index, slot.quick_deaths)
         return next_due
 
-    def _guarded(self, call: Callable[..., Any], *args: Any) -> Any:
+    def _guarded(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a Redis call; on a connection problem log once and return None."""
         try:
-            result = call(*args)
+            result = call(*args, **kwargs)
         except TRANSIENT as exc:
             if not self._outage:
                 log.warning("manager %s: Redis unavailable (%s)", self.name, exc)
@@ -303,31 +398,46 @@ class Manager:
 
     def _shutdown(self) -> None:
         slots = list(self._slots.values())
+        self._signal_workers(slots)
+        deadline = time.monotonic() + (URGENT_GRACE if self._urgent else self.graceful_timeout)
+        while any(slot.process.is_alive() for slot in slots):
+            if self._urgent and deadline > time.monotonic() + URGENT_GRACE:
+                deadline = time.monotonic() + URGENT_GRACE  # a second signal arrived: hurry
+                self._signal_workers(slots)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            wait([slot.process.sentinel for slot in slots if slot.process.is_alive()] + [self._wake_r],
+                 timeout=left)
+            with contextlib.suppress(BlockingIOError):
+                os.set_blocking(self._wake_r, False)
+                os.read(self._wake_r, 512)
         for slot in slots:
-            if self._urgent:
-                slot.process.kill()
-            else:
-                slot.process.shutdown()
-        deadline = time.monotonic() + (0 if self._urgent else self.graceful_timeout)
-        for slot in slots:
-            slot.process.join(max(0.0, deadline - time.monotonic()))
             if slot.process.is_alive():
-                log.warning("manager %s: %s still busy after the grace period; killing it",
+                log.warning("manager %s: %s still busy; killing it, its job goes back to the queue",
                             self.name, slot.process.name)
                 slot.process.kill()
-                slot.process.join()
+            slot.process.join()
         names = [slot.process.name for slot in slots + self._dead]
         self._slots.clear()
         self._dead.clear()
         self._settle_and_release(names)
 
+    def _signal_workers(self, slots: list[_Slot]) -> None:
+        signum = signal.SIGINT if self._urgent else signal.SIGTERM
+        for slot in slots:
+            with contextlib.suppress(ProcessLookupError):
+                if slot.process.pid is not None and slot.process.is_alive():
+                    os.kill(slot.process.pid, signum)
+
     def _settle_and_release(self, names: list[str]) -> None:
-        # Jobs still in the workers' lists go back to their queues; the name is
-        # released only then, or a restart of this manager would not find them.
+        # Jobs still in the workers' lists go back to their queues (a stop
+        # gives the attempt back); the name is released only then, or a
+        # restart of this manager would not find them.
         for attempt in range(20):
             try:
                 for worker in names:
-                    moved = self._requeue(worker, keep_own=False)
+                    moved = recovery.requeue(self.client, self.name, worker, keep_own=False)
                     if moved:
                         log.warning("manager %s: requeued %d job(s) of %s", self.name, moved, worker)
                 self._release_name()
@@ -339,26 +449,29 @@ class Manager:
                 time.sleep(0.25)
         log.error(
             "manager %s: could not reach Redis to stop cleanly; jobs left in its workers' lists "
-            "are recovered when a manager of this name starts again",
+            "are recovered when a manager of this name starts again, or by the others once its lease expires",
             self.name,
         )
         self.exit_code = 1
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         # Only record the request: the supervising thread does the work.
-        self.request_stop(urgent=self._stop.is_set())
+        self.request_stop(urgent=signum == signal.SIGINT or self._stop.is_set())
 
 
 def describe_exit(code: Optional[int]) -> str:
-    """'exit code 1', 'killed by SIGKILL', ... for a multiprocessing exit code."""
+    """'exited with code 1', 'was killed by SIGKILL (...)', ... for a multiprocessing exit code."""
     if code is None:
-        return "still running"
+        return "is still running"
     if code < 0:
         try:
-            return f"killed by {signal.Signals(-code).name}"
+            name = signal.Signals(-code).name
         except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
+            return f"was killed by signal {-code}"
+        if -code == signal.SIGKILL:
+            return "was killed by SIGKILL (out of memory? the kernel's OOM killer sends it)"
+        return f"was killed by {name}"
+    return f"exited with code {code}"
 
 
 def _worker_count(value: Any) -> int:

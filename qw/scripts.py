@@ -30,11 +30,15 @@ class Scripts:
 
     enqueue: Script
     ack_and_claim: Script
-    fail: Script
+    settle_failure: Script
     requeue: Script
+    promote: Script
+    retry_failed: Script
+    forget_manager: Script
     acquire_name: Script
     renew_lease: Script
     release_name: Script
+    release_lock: Script
 
     def __init__(self, client: redis.Redis) -> None:
         for name, source in _sources().items():

@@ -7,20 +7,23 @@ import logging
 import multiprocessing
 import os
 import random
+import resource
 import signal
 import socket
 import threading
 import time
 import traceback
 import uuid
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TypeVar
 
 import redis
 
-from .claim import Claimer, Job
+from .claim import FAILED, REFUSED, Claimer, Job
 from .client import Client
 from .exceptions import ConnectionFailed, TargetError
 from .keys import worker_name
+from .retry import RetryPolicy
 from .target import Target, TargetSpec, resolve
 
 log = logging.getLogger("qw.worker")
@@ -32,6 +35,46 @@ EXIT_ORPHANED = 4  # the manager vanished while a job was running
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 # Redis errors after which the same call is safe to repeat (see each caller).
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, ConnectionFailed)
+
+_current: Optional[Job] = None
+
+
+def current_job() -> Optional[Job]:
+    """The job this worker process is running now (id, attempt, data), else None.
+
+    A target that must be idempotent can key its side effects on
+    ``current_job().id`` and see from ``current_job().attempt`` whether this
+    is a repeat.
+    """
+    return _current
+
+
+class JobTimeout(Exception):
+    """Raised inside a target that ran past its time limit."""
+
+
+class Interrupted(BaseException):
+    """Raised inside a target when the worker must stop at once; the job is requeued."""
+
+
+@dataclass
+class Limits:
+    """What a worker enforces on itself: attempts, time limit, recycling."""
+
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    job_timeout: Optional[float] = None  # seconds; a job's own timeout wins
+    max_jobs: Optional[int] = None  # replace the worker after this many jobs
+    max_memory_mb: Optional[float] = None  # ... or once its RSS is past this
+
+
+class Shared:
+    """Numbers a worker publishes to its manager through shared memory."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.deadline = ctx.Value("d", 0.0, lock=False)  # time.monotonic() bound of the running job
+        self.started = ctx.Value("d", 0.0, lock=False)  # time.time() the running job started; 0: idle
+        self.last_ok = ctx.Value("d", time.time(), lock=False)  # last time Redis answered the worker
 
 
 class Worker(multiprocessing.Process):
@@ -52,6 +95,7 @@ class Worker(multiprocessing.Process):
         *,
         name: Optional[str] = None,
         poll_interval: float = 0.05,
+        limits: Optional[Limits] = None,
     ) -> None:
         self.manager_name = manager_name or socket.gethostname()
         super().__init__(name=name or worker_name(self.manager_name, uuid.uuid4().hex[:8]))
@@ -59,8 +103,11 @@ class Worker(multiprocessing.Process):
         self.target = target
         self.timeout = timeout
         self.poll_interval = min(poll_interval, timeout)
+        self.limits = limits or Limits()
+        self.shared = Shared()
         self._creator_pid = os.getpid()
         self._stopping = False
+        self._running = False
         self._claimer: Optional[Claimer] = None
         self._target: Optional[Target] = None
         self._outage = False
@@ -69,8 +116,9 @@ class Worker(multiprocessing.Process):
 
     def run(self) -> None:
         """The worker's main loop (runs in the child process)."""
+        signal.signal(signal.SIGALRM, self._on_alarm)
         for signum in STOP_SIGNALS:
-            signal.signal(signum, self._on_stop_signal)
+            signal.signal(signum, self._on_interrupt if signum == signal.SIGINT else self._on_stop_signal)
         # The manager blocks these while forking, so that none reaches the
         # handlers it left behind in this process; ours are in place now.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
@@ -84,8 +132,10 @@ class Worker(multiprocessing.Process):
         log.debug("%s: started (pid %d)", self.name, os.getpid())
         try:
             self._loop(claimer, target)
+        except Interrupted:
+            log.warning("%s: interrupted; its job goes back to the queue", self.name)
         finally:
-            self._best_effort(lambda: self.client.deregister_worker(self.manager_name, self.name))
+            self._best_effort(self.client.deregister_worker, self.manager_name, self.name)
             log.debug("%s: stopped", self.name)
 
     def shutdown(self) -> None:
@@ -108,7 +158,7 @@ class Worker(multiprocessing.Process):
             moved = self._retrying(claimer.wait, block)
             job = self._retrying(claimer.claim, None, moved) if moved else None
         if job is not None and self._run_job(claimer, target, job):
-            self._retrying(claimer.ack, job.id)
+            self._retrying(claimer.ack, job)
         return job
 
     # -- the loop --------------------------------------------------------------
@@ -121,12 +171,13 @@ class Worker(multiprocessing.Process):
         return self._claimer, self._target
 
     def _loop(self, claimer: Claimer, target: Target) -> None:
-        ack: Optional[str] = None  # sent with the next claim: one round trip per job
+        ack: Optional[Job] = None  # sent with the next claim: one round trip per job
         moved = ""
+        done = 0
         while moved or not self._should_stop():
-            # Safe to repeat: an ack of an id already gone is a no-op, and a
-            # claim whose reply was lost left its id at the right end of our
-            # list, where the repeated claim finds it.
+            # Safe to repeat: an ack already applied is refused as a no-op,
+            # and a claim whose reply was lost left its id at the right end
+            # of our list, where the repeated claim finds it.
             job = self._retrying(claimer.claim, ack, moved)
             ack, moved = None, ""
             if job is None:
@@ -134,27 +185,83 @@ class Worker(multiprocessing.Process):
                     moved = self._retrying(claimer.wait, self.poll_interval)
                 continue
             if self._run_job(claimer, target, job):
-                ack = job.id
+                ack = job
+            done += 1
+            if self._used_up(done):
+                break
         if ack:
             self._retrying(claimer.ack, ack)
 
     def _run_job(self, claimer: Claimer, target: Target, job: Job) -> bool:
-        """Run the target; True when it returned, else the job is failed here."""
+        """Run the target; True when it returned, else the failure is settled here."""
+        global _current
+        limit = job.timeout or self.limits.job_timeout
+        _current = job
+        self.shared.started.value = time.time()
+        self.shared.deadline.value = time.monotonic() + limit if limit else 0.0
+        self._running = True
         try:
+            if limit:
+                signal.setitimer(signal.ITIMER_REAL, limit)
             target(job.id, job.data)
+        except JobTimeout:
+            self._settle_failure(claimer, job, f"JobTimeout: ran past its time limit of {limit:g} s",
+                                 traceback.format_exc())
+            return False
         except (Exception, SystemExit) as exc:  # a job's failure must never end the worker
             error = " ".join(f"{type(exc).__name__}: {exc}".split())
-            log.warning("%s: job %s failed: %s", self.name, job.id, error)
-            tb = traceback.format_exc()
-            self._retrying(claimer.fail, job.id, error, tb)
+            self._settle_failure(claimer, job, error, traceback.format_exc())
             return False
+        finally:
+            if limit:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            self._running = False
+            self.shared.started.value = 0.0
+            self.shared.deadline.value = 0.0
+            _current = None
         return True
+
+    def _settle_failure(self, claimer: Claimer, job: Job, error: str, tb: str) -> None:
+        policy = self.limits.retry
+        retry_at = time.time() + policy.delay(job.attempt)
+        result = self._retrying(claimer.fail, job, error, tb, retry_at, policy.max_attempts)
+        if result == REFUSED:
+            log.warning("%s: job %s attempt %d failed, but it was requeued meanwhile: %s",
+                        self.name, job.id, job.attempt, error)
+        elif result == FAILED:
+            log.warning("%s: job %s failed for good on attempt %d: %s", self.name, job.id, job.attempt, error)
+        else:
+            log.warning("%s: job %s attempt %d failed, retry in %.1f s: %s",
+                        self.name, job.id, job.attempt, retry_at - time.time(), error)
+
+    def _used_up(self, done: int) -> bool:
+        """True when this worker should make way for a fresh one (recycling)."""
+        if self.limits.max_jobs and done >= self.limits.max_jobs:
+            log.info("%s: recycled after %d jobs", self.name, done)
+            return True
+        if self.limits.max_memory_mb and rss_mb() > self.limits.max_memory_mb:
+            log.info("%s: recycled at %.0f MB resident", self.name, rss_mb())
+            return True
+        return False
 
     def _should_stop(self) -> bool:
         return self._stopping or os.getppid() != self._creator_pid
 
+    # -- signals -------------------------------------------------------------------
+
     def _on_stop_signal(self, signum: int, frame: Any) -> None:
         self._stopping = True
+
+    def _on_interrupt(self, signum: int, frame: Any) -> None:
+        # INT means now: leave the running job (it stays in our list and the
+        # manager requeues it, giving its attempt back).
+        self._stopping = True
+        if self._running:
+            raise Interrupted()
+
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        if self._running:
+            raise JobTimeout()
 
     def _watch_manager(self) -> None:
         # A worker must not outlive its manager: nobody would heartbeat for it,
@@ -182,13 +289,23 @@ class Worker(multiprocessing.Process):
                 time.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, 2.0)
                 continue
+            self.shared.last_ok.value = time.time()
             if self._outage:
                 log.warning("%s: Redis reachable again", self.name)
                 self._outage = False
             return result
 
-    def _best_effort(self, call: Callable[[], Any]) -> None:
+    def _best_effort(self, call: Callable[..., Any], *args: Any) -> None:
         try:
-            call()
+            call(*args)
         except Exception as exc:  # leaving anyway: the manager cleans up after us
             log.debug("%s: %s", self.name, exc)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MB."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:  # not Linux: the peak is the best we have
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

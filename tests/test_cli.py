@@ -1,8 +1,10 @@
 """qw-client and qw-manager as a user runs them: real subprocesses, real signals."""
 
 import json
+import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -168,23 +170,45 @@ def test_inspection_commands(client: Client, records: Records, qwc, start_manage
     assert json.loads(qwc("jobs", "elsewhere", "--json").stdout)["manager_queues"] == {"elsewhere": [queued]}
 
 
-def test_manager_cli_runs_jobs_and_stops_cleanly_on_signals(client: Client, records: Records, redis_server) -> None:
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        proc = subprocess.Popen(
-            ["qw-manager", "--port", str(redis_server.port), "--workers", "2", "--name", "box", "targets:record"],
-            env=cli_env(), stderr=subprocess.PIPE, text=True, start_new_session=True,
-        )
-        wait_for(lambda: len(client.get_manager_workers("box")) == 2, what="workers")
-        job_id = client.queue_job({"dir": str(records.dir), "sleep": 0.5})
-        wait_for(lambda j=job_id: records.started(j) == 1, what="the job to start")
-        # As Ctrl-C in a terminal does: the signal reaches the whole process group.
-        import os
-
-        os.killpg(proc.pid, signum)
-        assert proc.wait(15) == 0, proc.stderr.read()
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGINT])
+def test_manager_cli_stops_cleanly_on_signals(client: Client, records: Records, redis_server, signum) -> None:
+    proc = subprocess.Popen(
+        ["qw-manager", "--port", str(redis_server.port), "--workers", "2", "--name", "box", "targets:record"],
+        env=cli_env(), stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    wait_for(lambda: len(client.get_manager_workers("box")) == 2, what="workers")
+    job_id = client.queue_job({"dir": str(records.dir), "sleep": 1})
+    wait_for(lambda: records.started(job_id) == 1, what="the job to start")
+    # As Ctrl-C in a terminal does: the signal reaches the whole process group.
+    os.killpg(proc.pid, signum)
+    assert proc.wait(15) == 0, proc.stderr.read()
+    assert "Traceback" not in proc.stderr.read()
+    if signum == signal.SIGINT:
+        # INT means now: the running job is interrupted and queued again, its attempt given back.
+        assert records.done(job_id) == 0
+        assert client.get_all_queued_jobs() == [job_id]
+        assert client.redis.hget(f"job:{job_id}", "qw:attempts") == b"0"
+        client.redis.delete("all:jobs", f"job:{job_id}")
+    else:
         assert records.done(job_id) == 1
-        assert client.redis.keys("*") == []
-        assert "Traceback" not in proc.stderr.read()
+    assert client.redis.keys("*") == []
+
+
+def test_a_second_term_stops_at_once(client: Client, records: Records, redis_server) -> None:
+    proc = subprocess.Popen(
+        ["qw-manager", "--port", str(redis_server.port), "--workers", "1", "--name", "box", "targets:record"],
+        env=cli_env(), stderr=subprocess.PIPE, text=True,
+    )
+    wait_for(lambda: len(client.get_manager_workers("box")) == 1, what="workers")
+    job_id = client.queue_job({"dir": str(records.dir), "sleep": 60})
+    wait_for(lambda: records.started(job_id) == 1, what="the job to start")
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert proc.poll() is None  # waiting for the job to finish...
+    proc.send_signal(signal.SIGTERM)  # ...until told again
+    assert proc.wait(10) == 0
+    assert client.get_all_queued_jobs() == [job_id]
+    assert client.get_all_managers() == []
 
 
 def test_manager_name_clash_on_the_command_line(client: Client, redis_server, start_manager) -> None:

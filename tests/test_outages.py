@@ -2,9 +2,9 @@
 
 import time
 
-from conftest import Records, RedisServer, wait_for
-
 from qw import Client, Manager
+
+from conftest import Records, RedisServer, wait_for
 
 
 def start(server: RedisServer, **options) -> Manager:

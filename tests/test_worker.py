@@ -3,6 +3,9 @@ import signal
 import time
 
 from qw import Client, Worker
+from qw.claim import promote_due
+from qw.retry import RetryPolicy
+from qw.worker import Limits
 
 from conftest import Records, alive, wait_for
 from tests_support import commands_run
@@ -29,7 +32,7 @@ def test_callable_target_and_plain_producer(client: Client) -> None:
 
 
 def test_a_raising_target_fails_the_job_with_its_traceback(client: Client, records: Records) -> None:
-    job_id = client.queue_job({"dir": str(records.dir), "x": 41})
+    job_id = client.queue_job({"dir": str(records.dir), "x": 41}, max_attempts=1)
     worker = Worker(client, "targets:fail", "box", name="box:1")
     worker.run_once()
     [failed] = client.get_failed_jobs()
@@ -38,7 +41,29 @@ def test_a_raising_target_fails_the_job_with_its_traceback(client: Client, recor
     assert 'raise ValueError(f"bad value' in failed.traceback
     assert failed.worker == "box:1"
     assert failed.data == {"dir": str(records.dir), "x": 41}
+    assert failed.attempts == 1 and [e["error"] for e in failed.errors] == ["ValueError: bad value 41"]
     assert client.get_worker_pending_jobs("box:1") == []
+
+
+def test_a_raising_target_is_retried_with_backoff_then_failed(client: Client, records: Records) -> None:
+    job_id = client.queue_job({"dir": str(records.dir), "x": 1})
+    worker = Worker(client, "targets:fail", "box", name="box:1",
+                    limits=Limits(RetryPolicy(max_attempts=3, backoff=10)))
+    before = time.time()
+    worker.run_once()
+    [(scheduled, due)] = client.get_scheduled_jobs()
+    assert scheduled == job_id and before + 5 <= due <= time.time() + 10  # attempt 1: 5-10 s
+    assert client.get_failed_jobs() == [] and client.get_all_queued_jobs() == []
+    for attempt in (2, 3):
+        client.redis.zadd("all:scheduled", {job_id: 0})  # due now
+        assert promote_due(client.redis, client.scripts, client.keys) == 1
+        assert client.get_all_queued_jobs() == [job_id]
+        assert worker.run_once().attempt == attempt
+    [failed] = client.get_failed_jobs()
+    assert failed.attempts == 3 and [e["attempt"] for e in failed.errors] == [1, 2, 3]
+    assert all("Traceback" in e["traceback"] for e in failed.errors)
+    assert client.get_scheduled_jobs() == []
+    assert records.started(job_id) == 3
 
 
 def test_target_metadata_never_reaches_the_target(client: Client) -> None:
@@ -73,7 +98,7 @@ def test_steady_state_costs_one_round_trip_per_job(client: Client) -> None:
             if job is None:
                 break
             target(job.id, job.data)
-            ack = job.id
+            ack = job
     top_level = {k: v for k, v in seen().items() if k in ("evalsha", "eval", "blmove", "script", "multi")}
     assert top_level == {"evalsha": 101}  # 100 jobs, and one last claim that found the queues empty
     assert client.redis.dbsize() == 0

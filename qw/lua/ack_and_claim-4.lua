@@ -9,14 +9,20 @@
 -- ARGV[3] "1" to claim after acknowledging, "0" to acknowledge only
 -- ARGV[4] now, in seconds (recorded when an id without a hash is failed)
 -- ARGV[5] id the worker has just moved from all:jobs with BLMOVE, or ""
+-- ARGV[6] attempt token of ARGV[2], as the claim returned it ("" skips the check)
 -- Returns {acked} when nothing was claimed, else
 --         {acked, id, attempt, field, value, field, value, ...}
--- acked is 1 when ARGV[2] was in the list and is now done, 0 when it was not
--- there any more (it was requeued meanwhile: the job is not deleted).
+-- acked is 1 when ARGV[2] was acknowledged (its hash deleted), 0 when the
+-- acknowledgement was refused: the id left this worker's list, or it was
+-- claimed again since (a newer attempt), so this worker's run is stale.
 local acked = 0
-if ARGV[2] ~= '' and redis.call('LREM', KEYS[1], -1, ARGV[2]) == 1 then
-  redis.call('DEL', ARGV[1] .. ARGV[2])
-  acked = 1
+if ARGV[2] ~= '' then
+  local key = ARGV[1] .. ARGV[2]
+  local current = ARGV[6] == '' or redis.call('HGET', key, 'qw:attempts') == ARGV[6]
+  if current and redis.call('LREM', KEYS[1], -1, ARGV[2]) == 1 then
+    redis.call('DEL', key)
+    acked = 1
+  end
 end
 if ARGV[3] ~= '1' then
   return {acked}
@@ -47,7 +53,7 @@ for _ = 1, 100 do
     redis.call('LREM', KEYS[1], -1, id)
     redis.call('LPUSH', KEYS[4], id)
     redis.call('HSET', key, 'qw:error', 'no data: ' .. key .. ' did not exist when the job was claimed',
-      'qw:failed_at', ARGV[4], 'qw:origin', origin)
+      'qw:failed_at', ARGV[4], 'qw:origin', origin, 'qw:dangling', '1')
   else
     if origin == KEYS[1] then
       redis.call('HSETNX', key, 'qw:origin', origin)

@@ -1,12 +1,14 @@
 -- Take a manager name: its lease and its registration, as one atomic step.
 -- KEYS[1] <manager>:heartbeat   the lease
 -- KEYS[2] all:managers
+-- KEYS[3] all:orphaned          managers whose queue waits without them
 -- ARGV[1] manager name
--- ARGV[2] holder token ("pid@host/random"), unique to this manager process
+-- ARGV[2] holder token ("pid N on HOST (random)"), unique to this manager process
 -- ARGV[3] lease in milliseconds
 -- Returns "" when taken, else the token of the live holder.
 if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
   redis.call('SADD', KEYS[2], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[1])
   return ''
 end
 return redis.call('GET', KEYS[1])

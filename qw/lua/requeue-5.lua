@@ -1,0 +1,72 @@
+-- Put the jobs of a worker that died or left back at the head of the queues
+-- they came from, as one atomic step. The job it was running used an attempt
+-- if it died (ARGV[3] says why); past its attempts it goes to the failed list.
+-- KEYS[1] <worker>:jobs
+-- KEYS[2] <manager>:jobs   its manager's queue
+-- KEYS[3] all:jobs
+-- KEYS[4] all:failed
+-- KEYS[5] <manager>:heartbeat
+-- ARGV[1] prefix of job hashes, "<namespace>job:"
+-- ARGV[2] "1": jobs queued to this very worker stay in its list, for the
+--         replacement of the same name; "0": they go to KEYS[2]
+-- ARGV[3] why the running job was interrupted (recorded as its error, and
+--         the attempt counts), or "" (a stop: the attempt is given back)
+-- ARGV[4] attempts allowed when the job does not say (qw:max_attempts)
+-- ARGV[5] now (unix seconds)
+-- ARGV[6] "1": do nothing if KEYS[5] exists (reaping a manager whose lease
+--         ran out, which must not touch a manager that came back)
+-- ARGV[7] worker name
+-- Returns the number of ids moved out of KEYS[1] (failed ones included), or
+-- -1 when ARGV[6] found the manager alive.
+if ARGV[6] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
+  return -1
+end
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+local kept = {}
+local moved = 0
+-- Left to right, each pushed on the head (right end): the id at the right end,
+-- the one that was running, ends up first in line again.
+for i = 1, #ids do
+  local id = ids[i]
+  local key = ARGV[1] .. id
+  local origin = redis.call('HGET', key, 'qw:origin')
+  local attempts = tonumber(redis.call('HGET', key, 'qw:attempts') or '0') or 0
+  local failed = false
+  if i == #ids and attempts > 0 then  -- the running job: only it was claimed
+    if ARGV[3] == '' then
+      redis.call('HINCRBY', key, 'qw:attempts', -1)
+    else
+      local record = cjson.encode({attempt = attempts, error = ARGV[3], at = tonumber(ARGV[5]), worker = ARGV[7]})
+      local errors = redis.call('HGET', key, 'qw:errors')
+      if errors and string.sub(errors, -1) == ']' and #errors > 2 then
+        errors = string.sub(errors, 1, -2) .. ',' .. record .. ']'
+      else
+        errors = '[' .. record .. ']'
+      end
+      redis.call('HSET', key, 'qw:errors', errors, 'qw:error', ARGV[3], 'qw:worker', ARGV[7])
+      local allowed = tonumber(redis.call('HGET', key, 'qw:max_attempts') or ARGV[4]) or 1
+      if attempts >= allowed then
+        redis.call('HSET', key, 'qw:failed_at', ARGV[5])
+        redis.call('LPUSH', KEYS[4], id)
+        failed = true
+        moved = moved + 1
+      end
+    end
+  end
+  if failed then
+    -- done with it
+  elseif origin == KEYS[2] or origin == KEYS[3] then
+    redis.call('RPUSH', origin, id)
+    moved = moved + 1
+  elseif ARGV[2] == '1' then
+    kept[#kept + 1] = id
+  else
+    redis.call('RPUSH', KEYS[2], id)
+    moved = moved + 1
+  end
+end
+redis.call('DEL', KEYS[1])
+for i = 1, #kept do
+  redis.call('RPUSH', KEYS[1], kept[i])
+end
+return moved
