@@ -215,3 +215,45 @@ def test_manager_name_clash_on_the_command_line(client: Client, redis_server, st
     start_manager(name="box")
     result = run_cli("qw-manager", "--port", str(redis_server.port), "--name", "box", "targets:record")
     one_line_error(result, "manager 'box' is already running: held by pid")
+
+
+def test_failed_retry_and_purge(client: Client, records: Records, qwc) -> None:
+    ids = [client.queue_job({"dir": str(records.dir), "x": n}, max_attempts=1) for n in range(3)]
+    client.redis.lpush("all:jobs", "ghost")
+    from qw import Worker
+
+    worker = Worker(client, "targets:fail", "box", name="box:1")
+    while worker.run_once():
+        pass
+    listing = qwc("failed")
+    assert listing.returncode == 0
+    assert len(listing.stdout.splitlines()) == 4 and "attempts: 1  ValueError: bad value 0" in listing.stdout
+    full = {e["id"]: e for e in json.loads(qwc("failed", "--json").stdout)}
+    assert full[ids[2]]["data"] == {"dir": str(records.dir), "x": 2}
+    assert "Traceback" in full[ids[2]]["traceback"] and full[ids[2]]["errors"][0]["attempt"] == 1
+
+    one = qwc("retry", ids[0])
+    assert one.returncode == 0 and one.stdout.strip() == f"{ids[0]}  queued"
+    assert client.get_all_queued_jobs() == [ids[0]]
+    assert client.redis.hget(f"job:{ids[0]}", "qw:attempts") == b"0"
+    missing = qwc("retry", "nope", ids[1])
+    assert missing.returncode == 1 and "nope  not failed" in missing.stdout and f"{ids[1]}  queued" in missing.stdout
+    rest = qwc("retry", "--all")
+    assert rest.returncode == 1  # a dangling id has nothing to run: it stays failed
+    assert sorted(rest.stdout.splitlines()) == sorted([f"{ids[2]}  queued", "ghost  no data"])
+    assert client.get_all_queued_jobs() == [ids[0], ids[1], ids[2]]
+    purge = qwc("purge")
+    assert purge.stdout.strip() == "purged 1 failed job(s)"
+    assert client.get_failed_jobs() == [] and client.redis.exists("job:ghost") == 0
+    assert qwc("failed").stdout.strip() == "no failed jobs"
+
+
+def test_queue_options(client: Client, qwc) -> None:
+    first = qwc("--id=order-1", "--max-attempts=5", "--timeout=2.5", "queue", "string", '{"a": 1}')
+    again = qwc("--id=order-1", "queue", "string", '{"a": 2}')
+    assert first.stdout.strip() == again.stdout.strip() == "order-1"
+    assert client.get_all_queued_jobs() == ["order-1"]
+    stored = client.redis.hgetall("job:order-1")
+    assert stored[b"qw:max_attempts"] == b"5" and stored[b"qw:timeout"] == b"2.5" and stored[b"a"] == b"1"
+    one_line_error(qwc("--max-attempts=0", "queue", "string", "{}"), "--max-attempts must be at least 1")
+    one_line_error(qwc("--id=x", "queue", "file", "-", input='{"a": 1}\n{"b": 2}\n'), "--id names one job")

@@ -6,20 +6,31 @@ Usage:
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] jobs [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue string <data> [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue file <file> [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] failed
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] retry (--all | <job_id>...)
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] purge
   qw-client (-h | --help | --version)
 
 Commands:
   managers        List registered managers and whether each holds a live lease.
   workers         List the workers of one manager (or of all) and their jobs.
-  jobs            Show queued, in-progress and failed jobs (of one manager).
+  jobs            Show queued, in-progress, scheduled (waiting for a retry) and
+                  failed jobs (of one manager), and orphaned manager queues.
   queue string    Queue one job given as a JSON object; print its id.
   queue file      Queue the JSON object in <file>, or one job per line of a
                   JSON Lines file ('-' reads stdin); print the ids. A bad line
                   queues nothing.
+  failed          List failed jobs: id, when, attempts, last error.
+  retry           Queue failed jobs again, attempts reset.
+  purge           Delete every failed job.
 
 Options:
 {connection}  --worker=<worker>        queue: put the job on this worker's own list.
-  --json                   managers, workers, jobs: print JSON.
+  --id=<job_id>            queue string: the job's id; queuing an id that exists
+                           does nothing, so a repeated command is harmless.
+  --max-attempts=<n>       queue: runs the job gets before it fails for good.
+  --timeout=<seconds>      queue: the job's time limit.
+  --json                   managers, workers, jobs, failed: print JSON.
   --limit=<n>              jobs: ids shown per list in text output [default: 20].
   -h --help                Show this text.
   --version                Show the version.
@@ -32,9 +43,10 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from .. import __version__
-from ..client import Client
+from ..client import Client, FailedJob
+from ..exceptions import ConfigError
 from ..job import parse_object
-from .common import CONNECTION_OPTIONS, EXIT_OK, connection_kwargs, integer, parse, run
+from .common import CONNECTION_OPTIONS, EXIT_ERROR, EXIT_OK, connection_kwargs, integer, number, parse, run
 from .input import parse_jobs, read_text
 
 __doc__ = __doc__.replace("{connection}", CONNECTION_OPTIONS)
@@ -54,12 +66,14 @@ def _main(argv: Optional[list[str]]) -> int:
             jobs = [parse_object(args["<data>"])]
         else:
             jobs = parse_jobs(read_text(args["<file>"]), args["<file>"])
-        client = Client(**connection_kwargs(args))
-        for job_id in client.queue_jobs(jobs, manager=args["<manager>"], worker=args["--worker"]):
-            print(job_id)
-        return EXIT_OK
+        return queue(Client(**connection_kwargs(args)), jobs, args)
     client = Client(**connection_kwargs(args))
     client.ping()
+    if args["retry"]:
+        return retry(client, args)
+    if args["purge"]:
+        print(f"purged {client.purge_failed()} failed job(s)")
+        return EXIT_OK
     manager = args["<manager>"]
     if args["managers"]:
         report: Any = managers_report(client)
@@ -67,11 +81,39 @@ def _main(argv: Optional[list[str]]) -> int:
     elif args["workers"]:
         report = workers_report(client, manager)
         text = format_workers
+    elif args["failed"]:
+        report = [failed_entry(f, full=args["--json"]) for f in client.get_failed_jobs()]
+        text = format_failed
     else:
         report = jobs_report(client, manager)
         text = lambda r: format_jobs(r, limit)  # noqa: E731
     print(json.dumps(report, indent=2, ensure_ascii=False) if args["--json"] else text(report))
     return EXIT_OK
+
+
+def queue(client: Client, jobs: list[dict[str, Any]], args: dict[str, Any]) -> int:
+    options = {
+        "max_attempts": None if args["--max-attempts"] is None else integer(args["--max-attempts"], "--max-attempts", 1),
+        "timeout": None if args["--timeout"] is None else number(args["--timeout"], "--timeout"),
+    }
+    if args["--id"]:
+        if len(jobs) != 1:
+            raise ConfigError("--id names one job: use it with 'queue string' or a one-job file")
+        ids = [client.queue_job(jobs[0], args["<manager>"], args["--worker"], job_id=args["--id"], **options)]
+    else:
+        ids = client.queue_jobs(jobs, manager=args["<manager>"], worker=args["--worker"], **options)
+    for job_id in ids:
+        print(job_id)
+    return EXIT_OK
+
+
+def retry(client: Client, args: dict[str, Any]) -> int:
+    outcome = client.retry_all_failed() if args["--all"] else client.retry_failed(args["<job_id>"])
+    for job_id, what in outcome.items():
+        print(f"{job_id}  {what}")
+    if not outcome:
+        print("no failed jobs")
+    return EXIT_OK if all(what == "queued" for what in outcome.values()) else EXIT_ERROR
 
 
 # -- reports: plain data, printed as JSON or as text ----------------------------
@@ -102,13 +144,22 @@ def jobs_report(client: Client, manager: Optional[str]) -> dict[str, Any]:
         report["all:jobs"] = client.get_all_queued_jobs()
     report["manager_queues"] = {m: client.get_manager_queued_jobs(m) for m in managers}
     report["in_progress"] = {w["worker"]: w["jobs"] for w in workers_report(client, manager)}
+    report["scheduled"] = [{"id": job_id, "due_at": due} for job_id, due in client.get_scheduled_jobs()]
     failed = client.get_failed_jobs()
     if manager:
         failed = [f for f in failed if f.worker.startswith(f"{manager}:")]
-    report["failed"] = [
-        {"id": f.id, "error": f.error, "worker": f.worker, "failed_at": f.failed_at} for f in failed
-    ]
+    report["failed"] = [failed_entry(f, full=False) for f in failed]
+    if not manager:
+        report["orphaned"] = {m: client.get_manager_queued_jobs(m) for m in client.get_orphaned_managers()}
     return report
+
+
+def failed_entry(job: FailedJob, full: bool) -> dict[str, Any]:
+    entry = {"id": job.id, "error": job.error, "worker": job.worker, "failed_at": job.failed_at,
+             "attempts": job.attempts}
+    if full:
+        entry.update(data=job.data, errors=list(job.errors), traceback=job.traceback)
+    return entry
 
 
 def format_managers(rows: list[dict[str, Any]]) -> str:
@@ -143,13 +194,26 @@ def format_jobs(report: dict[str, Any], limit: int) -> str:
     lines.append(f"in progress: {sum(len(ids) for ids in busy.values())}")
     for worker, ids in busy.items():
         lines.append(f"  {worker}: {' '.join(ids[:limit])}")
+    scheduled = report["scheduled"]
+    lines.append(f"scheduled for a retry: {len(scheduled)}")
+    lines.extend(f"  {e['id']}  due {_when(e['due_at'])}" for e in scheduled[:limit])
     failed = report["failed"]
     lines.append(f"failed: {len(failed)}")
-    for entry in failed[:limit]:
-        lines.append(f"  {entry['id']}  {_when(entry['failed_at'])}  {entry['error']}")
+    if failed:
+        lines.append(format_failed(failed[:limit]))
     if len(failed) > limit:
         lines.append(f"  ... and {len(failed) - limit} more")
+    for manager, ids in report.get("orphaned", {}).items():
+        _section(lines, f"orphaned: queued for departed manager {manager}", ids, limit)
     return "\n".join(lines)
+
+
+def format_failed(entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return "no failed jobs"
+    return "\n".join(
+        f"  {e['id']}  {_when(e['failed_at'])}  attempts: {e['attempts']}  {e['error']}" for e in entries
+    )
 
 
 def _section(lines: list[str], title: str, ids: list[str], limit: int) -> None:

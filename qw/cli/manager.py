@@ -12,22 +12,35 @@ Options:
   --workers=<num-workers>  Number of worker processes; default: the CPU count.
   --name=<name>            Manager name, unique among live managers; no ':' or
                            whitespace. Default: the host name.
-{connection}  --lease=<seconds>        A manager silent this long loses its name [default: 10].
+{connection}  --lease=<seconds>        A manager silent this long loses its name, and
+                           other managers take its running jobs back [default: 10].
   --graceful-timeout=<seconds>
-                           On stop, how long running jobs may take to finish
-                           before they are killed and requeued [default: 30].
+                           On TERM, how long running jobs may take to finish
+                           before they are killed and requeued [default: 25].
+  --max-attempts=<n>       Runs a job gets (failures, deaths, time limits) before
+                           it goes to the failed list, unless it says [default: 3].
+  --backoff=<seconds>      First retry delay; doubles each attempt [default: 1].
+  --job-timeout=<seconds>  Time limit of a job that sets none; default: none.
+  --kill-grace=<seconds>   How long a job may ignore its time limit before its
+                           worker is killed [default: 5].
+  --max-jobs-per-worker=<n>
+                           Replace a worker after this many jobs.
+  --max-memory-per-worker=<mb>
+                           Replace a worker, after its job, once it uses more
+                           resident memory than this (MB).
   -h --help                Show this text.
   --version                Show the version.
 
-Signals: TERM, INT (Ctrl-C), QUIT and HUP stop gracefully; a second one stops
-at once, requeuing running jobs.
+Signals: TERM, QUIT and HUP stop gracefully: no new claims, running jobs
+finish within --graceful-timeout. INT (Ctrl-C) stops at once: running jobs
+are interrupted and requeued. A second signal during a graceful stop means now.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from .. import __version__
 from ..exceptions import ConfigError
@@ -53,16 +66,27 @@ def _main(argv: Optional[list[str]]) -> int:
         format="%(asctime)s %(levelname)s %(processName)s: %(message)s",
         stream=sys.stderr,
     )
-    workers = args["--workers"]
     manager = Manager(
         args["<target>"],
-        num_workers=integer(workers, "--workers", minimum=1) if workers is not None else None,
+        num_workers=optional(args, "--workers", integer, minimum=1),
         name=args["--name"],
         lease=number(args["--lease"], "--lease"),
         graceful_timeout=number(args["--graceful-timeout"], "--graceful-timeout"),
+        max_attempts=integer(args["--max-attempts"], "--max-attempts", minimum=1),
+        backoff=number(args["--backoff"], "--backoff"),
+        job_timeout=optional(args, "--job-timeout", number),
+        kill_grace=number(args["--kill-grace"], "--kill-grace"),
+        max_jobs_per_worker=optional(args, "--max-jobs-per-worker", integer, minimum=1),
+        max_memory_per_worker=optional(args, "--max-memory-per-worker", number),
         **connection_kwargs(args),
     )
     return manager.run()
+
+
+def optional(args: dict[str, Any], option: str, parse: Callable[..., Any], **kwargs: Any) -> Any:
+    """Parse an option without a default, or None when it is absent."""
+    value = args[option]
+    return None if value is None else parse(value, option, **kwargs)
 
 
 if __name__ == "__main__":
