@@ -49,3 +49,44 @@ def die_once(job_id: str, data: dict[str, Any]) -> None:
             ctypes.string_at(0)
         os._exit(13)
     record(job_id, data)
+
+
+def die(job_id: str, data: dict[str, Any]) -> None:
+    """A poison job: kills its worker on every run."""
+    _mark(job_id, data, "started")
+    if data["how"] == "segfault":
+        faulthandler.disable()
+        ctypes.string_at(0)
+    os._exit(13)
+
+
+def exhaust_memory(job_id: str, data: dict[str, Any]) -> None:
+    """Allocate past a lowered address-space limit: MemoryError, and the worker lives on."""
+    import resource
+
+    _mark(job_id, data, "started")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, hard))
+    try:
+        blob = bytearray(4 * 1024**3)
+        del blob
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def sleep_deaf(job_id: str, data: dict[str, Any]) -> None:
+    """Sleep with SIGALRM blocked, like a job stuck in C code that Python cannot interrupt."""
+    import signal
+
+    _mark(job_id, data, "started")
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(float(data["sleep"]))
+
+
+_hoard: list[bytes] = []
+
+
+def hoard(job_id: str, data: dict[str, Any]) -> None:
+    """Keep ``data["mb"]`` MB alive in the worker after the job, as a leak would."""
+    _hoard.append(b"x" * int(data["mb"] * 2**20))
+    record(job_id, data)
