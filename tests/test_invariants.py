@@ -1,0 +1,129 @@
+"""Hypothesis drives queue, claim, run, acknowledge, fail, crash and recovery
+against the real Redis; after every step each accepted job is in exactly one
+place (a queue, one in-progress list, the scheduled set, the failed list) or
+done, and no id appears twice."""
+
+from typing import Optional
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from qw import Client
+from qw.claim import FAILED, RETRYING, Claimer, Job, promote_due
+from qw.recovery import requeue
+
+WORKERS = ["m:1", "m:2", "n:1"]
+MAX_ATTEMPTS = 3
+
+
+class Queue(RuleBasedStateMachine):
+    def __init__(self, client: Client) -> None:
+        super().__init__()
+        self.client = client
+        client.redis.flushall()
+        for worker in WORKERS:
+            client.register_worker(worker.split(":")[0], worker)
+        self.claimers = {w: Claimer(client.redis, client.scripts, client.keys, w.split(":")[0], w) for w in WORKERS}
+        self.running: dict[str, Optional[Job]] = {w: None for w in WORKERS}
+        self.stale: list[tuple[str, Job]] = []
+        self.accepted: set[str] = set()
+        self.done: set[str] = set()
+
+    @rule(to=st.sampled_from([None, "m", "n", "m:1", "n:1"]), batch=st.integers(1, 3))
+    def queue(self, to: Optional[str], batch: int) -> None:
+        worker = to if to and ":" in to else None
+        manager = to if to and ":" not in to else None
+        ids = self.client.queue_jobs([{"n": i} for i in range(batch)], manager=manager, worker=worker)
+        self.accepted.update(ids)
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def claim(self, worker: str) -> None:
+        if self.running[worker] is None:
+            self.running[worker] = self.claimers[worker].claim()
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def claim_after_acknowledging(self, worker: str) -> None:
+        job = self.running[worker]
+        if job is not None:
+            self.running[worker] = self.claimers[worker].claim(ack=job)
+            self.done.add(job.id)
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def acknowledge(self, worker: str) -> None:
+        job = self.running[worker]
+        if job is not None:
+            assert self.claimers[worker].ack(job)
+            self.done.add(job.id)
+            self.running[worker] = None
+
+    @rule(worker=st.sampled_from(WORKERS), retry=st.booleans())
+    def fail(self, worker: str, retry: bool) -> None:
+        job = self.running[worker]
+        if job is not None:
+            result = self.claimers[worker].fail(job, "boom", retry_at=0.0 if retry else None,
+                                                max_attempts=MAX_ATTEMPTS)
+            assert result == (RETRYING if retry and job.attempt < MAX_ATTEMPTS else FAILED)
+            self.running[worker] = None
+
+    @rule(worker=st.sampled_from(WORKERS), keep_own=st.booleans(), died=st.booleans())
+    def crash(self, worker: str, keep_own: bool, died: bool) -> None:
+        # At any step: before, during or after its job; a death uses an attempt, a stop gives it back.
+        job = self.running[worker]
+        if job is not None:
+            self.stale.append((worker, job))
+        self.running[worker] = None
+        manager = worker.split(":")[0]
+        requeue(self.client, manager, worker, keep_own=keep_own, cause="killed" if died else "",
+                max_attempts=MAX_ATTEMPTS)
+
+    @precondition(lambda self: self.stale)
+    @rule()
+    def stale_settlement_is_refused(self) -> None:
+        worker, job = self.stale.pop()
+        current = self.running[worker]
+        if current is not None and current.id == job.id and current.attempt == job.attempt:
+            return  # a stop gave the attempt back and the same worker claimed it again: not stale
+        assert not self.claimers[worker].ack(job)
+        assert self.claimers[worker].fail(job, "late", retry_at=None) == -1
+
+    @rule()
+    def promote(self) -> None:
+        scheduled = self.client.redis.zrange("all:scheduled", 0, -1)
+        if scheduled:
+            self.client.redis.zadd("all:scheduled", {i: 0 for i in scheduled})
+        promote_due(self.client.redis, self.client.scripts, self.client.keys)
+
+    @rule()
+    def retry_failed(self) -> None:
+        self.client.retry_all_failed()
+
+    @invariant()
+    def every_job_is_in_exactly_one_place(self) -> None:
+        r = self.client.redis
+        places = [r.lrange("all:jobs", 0, -1), r.lrange("m:jobs", 0, -1), r.lrange("n:jobs", 0, -1),
+                  r.zrange("all:scheduled", 0, -1), r.lrange("all:failed", 0, -1)]
+        places += [r.lrange(f"{w}:jobs", 0, -1) for w in WORKERS]
+        seen = [i.decode() for place in places for i in place]
+        assert len(seen) == len(set(seen)), "an id is in two places"
+        assert set(seen) == self.accepted - self.done, "a job is lost, or a done job came back"
+        for job_id in self.done:
+            assert not r.exists(f"job:{job_id}")
+        for job_id in seen:
+            assert r.exists(f"job:{job_id}")
+        for worker, job in self.running.items():
+            if job is not None:
+                assert r.lindex(f"{worker}:jobs", -1).decode() == job.id
+
+
+def test_every_job_is_always_in_exactly_one_place(client: Client) -> None:
+    run_state_machine_as_test(
+        lambda: Queue(client),
+        settings=settings(max_examples=60, stateful_step_count=40, deadline=None),
+    )
