@@ -33,7 +33,7 @@ from .worker import EXIT_TARGET, STOP_SIGNALS, TRANSIENT, Limits, Worker
 
 log = logging.getLogger("qw.manager")
 
-QUICK_DEATH = 1.0  # a worker dying sooner than this after its start counts towards a crash loop
+QUICK_DEATH = 1.0  # a worker dying this soon, before any job, counts towards a crash loop
 MAX_RESPAWN_DELAY = 10.0
 URGENT_GRACE = 2.0  # after INT, how long workers get to leave their job before SIGKILL
 
@@ -47,6 +47,7 @@ class _Slot:
     started: float
     quick_deaths: int = 0
     kill_reason: str = ""  # set when the manager killed it on purpose
+    requeued: bool = False  # after its death: its jobs are back in their queues
 
 
 class Manager:
@@ -348,11 +349,14 @@ class Manager:
             log.info("manager %s: %s left to be recycled", self.name, process.name)
             slot.quick_deaths = 0
         else:
-            quick = time.monotonic() - slot.started < QUICK_DEATH
+            # Killed while working is not a crash loop (a poison job is bounded
+            # by its attempts); dying at start, before any job, is.
+            quick = time.monotonic() - slot.started < QUICK_DEATH and process.shared.jobs.value == 0
             slot.quick_deaths = slot.quick_deaths + 1 if quick else 0
             slot.kill_reason = slot.kill_reason or describe_exit(process.exitcode)
             log.warning("manager %s: %s died (%s)", self.name, process.name, slot.kill_reason)
         slot.started = time.monotonic()  # from now on: when it died
+        slot.requeued = False
         self._dead.append(slot)
 
     def _handle_dead(self) -> float:
@@ -360,22 +364,24 @@ class Manager:
         next_due = float("inf")
         for slot in list(self._dead):
             name = slot.process.name
+            if not slot.requeued:
+                cause = f"its worker {name} {slot.kill_reason}" if slot.kill_reason else ""
+                moved = self._guarded(recovery.requeue, self.client, self.name, name, keep_own=True,
+                                      cause=cause, max_attempts=self.limits.retry.max_attempts)
+                if moved is None:  # Redis away: jobs go back before a replacement starts
+                    next_due = min(next_due, 0.5)
+                    continue
+                slot.requeued = True
+                if moved:
+                    log.warning("manager %s: %d job(s) of %s back in their queue (or failed)",
+                                self.name, moved, name)
             # A worker dying at start over and over waits longer each time.
             delay = 0.0 if slot.quick_deaths == 0 else min(0.1 * 2 ** slot.quick_deaths, MAX_RESPAWN_DELAY)
             due = slot.started + delay
             if time.monotonic() < due:
                 next_due = min(next_due, due - time.monotonic())
                 continue
-            cause = f"its worker {name} {slot.kill_reason}" if slot.kill_reason else ""
-            moved = self._guarded(recovery.requeue, self.client, self.name, name, keep_own=True, cause=cause,
-                                  max_attempts=self.limits.retry.max_attempts)
-            if moved is None:  # Redis away: jobs go back before a replacement starts
-                next_due = min(next_due, 0.5)
-                continue
             self._dead.remove(slot)
-            if moved:
-                log.warning("manager %s: %d job(s) of %s back in their queue (or failed)",
-                            self.name, moved, name)
             if not self._stop.is_set():
                 self._spawn(slot.index, slot.quick_deaths)
         return next_due

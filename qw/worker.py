@@ -75,6 +75,7 @@ class Shared:
         self.deadline = ctx.Value("d", 0.0, lock=False)  # time.monotonic() bound of the running job
         self.started = ctx.Value("d", 0.0, lock=False)  # time.time() the running job started; 0: idle
         self.last_ok = ctx.Value("d", time.time(), lock=False)  # last time Redis answered the worker
+        self.jobs = ctx.Value("i", 0, lock=False)  # jobs started by this worker process
 
 
 class Worker(multiprocessing.Process):
@@ -198,6 +199,7 @@ class Worker(multiprocessing.Process):
         limit = job.timeout or self.limits.job_timeout
         _current = job
         self.shared.started.value = time.time()
+        self.shared.jobs.value += 1
         self.shared.deadline.value = time.monotonic() + limit if limit else 0.0
         self._running = True
         try:

