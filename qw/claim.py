@@ -1,9 +1,9 @@
 """The unit of work: how one worker claims, acknowledges and fails jobs.
 
 The worker loop never spells a key; it asks a :class:`Claimer` for the next
-job and tells it how the last one ended. Every claim carries an attempt
-token (the job's attempt number): settling a job with a stale token, after
-it was requeued and claimed again, is refused by the scripts.
+job and tells it how the last one ended. Every claim carries a fencing
+token: settling a run with a stale token, after the run was taken back
+(requeued, perhaps claimed again), is refused by the scripts.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class Job:
     data: dict[str, Any]
     attempt: int
     meta: dict[str, str] = field(default_factory=dict)
+    token: int = 0  # this claim's fencing token: settling with an old one is refused
 
     @property
     def max_attempts(self) -> Optional[int]:
@@ -74,27 +75,28 @@ class Claimer:
         None when every queue is empty. Jobs whose data cannot be decoded go
         to the failed list here, with the reason, and the next one is tried.
         """
-        ack_id, token = (ack.id, str(ack.attempt)) if ack else ("", "")
+        ack_id, token = (ack.id, str(ack.token)) if ack else ("", "")
         while True:
             reply = self._call_claim(ack_id, token, "1", moved)
             if ack_id and reply[0] != 1:
                 self.refused += 1
             ack_id, token, moved = "", "", ""
-            if len(reply) < 3:
+            if len(reply) < 4:
                 return None
-            job_id, attempt = _str(reply[1]), int(reply[2])
-            raw = dict(zip(reply[3::2], reply[4::2]))
+            job_id, attempt, token = _str(reply[1]), int(reply[2]), int(reply[3])
+            raw = dict(zip(reply[4::2], reply[5::2]))
             try:
                 data, meta = jobcodec.decode(raw)
             except JobDataError as exc:
                 # Retrying cannot make bad data good: fail it now.
-                self.fail(Job(job_id, {}, attempt), f"undecodable job data: {exc}", retry_at=None)
+                bad = Job(job_id, {}, attempt, token=token)
+                self.fail(bad, f"undecodable job data: {exc}", retry_at=None)
                 continue
-            return Job(id=job_id, data=data, attempt=attempt, meta=meta)
+            return Job(id=job_id, data=data, attempt=attempt, meta=meta, token=token)
 
     def ack(self, job: Job) -> bool:
         """Acknowledge a finished job; False if refused (it left this worker's list, or is stale)."""
-        done = self._call_claim(job.id, str(job.attempt), "0", "")[0] == 1
+        done = self._call_claim(job.id, str(job.token), "0", "")[0] == 1
         self.refused += not done
         return done
 
@@ -128,7 +130,7 @@ class Claimer:
             self.scripts.settle_failure(
                 keys=[self.own, self.keys.all_scheduled, self.keys.all_failed, self.keys.job(job.id)],
                 args=[
-                    job.id, str(job.attempt), max_attempts, "" if retry_at is None else repr(retry_at),
+                    job.id, str(job.token), max_attempts, "" if retry_at is None else repr(retry_at),
                     json.dumps(record, ensure_ascii=False), error, traceback, repr(now), self.worker,
                 ],
             )

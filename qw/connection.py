@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import redis
 from redis.backoff import NoBackoff
@@ -58,10 +58,9 @@ class RedisConfig:
         """A client for this address (connections open lazily)."""
         # qw retries where it knows an operation is safe to repeat; redis-py
         # retrying behind its back would make `qw-client` slow to fail.
-        options = dict(
+        options: dict[str, Any] = dict(
             socket_timeout=SOCKET_TIMEOUT,
             socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_keepalive=True,
             retry=Retry(NoBackoff(), 0),
         )
         if self.embedded:
@@ -70,11 +69,13 @@ class RedisConfig:
             return redis.Redis(unix_socket_path=str(ensure_server(self.embedded)), **options)
         url = self.resolved_url()
         if url:
+            if not url.startswith("unix:"):  # keepalive is a TCP option
+                options["socket_keepalive"] = True
             try:
                 return redis.Redis.from_url(url, **options)
             except ValueError as exc:
                 raise ConnectionFailed(f"bad Redis URL: {exc}") from None
-        return redis.Redis(host=self.host, port=self.port, db=self.db, **options)
+        return redis.Redis(host=self.host, port=self.port, db=self.db, socket_keepalive=True, **options)
 
 
 @contextmanager
@@ -82,10 +83,14 @@ def translated(config: RedisConfig) -> Iterator[None]:
     """Turn redis-py's connection errors into :class:`ConnectionFailed`."""
     try:
         yield
+    except redis.AuthenticationError as exc:  # a kind of ConnectionError: catch it first
+        raise ConnectionFailed(f"Redis at {config.address()} refused us: {exc}") from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise ConnectionFailed(f"cannot reach Redis at {config.address()}: {exc}") from None
-    except redis.AuthenticationError as exc:
-        raise ConnectionFailed(f"Redis at {config.address()} refused us: {exc}") from None
+    except redis.ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) or "NOPERM" in str(exc):
+            raise ConnectionFailed(f"Redis at {config.address()} refused us: {exc}") from None
+        raise
 
 
 def check_server(client: redis.Redis, config: RedisConfig) -> list[str]:

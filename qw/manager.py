@@ -215,7 +215,10 @@ class Manager:
             keys=[keys.manager_heartbeat(self.name)], args=[self._token, int(self.lease * 1000)]
         )
         if renewed == 0:
-            log.error("manager %s: another process now holds this name", self.name)
+            # Two managers under one name would share worker lists: leave.
+            log.error("manager %s: another process now holds this name; stopping", self.name)
+            self.exit_code = 1
+            self.request_stop()
         elif renewed == 2:
             self._lease_retaken()
 

@@ -103,10 +103,12 @@ class Worker(multiprocessing.Process):
         self.client = client
         self.target = target
         self.timeout = timeout
-        self.poll_interval = min(poll_interval, timeout)
+        # Never 0: BLMOVE with a timeout of 0 would block forever.
+        self.poll_interval = max(0.001, min(poll_interval, timeout))
         self.limits = limits or Limits()
         self.shared = Shared()
         self._creator_pid = os.getpid()
+        self._forked_by_creator = True
         self._stopping = False
         self._running = False
         self._claimer: Optional[Claimer] = None
@@ -117,6 +119,9 @@ class Worker(multiprocessing.Process):
 
     def run(self) -> None:
         """The worker's main loop (runs in the child process)."""
+        # Forked straight from our manager, its death shows as a new parent pid;
+        # started through a fork server or spawn, we watch its pid instead.
+        self._forked_by_creator = os.getppid() == self._creator_pid
         signal.signal(signal.SIGALRM, self._on_alarm)
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_interrupt if signum == signal.SIGINT else self._on_stop_signal)
@@ -247,7 +252,20 @@ class Worker(multiprocessing.Process):
         return False
 
     def _should_stop(self) -> bool:
-        return self._stopping or os.getppid() != self._creator_pid
+        return self._stopping or not self._manager_alive()
+
+    def _manager_alive(self) -> bool:
+        if os.getpid() == self._creator_pid:  # run() or run_once() called in the creating process
+            return True
+        if self._forked_by_creator:
+            return os.getppid() == self._creator_pid
+        try:
+            os.kill(self._creator_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # the pid was reused by another user's process
+            return False
+        return True
 
     # -- signals -------------------------------------------------------------------
 
@@ -271,7 +289,7 @@ class Worker(multiprocessing.Process):
         # notices by itself; this catches a manager that died mid-job.
         while True:
             time.sleep(0.5)
-            if os.getppid() != self._creator_pid:
+            if not self._manager_alive():
                 time.sleep(0.5)  # give a loop that is between jobs the chance to leave cleanly
                 log.error("%s: manager is gone, exiting", self.name)
                 os._exit(EXIT_ORPHANED)

@@ -257,3 +257,20 @@ def test_queue_options(client: Client, qwc) -> None:
     assert stored[b"qw:max_attempts"] == b"5" and stored[b"qw:timeout"] == b"2.5" and stored[b"a"] == b"1"
     one_line_error(qwc("--max-attempts=0", "queue", "string", "{}"), "--max-attempts must be at least 1")
     one_line_error(qwc("--id=x", "queue", "file", "-", input='{"a": 1}\n{"b": 2}\n'), "--id names one job")
+
+
+def test_typed_host_and_port_beat_the_environment(client: Client) -> None:
+    unreachable = f"redis://127.0.0.1:{free_port()}/0"
+    result = run_cli("qw-client", "--port", str(client.config.port), "managers", QW_REDIS_URL=unreachable)
+    assert result.returncode == 0, result.stderr
+    one_line_error(run_cli("qw-client", "managers", QW_REDIS_URL=unreachable), "cannot reach Redis")
+
+
+def test_wrong_password_is_one_line(private_redis) -> None:
+    admin = Client(port=private_redis.port)
+    admin.redis.config_set("requirepass", "s3cret")
+    port = private_redis.port
+    one_line_error(run_cli("qw-client", "--url", f"redis://:wrong@127.0.0.1:{port}/0", "managers"), "refused us")
+    one_line_error(run_cli("qw-client", "--port", str(port), "queue", "string", "{}"), "refused us")
+    ok = run_cli("qw-client", "managers", QW_REDIS_URL=f"redis://:s3cret@127.0.0.1:{port}/0")
+    assert ok.returncode == 0 and "s3cret" not in ok.stdout + ok.stderr

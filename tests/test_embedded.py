@@ -60,3 +60,9 @@ def test_two_processes_share_one_server(data_dir: Path) -> None:
     job_id = a.queue_job({"x": 1})
     assert b.get_all_queued_jobs() == [job_id]
     assert a.redis.config_get("appendonly") == {"appendonly": "yes"}
+
+
+def test_unix_socket_url(data_dir: Path) -> None:
+    Client(embedded=str(data_dir)).queue_job({"x": 1})
+    via_url = Client(url=f"unix://{data_dir}/redis.sock")
+    assert len(via_url.get_all_queued_jobs()) == 1

@@ -150,3 +150,44 @@ def test_workers_die_with_a_sigkilled_manager_and_a_restart_recovers(
     finally:
         restarted.send_signal(signal.SIGTERM)
         assert restarted.wait(15) == 0
+
+
+def test_manager_that_loses_its_name_stops(client: Client, start_manager) -> None:
+    manager = start_manager(name="box", lease=1.5)
+    client.redis.set("box:heartbeat", "pid 1 on elsewhere (usurper)", px=60_000)
+    assert manager.join(10)
+    assert manager.exit_code == 1
+    assert client.redis.get("box:heartbeat") == b"pid 1 on elsewhere (usurper)"  # not ours to release
+
+
+SPAWNED = """
+import multiprocessing, sys
+sys.path.insert(0, {tests!r})
+from conftest import wait_for
+from qw import Client, Manager
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method({method!r})
+    client = Client(port={port})
+    manager = Manager("targets:record", port={port}, name="spawned", num_workers=2)
+    manager.start()
+    ids = client.queue_jobs({{"dir": {dir!r}}} for _ in range(4))
+    wait_for(lambda: len(__import__("os").listdir({dir!r})) >= 8, what="jobs")
+    manager.stop()
+    print(manager.exit_code, len(manager.workers))
+"""
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_workers_run_under_any_start_method(redis_server, records: Records, tmp_path, method: str) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "spawned.py"
+    script.write_text(SPAWNED.format(tests=str(Path(__file__).parent), method=method, port=redis_server.port,
+                                     dir=str(records.dir)))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "0"]
+    assert records.total_done() == 4

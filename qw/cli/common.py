@@ -14,11 +14,11 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 CONNECTION_OPTIONS = """\
-  --host=<host>            Redis host [default: localhost].
-  --port=<port>            Redis port [default: 6379].
-  --db=<db>                Redis database number [default: 0].
-  --url=<url>              Redis URL: redis://, rediss:// (TLS) or unix://; overrides
-                           --host, --port and --db. Default: $QW_REDIS_URL.
+  --host=<host>            Redis host; default: localhost.
+  --port=<port>            Redis port; default: 6379.
+  --db=<db>                Redis database number; default: 0.
+  --url=<url>              Redis URL: redis://, rediss:// (TLS) or unix://. Default:
+                           $QW_REDIS_URL, unless --host, --port or --db is given.
   --namespace=<prefix>     Prefix for every key, such as '{app}:' [default: ].
   --embedded=<dir>         Use the embedded Redis kept in <dir>, starting it if needed
                            (pip install 'qw[embedded]').
@@ -31,12 +31,23 @@ def parse(doc: str, argv: Optional[list[str]], version: str) -> dict[str, Any]:
 
 
 def connection_kwargs(args: dict[str, Any]) -> dict[str, Any]:
-    """Client/Manager keyword arguments from the shared options."""
+    """Client/Manager keyword arguments from the shared options.
+
+    Precedence: --embedded, --url, then --host/--port/--db when any is given
+    (they beat $QW_REDIS_URL: what is typed wins over the environment), then
+    $QW_REDIS_URL, then localhost:6379/0.
+    """
+    host = args["--host"] or "localhost"
+    port = integer(args["--port"] or "6379", "--port", minimum=1)
+    db = integer(args["--db"] or "0", "--db", minimum=0)
+    url = args["--url"] or None
+    if not url and any(args[o] is not None for o in ("--host", "--port", "--db")):
+        url = f"redis://{'[' + host + ']' if ':' in host else host}:{port}/{db}"
     return {
-        "host": args["--host"],
-        "port": integer(args["--port"], "--port", minimum=1),
-        "db": integer(args["--db"], "--db", minimum=0),
-        "url": args["--url"] or None,
+        "host": host,
+        "port": port,
+        "db": db,
+        "url": url,
         "namespace": args["--namespace"] or "",
         "embedded": args["--embedded"] or None,
     }

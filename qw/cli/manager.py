@@ -63,7 +63,7 @@ def _main(argv: Optional[list[str]]) -> int:
         raise ConfigError(f"--level must be one of {', '.join(LEVELS)}, got {args['--level']!r}")
     logging.basicConfig(
         level=level.upper(),
-        format="%(asctime)s %(levelname)s %(processName)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
     manager = Manager(

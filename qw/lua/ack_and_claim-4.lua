@@ -9,16 +9,19 @@
 -- ARGV[3] "1" to claim after acknowledging, "0" to acknowledge only
 -- ARGV[4] now, in seconds (recorded when an id without a hash is failed)
 -- ARGV[5] id the worker has just moved from all:jobs with BLMOVE, or ""
--- ARGV[6] attempt token of ARGV[2], as the claim returned it ("" skips the check)
+-- ARGV[6] claim token of ARGV[2], as its claim returned it ("" skips the check)
 -- Returns {acked} when nothing was claimed, else
---         {acked, id, attempt, field, value, field, value, ...}
+--         {acked, id, attempt, token, field, value, field, value, ...}
 -- acked is 1 when ARGV[2] was acknowledged (its hash deleted), 0 when the
--- acknowledgement was refused: the id left this worker's list, or it was
--- claimed again since (a newer attempt), so this worker's run is stale.
+-- acknowledgement was refused: the id left this worker's list, or the run
+-- was taken back (requeued, perhaps claimed again), so this run is stale.
+-- qw:running holds the token of the run in progress, and only while it is in
+-- progress: the fencing token. Tokens come from qw:claims, which only grows
+-- (qw:attempts can be given back when a stop interrupts a run).
 local acked = 0
 if ARGV[2] ~= '' then
   local key = ARGV[1] .. ARGV[2]
-  local current = ARGV[6] == '' or redis.call('HGET', key, 'qw:attempts') == ARGV[6]
+  local current = ARGV[6] == '' or redis.call('HGET', key, 'qw:running') == ARGV[6]
   if current and redis.call('LREM', KEYS[1], -1, ARGV[2]) == 1 then
     redis.call('DEL', key)
     acked = 1
@@ -60,7 +63,10 @@ for _ = 1, 100 do
     else
       redis.call('HSET', key, 'qw:origin', origin)
     end
-    local reply = {acked, id, redis.call('HINCRBY', key, 'qw:attempts', 1)}
+    local attempt = redis.call('HINCRBY', key, 'qw:attempts', 1)
+    local token = redis.call('HINCRBY', key, 'qw:claims', 1)
+    redis.call('HSET', key, 'qw:running', token)
+    local reply = {acked, id, attempt, token}
     local fields = redis.call('HGETALL', key)
     for i = 1, #fields do
       reply[#reply + 1] = fields[i]

@@ -32,6 +32,8 @@ for i = 1, #ids do
   local origin = redis.call('HGET', key, 'qw:origin')
   local attempts = tonumber(redis.call('HGET', key, 'qw:attempts') or '0') or 0
   local failed = false
+  -- The run is taken back: from now on its worker's acknowledgement is stale.
+  redis.call('HDEL', key, 'qw:running')
   if i == #ids and attempts > 0 then  -- the running job: only it was claimed
     if ARGV[3] == '' then
       redis.call('HINCRBY', key, 'qw:attempts', -1)

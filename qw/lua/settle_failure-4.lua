@@ -6,7 +6,8 @@
 -- KEYS[3] all:failed
 -- KEYS[4] job:<id>
 -- ARGV[1] job id
--- ARGV[2] attempt token, as the claim returned it ("" skips the check)
+-- ARGV[2] claim token, as the claim returned it; must equal qw:running
+--         ("" skips the check)
 -- ARGV[3] attempts allowed when the job does not say (qw:max_attempts)
 -- ARGV[4] when to run it again (unix seconds), or "" to fail it now
 -- ARGV[5] this attempt's error record, a JSON object, appended to qw:errors
@@ -17,12 +18,13 @@
 -- Returns 1 scheduled for a retry, 0 failed, -1 refused (stale token, or the
 -- id is no longer in this worker's list).
 local attempts = redis.call('HGET', KEYS[4], 'qw:attempts')
-if ARGV[2] ~= '' and attempts ~= ARGV[2] then
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[4], 'qw:running') ~= ARGV[2] then
   return -1
 end
 if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then
   return -1
 end
+redis.call('HDEL', KEYS[4], 'qw:running')
 local errors = redis.call('HGET', KEYS[4], 'qw:errors')
 if errors and string.sub(errors, -1) == ']' and #errors > 2 then
   errors = string.sub(errors, 1, -2) .. ',' .. ARGV[5] .. ']'
