@@ -57,7 +57,13 @@ class Claimer:
     """
 
     def __init__(
-        self, client: redis.Redis, scripts: Scripts, keys: Keys, manager: str, worker: str
+        self,
+        client: redis.Redis,
+        scripts: Scripts,
+        keys: Keys,
+        manager: str,
+        worker: str,
+        blocking: Optional[redis.Redis] = None,
     ) -> None:
         self.redis = client
         self.scripts = scripts
@@ -65,7 +71,14 @@ class Claimer:
         self.worker = worker
         self.own = keys.worker_jobs(worker)
         self.manager_queue = keys.manager_jobs(manager)
-        self._claim_keys = [self.own, self.manager_queue, keys.all_jobs, keys.all_failed]
+        self._claim_keys = [self.own, self.manager_queue, keys.all_jobs, keys.all_failed,
+                            keys.manager_idle(manager)]
+        # With a connection of its own for blocking waits, the worker lists
+        # itself as idle under that connection's client id, so that a producer
+        # queuing to its manager or to it can wake it (CLIENT UNBLOCK).
+        self.blocking = blocking
+        self._client_id: Optional[str] = None
+        self._idle = False  # the last claim found nothing: we may be listed as idle
         self.refused = 0  # settlements refused as stale, for logs and tests
 
     def claim(self, ack: Optional[Job] = None, moved: str = "") -> Optional[Job]:
@@ -105,9 +118,29 @@ class Claimer:
         return self._call_claim(job_id, "", "0", "")[0] == 1
 
     def wait(self, seconds: float) -> str:
-        """Block up to ``seconds`` for a job on ``all:jobs``; return its id or ""."""
-        moved = self.redis.blmove(self.keys.all_jobs, self.own, seconds, "RIGHT", "RIGHT")
+        """Block up to ``seconds`` for a job on ``all:jobs``; return its id or "".
+
+        Returns early, with "", when a producer wakes this worker for a job
+        queued to it or to its manager.
+        """
+        conn = self.blocking or self.redis
+        try:
+            moved = conn.blmove(self.keys.all_jobs, self.own, seconds, "RIGHT", "RIGHT")
+        except redis.RedisError:
+            self._client_id = None  # a new connection has a new id
+            raise
         return _str(moved) if moved is not None else ""
+
+    def _wake_id(self) -> str:
+        if self.blocking is None:
+            return ""
+        if self._client_id is None:
+            try:
+                self._client_id = str(self.blocking.client_id())
+            except redis.ResponseError:  # CLIENT not allowed to this ACL user: poll only
+                self.blocking = None
+                return ""
+        return self._client_id
 
     def fail(
         self,
@@ -139,10 +172,15 @@ class Claimer:
         return result
 
     def _call_claim(self, ack: str, token: str, claim: str, moved: str) -> list[Any]:
-        return self.scripts.ack_and_claim(
+        wake_id = self._wake_id() if claim == "1" else ""
+        reply = self.scripts.ack_and_claim(
             keys=self._claim_keys,
-            args=[self.keys.job_prefix, ack, claim, repr(time.time()), moved, token],
+            args=[self.keys.job_prefix, ack, claim, repr(time.time()), moved, token, self.worker,
+                  wake_id, "1" if self._idle else "0"],
         )
+        if claim == "1":
+            self._idle = len(reply) < 4 and wake_id != ""
+        return reply
 
 
 def requeue_worker(

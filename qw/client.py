@@ -129,10 +129,11 @@ class Client:
         job_id, keys, args = self._enqueue_call(job_data, manager, worker, job_id, options)
         with translated(self.config):
             try:
-                self.scripts.enqueue(keys=keys, args=args)
+                wake = self.scripts.enqueue(keys=keys, args=args)
             except Exception as exc:
                 self._raise_unknown_worker(exc)
                 raise
+            self._wake([wake])
         return job_id
 
     def queue_jobs(
@@ -173,12 +174,25 @@ class Client:
             for _job_id, keys, args in calls:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
             try:
-                pipe.execute()
+                self._wake(pipe.execute())
                 return
             except redis.exceptions.NoScriptError:
                 if attempt == 2:
                     raise
                 self.redis.script_load(script.script)
+
+    def _wake(self, replies: list[Any]) -> None:
+        # The enqueue script names idle workers whose own or manager's queue
+        # just got a job: unblock their wait on all:jobs so they claim it now.
+        ids = [int(r) for r in replies if isinstance(r, bytes) and r]
+        if not ids:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for client_id in ids:
+            pipe.client_unblock(client_id)
+        # An ACL user without CLIENT UNBLOCK still gets its jobs run: the
+        # worker's wait on all:jobs is short anyway.
+        pipe.execute(raise_on_error=False)
 
     def _enqueue_call(
         self,
@@ -194,16 +208,17 @@ class Client:
         job_id = job_id or uuid.uuid4().hex
         if worker:
             manager = manager or manager_of_worker(worker)
-            queue = self.keys.worker_jobs(worker)
+            queue, wake = self.keys.worker_jobs(worker), "worker"
         elif manager:
-            queue = self.keys.manager_jobs(validate_manager_name(manager))
+            queue, wake = self.keys.manager_jobs(validate_manager_name(manager)), "manager"
         else:
-            queue = self.keys.all_jobs
+            queue, wake = self.keys.all_jobs, ""
         workers = self.keys.manager_workers(manager) if manager else queue
-        args = [job_id, worker or ""]
+        idle = self.keys.manager_idle(manager) if manager else queue
+        args = [job_id, worker or "", wake]
         for name, value in fields.items():
             args += [name, value]
-        return job_id, [self.keys.job(job_id), queue, workers], args
+        return job_id, [self.keys.job(job_id), queue, workers, idle], args
 
     @staticmethod
     def _raise_unknown_worker(exc: Exception) -> None:

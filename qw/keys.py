@@ -26,6 +26,7 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
     ("all:reaper", "string", "lock held by the one manager reaping departed managers right now"),
     ("<manager>:heartbeat", "string", "the manager's lease: its holder, expiring unless renewed"),
     ("<manager>:health", "hash", "worker name -> JSON: pid, current job, seconds since its last good claim"),
+    ("<manager>:idle", "hash", "idle worker name -> client id it blocks on, so a producer can wake it"),
 )
 
 RESERVED_MANAGER_NAMES = frozenset({"all", "job"})
@@ -117,6 +118,9 @@ class Keys:
 
     def manager_health(self, manager: str) -> str:
         return f"{self.namespace}{manager}:health"
+
+    def manager_idle(self, manager: str) -> str:
+        return f"{self.namespace}{manager}:idle"
 
     def worker_jobs(self, worker: str) -> str:
         return f"{self.namespace}{worker}:jobs"

@@ -114,7 +114,8 @@ class Manager:
         self._stop = threading.Event()
         self._urgent = False
         self._thread: Optional[threading.Thread] = None
-        self._wake_r, self._wake_w = os.pipe()
+        self._wake_r, self._wake_w = os.pipe()  # request_stop() wakes the supervising thread
+        os.set_blocking(self._wake_r, False)
         self._outage = False
         self._redis_run_id = ""
 
@@ -165,8 +166,9 @@ class Manager:
         """
         self._urgent = self._urgent or urgent
         self._stop.set()
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        if self._wake_w >= 0:  # closed once the manager has stopped
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
 
     def stop(self, timeout: Optional[float] = None) -> None:
         """Stop gracefully and wait until the workers are gone and the name is released."""
@@ -246,7 +248,7 @@ class Manager:
             keys=[keys.manager_heartbeat(self.name), keys.all_managers, keys.manager_workers(self.name)],
             args=[self.name, self._token],
         )
-        self.client.redis.delete(keys.manager_health(self.name))
+        self.client.redis.delete(keys.manager_health(self.name), keys.manager_idle(self.name))
 
     def _run_id(self) -> str:
         return str(self.client.redis.info("server").get("run_id", ""))
@@ -292,11 +294,15 @@ class Manager:
                 sentinels = {slot.process.sentinel: slot for slot in self._slots.values()}
                 for item in wait([*sentinels, self._wake_r], timeout=timeout):
                     if item == self._wake_r:
-                        os.read(self._wake_r, 512)
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_r, 512)
                     else:
                         self._on_death(sentinels[item])
         finally:
             self._shutdown()
+            wake_w, self._wake_w = self._wake_w, -1
+            os.close(wake_w)
+            os.close(self._wake_r)
 
     def _periodic(self, tick: float) -> None:
         self._guarded(self._renew_lease)
@@ -409,17 +415,18 @@ class Manager:
         slots = list(self._slots.values())
         self._signal_workers(slots)
         deadline = time.monotonic() + (URGENT_GRACE if self._urgent else self.graceful_timeout)
-        while any(slot.process.is_alive() for slot in slots):
+        while True:
+            alive = [slot.process.sentinel for slot in slots if slot.process.is_alive()]
+            if not alive:
+                break
             if self._urgent and deadline > time.monotonic() + URGENT_GRACE:
                 deadline = time.monotonic() + URGENT_GRACE  # a second signal arrived: hurry
                 self._signal_workers(slots)
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            wait([slot.process.sentinel for slot in slots if slot.process.is_alive()] + [self._wake_r],
-                 timeout=left)
+            wait([*alive, self._wake_r], timeout=left)
             with contextlib.suppress(BlockingIOError):
-                os.set_blocking(self._wake_r, False)
                 os.read(self._wake_r, 512)
         for slot in slots:
             if slot.process.is_alive():

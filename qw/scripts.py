@@ -1,7 +1,7 @@
 """qw's Lua scripts (``qw/lua/*.lua``), loaded once as named callables.
 
 Each file holds one command; its name ends in the number of keys it takes
-(``ack_and_claim-4.lua``). redis-py's ``Script`` runs them with EVALSHA and
+(``ack_and_claim-5.lua``). redis-py's ``Script`` runs them with EVALSHA and
 falls back to loading them on NOSCRIPT, also inside pipelines.
 """
 

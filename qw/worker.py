@@ -21,6 +21,7 @@ import redis
 
 from .claim import FAILED, REFUSED, Claimer, Job
 from .client import Client
+from .connection import SOCKET_TIMEOUT
 from .exceptions import ConnectionFailed, TargetError
 from .keys import worker_name
 from .retry import RetryPolicy
@@ -103,8 +104,9 @@ class Worker(multiprocessing.Process):
         self.client = client
         self.target = target
         self.timeout = timeout
-        # Never 0: BLMOVE with a timeout of 0 would block forever.
-        self.poll_interval = max(0.001, min(poll_interval, timeout))
+        # Never 0 (BLMOVE would block forever), and well inside the socket
+        # timeout, or a quiet wait would look like a dead connection.
+        self.poll_interval = max(0.001, min(poll_interval, timeout, SOCKET_TIMEOUT / 2))
         self.limits = limits or Limits()
         self.shared = Shared()
         self._creator_pid = os.getpid()
@@ -173,7 +175,8 @@ class Worker(multiprocessing.Process):
         if self._claimer is None or self._target is None:
             self._target = resolve(self.target)
             client = self.client
-            self._claimer = Claimer(client.redis, client.scripts, client.keys, self.manager_name, self.name)
+            self._claimer = Claimer(client.redis, client.scripts, client.keys, self.manager_name, self.name,
+                                    blocking=client.config.connect())
         return self._claimer, self._target
 
     def _loop(self, claimer: Claimer, target: Target) -> None:

@@ -2,6 +2,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from qw import Client, Worker
 from qw.claim import promote_due
 from qw.retry import RetryPolicy
@@ -101,7 +103,7 @@ def test_steady_state_costs_one_round_trip_per_job(client: Client) -> None:
             ack = job
     top_level = {k: v for k, v in seen().items() if k in ("evalsha", "eval", "blmove", "script", "multi")}
     assert top_level == {"evalsha": 101}  # 100 jobs, and one last claim that found the queues empty
-    assert client.redis.dbsize() == 0
+    assert client.redis.keys("*") == [b"box:idle"]  # the empty claim listed it as idle
 
 
 def test_worker_exits_when_its_parent_is_gone(client: Client, records: Records, tmp_path) -> None:
@@ -127,3 +129,32 @@ def test_worker_exits_when_its_parent_is_gone(client: Client, records: Records, 
     wait_for(lambda: not alive(worker_pid), timeout=3, what="the orphaned worker to exit")
     # Its job is not lost: it stays in the worker's list for recovery.
     assert client.get_worker_pending_jobs("box:9") == [job_id]
+
+
+@pytest.mark.parametrize("to", ["manager", "worker"])
+def test_an_idle_worker_is_woken_for_a_job_queued_to_it_or_its_manager(client: Client, records: Records, to) -> None:
+    # A wait far longer than the check below: only the wake-up can make the job run in time.
+    worker = Worker(client, "targets:record", "box", name="box:1", poll_interval=4)
+    worker.start()
+    try:
+        wait_for(lambda: client.redis.hexists("box:idle", "box:1"), what="the worker to be idle")
+        time.sleep(0.2)  # now blocked on all:jobs
+        target = {"manager": "box"} if to == "manager" else {"worker": "box:1"}
+        job_id = client.queue_job({"dir": str(records.dir)}, **target)
+        wait_for(lambda: records.done(job_id) == 1, timeout=1, what="the woken worker to run the job")
+    finally:
+        worker.shutdown()
+        worker.join(10)
+
+
+def test_a_plain_producer_job_to_a_manager_waits_at_most_the_poll_interval(client: Client, records: Records) -> None:
+    worker = Worker(client, "targets:record", "box", name="box:1", poll_interval=0.05)
+    worker.start()
+    try:
+        wait_for(lambda: client.redis.hexists("box:idle", "box:1"), what="the worker to be idle")
+        client.redis.hset("job:plain", "dir", str(records.dir))
+        client.redis.lpush("box:jobs", "plain")
+        wait_for(lambda: records.done("plain") == 1, timeout=5, what="the plain producer's job")
+    finally:
+        worker.shutdown()
+        worker.join(5)

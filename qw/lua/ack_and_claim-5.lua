@@ -4,12 +4,18 @@
 -- KEYS[2] <manager>:jobs   its manager's queue
 -- KEYS[3] all:jobs         the shared queue
 -- KEYS[4] all:failed
+-- KEYS[5] <manager>:idle   worker name -> client id of its blocking connection
 -- ARGV[1] prefix of job hashes, "<namespace>job:"
 -- ARGV[2] id to acknowledge, or ""
 -- ARGV[3] "1" to claim after acknowledging, "0" to acknowledge only
 -- ARGV[4] now, in seconds (recorded when an id without a hash is failed)
 -- ARGV[5] id the worker has just moved from all:jobs with BLMOVE, or ""
 -- ARGV[6] claim token of ARGV[2], as its claim returned it ("" skips the check)
+-- ARGV[7] worker name
+-- ARGV[8] when nothing is found: the client id the worker will block on (it is
+--         recorded in KEYS[5] so that a producer can wake it), or ""
+-- ARGV[9] "1" if the worker's previous claim found nothing (so it may be listed
+--         in KEYS[5], and is taken off now), else "0"
 -- Returns {acked} when nothing was claimed, else
 --         {acked, id, attempt, token, field, value, field, value, ...}
 -- acked is 1 when ARGV[2] was acknowledged (its hash deleted), 0 when the
@@ -30,6 +36,9 @@ end
 if ARGV[3] ~= '1' then
   return {acked}
 end
+if ARGV[9] == '1' then
+  redis.call('HDEL', KEYS[5], ARGV[7])
+end
 -- Own list first (jobs queued to this worker, or left from before), then the
 -- manager's queue, then the shared one. The running id stays at the right end.
 for _ = 1, 100 do
@@ -44,6 +53,9 @@ for _ = 1, 100 do
     id = redis.call('LMOVE', KEYS[3], KEYS[1], 'RIGHT', 'RIGHT')
   end
   if not id then
+    if ARGV[8] ~= '' then
+      redis.call('HSET', KEYS[5], ARGV[7], ARGV[8])
+    end
     return {acked}
   end
   if id == ARGV[5] then

@@ -1,0 +1,40 @@
+-- Queue one job: write its hash and push its id, as one atomic step.
+-- KEYS[1] job:<id>            the job's hash
+-- KEYS[2] the list to push on  all:jobs, <manager>:jobs or <worker>:jobs
+-- KEYS[3] <manager>:workers    checked when queuing to one worker
+-- KEYS[4] <manager>:idle       idle workers and the client ids they block on
+-- ARGV[1] job id
+-- ARGV[2] worker name that must be a member of KEYS[3], or "" for no check
+-- ARGV[3] "worker": wake that worker if idle; "manager": wake one idle worker
+--         of the manager; "": none (idle workers wait on all:jobs itself)
+-- ARGV[4..] field, value, field, value, ...
+-- Returns "" when queued and nobody needs waking, the client id to wake
+-- (CLIENT UNBLOCK) when queued for an idle worker, 0 when job:<id> already
+-- exists (nothing is changed).
+if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 0 then
+  return redis.error_reply('QW_UNKNOWN_WORKER ' .. ARGV[2])
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+-- HSET in slices: unpack() of a very wide job would overflow Lua's C stack.
+for first = 4, #ARGV, 1000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+-- Idle workers block on all:jobs; one whose own or manager's queue just got
+-- a job must be woken, and is taken off the idle list so no other job wakes it.
+local wake = ''
+if ARGV[3] == 'worker' then
+  wake = redis.call('HGET', KEYS[4], ARGV[2]) or ''
+  if wake ~= '' then
+    redis.call('HDEL', KEYS[4], ARGV[2])
+  end
+elseif ARGV[3] == 'manager' then
+  local idle = redis.call('HRANDFIELD', KEYS[4], 1, 'WITHVALUES')
+  if idle[1] then
+    redis.call('HDEL', KEYS[4], idle[1])
+    wake = idle[2]
+  end
+end
+return wake
