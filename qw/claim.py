@@ -18,7 +18,7 @@ import redis
 from . import job as jobcodec
 from .exceptions import JobDataError
 from .keys import Keys
-from .scripts import Scripts
+from .scripts import DirectCaller, Scripts
 
 # What settle_failure-4.lua answers.
 RETRYING, FAILED, REFUSED = 1, 0, -1
@@ -64,6 +64,7 @@ class Claimer:
         manager: str,
         worker: str,
         blocking: Optional[redis.Redis] = None,
+        direct: bool = False,
     ) -> None:
         self.redis = client
         self.scripts = scripts
@@ -80,6 +81,9 @@ class Claimer:
         self._client_id: Optional[str] = None
         self._idle = False  # the last claim found nothing: we may be listed as idle
         self.refused = 0  # settlements refused as stale, for logs and tests
+        # A worker claims on a connection of its own (see DirectCaller); the
+        # seed API's fetch_next_job shares the client's pool.
+        self._direct = DirectCaller(client) if direct else None
 
     def claim(self, ack: Optional[Job] = None, moved: str = "") -> Optional[Job]:
         """Acknowledge ``ack`` (if given) and claim the next job, in one round trip.
@@ -97,9 +101,8 @@ class Claimer:
             if len(reply) < 4:
                 return None
             job_id, attempt, token = _str(reply[1]), int(reply[2]), int(reply[3])
-            raw = dict(zip(reply[4::2], reply[5::2]))
             try:
-                data, meta = jobcodec.decode(raw)
+                data, meta = jobcodec.decode_pairs(reply[4:])
             except JobDataError as exc:
                 # Retrying cannot make bad data good: fail it now.
                 bad = Job(job_id, {}, attempt, token=token)
@@ -173,11 +176,12 @@ class Claimer:
 
     def _call_claim(self, ack: str, token: str, claim: str, moved: str) -> list[Any]:
         wake_id = self._wake_id() if claim == "1" else ""
-        reply = self.scripts.ack_and_claim(
-            keys=self._claim_keys,
-            args=[self.keys.job_prefix, ack, claim, repr(time.time()), moved, token, self.worker,
-                  wake_id, "1" if self._idle else "0"],
-        )
+        args = [self.keys.job_prefix, ack, claim, repr(time.time()), moved, token, self.worker,
+                wake_id, "1" if self._idle else "0"]
+        if self._direct is not None:
+            reply = self._direct(self.scripts.ack_and_claim, self._claim_keys, args)
+        else:
+            reply = self.scripts.ack_and_claim(keys=self._claim_keys, args=args)
         if claim == "1":
             self._idle = len(reply) < 4 and wake_id != ""
         return reply

@@ -10,7 +10,7 @@ producer and its values reach the target as strings. Fields starting with
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .exceptions import JobDataError
 from .keys import META_PREFIX
@@ -19,6 +19,7 @@ ENCODING_FIELD = META_PREFIX + "enc"
 JSON_ENCODING = "json"
 
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+_loads = json.JSONDecoder().decode
 
 
 def encode(data: Mapping[str, Any]) -> dict[str, str]:
@@ -43,19 +44,40 @@ def decode(raw: Mapping[bytes | str, bytes | str]) -> tuple[dict[str, Any], dict
 
     Raises :class:`JobDataError` naming the field that cannot be decoded.
     """
-    fields: dict[str, str] = {}
-    for key, value in raw.items():
-        name = _text(key, "field name")
-        fields[name] = _text(value, f"field {name!r}")
-    meta = {k: v for k, v in fields.items() if k.startswith(META_PREFIX)}
-    data: dict[str, Any] = {k: v for k, v in fields.items() if not k.startswith(META_PREFIX)}
+    return decode_pairs([x for pair in raw.items() for x in pair])
+
+
+def decode_pairs(items: Sequence[bytes | str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """:func:`decode` for a flat ``[field, value, field, value, ...]`` list, as HGETALL replies.
+
+    This runs once per job in every worker: keep it lean.
+    """
+    try:
+        texts = [x.decode("utf-8") if type(x) is bytes else x for x in items]
+    except UnicodeDecodeError:
+        _name_undecodable(items)
+        raise
+    data: dict[str, Any] = {}
+    meta: dict[str, str] = {}
+    for i in range(0, len(texts) - 1, 2):
+        key = texts[i]
+        if key.startswith(META_PREFIX):
+            meta[key] = texts[i + 1]
+        else:
+            data[key] = texts[i + 1]
     if meta.get(ENCODING_FIELD) == JSON_ENCODING:
         for key, value in data.items():
             try:
-                data[key] = json.loads(value)
+                data[key] = _loads(value)
             except ValueError as exc:
                 raise JobDataError(f"field {key!r} is not valid JSON: {exc}") from None
     return data, meta
+
+
+def _name_undecodable(items: Sequence[bytes | str]) -> None:
+    for i in range(0, len(items) - 1, 2):
+        name = _text(items[i], "field name")
+        _text(items[i + 1], f"field {name!r}")
 
 
 def parse_object(text: str) -> dict[str, Any]:

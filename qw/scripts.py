@@ -2,13 +2,16 @@
 
 Each file holds one command; its name ends in the number of keys it takes
 (``ack_and_claim-5.lua``). redis-py's ``Script`` runs them with EVALSHA and
-falls back to loading them on NOSCRIPT, also inside pipelines.
+falls back to loading them on NOSCRIPT, also inside pipelines;
+:class:`DirectCaller` does the same on a connection of its own for the
+worker's hot path.
 """
 
 from __future__ import annotations
 
 from functools import cache
 from importlib import resources
+from typing import Any, Sequence
 
 import redis
 from redis.commands.core import Script
@@ -43,3 +46,36 @@ class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         for name, source in _sources().items():
             setattr(self, name, client.register_script(source))
+
+
+class DirectCaller:
+    """Runs scripts on one connection of its own, without redis-py's per-command machinery.
+
+    A worker's claim is a round trip per job; the pool, retry and
+    instrumentation layers around each redis-py command cost more CPU than
+    the round trip itself. Errors propagate as redis-py's own, after the
+    connection is dropped (its state is unknown); the next call reconnects.
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        pool = client.connection_pool
+        self._conn = pool.connection_class(**pool.connection_kwargs)
+
+    def __call__(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        conn = self._conn
+        try:
+            try:
+                conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                return conn.read_response()
+            except redis.exceptions.NoScriptError:  # Redis restarted, or SCRIPT FLUSH
+                conn.send_command("SCRIPT", "LOAD", script.script)
+                conn.read_response()
+                conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                return conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.disconnect()

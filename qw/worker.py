@@ -176,7 +176,7 @@ class Worker(multiprocessing.Process):
             self._target = resolve(self.target)
             client = self.client
             self._claimer = Claimer(client.redis, client.scripts, client.keys, self.manager_name, self.name,
-                                    blocking=client.config.connect())
+                                    blocking=client.config.connect(), direct=True)
         return self._claimer, self._target
 
     def _loop(self, claimer: Claimer, target: Target) -> None:
