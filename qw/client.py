@@ -8,8 +8,9 @@ else. Names and ids come back as ``str``.
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
 
@@ -20,7 +21,7 @@ from .claim import Claimer
 from .connection import RedisConfig, translated
 from .exceptions import ConfigError, UnknownWorker
 from .keys import Keys, manager_of_worker, validate_manager_name
-from .scripts import Scripts
+from .scripts import DirectCaller, Scripts
 
 DEFAULT_BATCH = 1000
 
@@ -62,6 +63,7 @@ class Client:
         self.keys = Keys(namespace)
         self.redis = self.config.connect()
         self.scripts = Scripts(self.redis)
+        self._local = threading.local()
 
     # A Client crosses into worker processes by its address, not its sockets.
     def __getstate__(self) -> dict[str, Any]:
@@ -72,6 +74,7 @@ class Client:
         self.keys = Keys(state["namespace"])
         self.redis = self.config.connect()
         self.scripts = Scripts(self.redis)
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         ns = f", namespace={self.keys.namespace!r}" if self.keys.namespace else ""
@@ -129,7 +132,7 @@ class Client:
         job_id, keys, args = self._enqueue_call(job_data, manager, worker, job_id, options)
         with translated(self.config):
             try:
-                wake = self.scripts.enqueue(keys=keys, args=args)
+                wake = self._direct()(self.scripts.enqueue, keys, args)
             except Exception as exc:
                 self._raise_unknown_worker(exc)
                 raise
@@ -153,33 +156,64 @@ class Client:
         connection leaves the jobs before the cut queued.
         """
         options = _job_options(max_attempts, timeout)
-        calls = [self._enqueue_call(data, manager, worker, None, options) for data in jobs]
+        queue, workers, idle, wake = self._target(manager, worker)
+        queued_at = repr(time.time())
+        # Encode everything first: bad data must queue nothing.
+        encoded = []
+        for data in jobs:
+            fields = jobcodec.encode(data)
+            fields["qw:queued_at"] = queued_at
+            fields.update(options)
+            encoded.append((_new_id(), fields))
         with translated(self.config):
-            for start in range(0, len(calls), batch_size):
+            for start in range(0, len(encoded), batch_size):
                 try:
-                    self._send_batch(calls[start : start + batch_size])
+                    batch = encoded[start : start + batch_size]
+                    self._send_batch(batch, [queue, workers, idle], worker, wake)
                 except Exception as exc:
                     self._raise_unknown_worker(exc)
                     raise
-        return [job_id for job_id, _keys, _args in calls]
+        return [job_id for job_id, _fields in encoded]
 
-    def _send_batch(self, calls: list[tuple[str, list[str], list[str]]]) -> None:
-        # Plain EVALSHA in the pipeline: redis-py's Script in a pipeline would
-        # first ask SCRIPT EXISTS, a second round trip per batch. If Redis lost
-        # its script cache, load it and send the batch again: queuing an id
-        # that is already there changes nothing.
-        script = self.scripts.enqueue
+    def _send_batch(
+        self, batch: list[tuple[str, dict[str, str]]], keys: list[str], worker: Optional[str], wake: str
+    ) -> None:
+        # One script call per run of jobs with the same number of fields (a
+        # batch of one shape is one call); runs keep the queue order.
+        runs: list[tuple[int, list[str]]] = []
+        for job_id, fields in batch:
+            if not runs or runs[-1][0] != len(fields):
+                runs.append((len(fields), []))
+            args = runs[-1][1]
+            args.append(job_id)
+            for item in fields.items():
+                args.extend(item)
+        script = self.scripts.enqueue_many
         for attempt in (1, 2):
             pipe = self.redis.pipeline(transaction=False)
-            for _job_id, keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            for width, jobs_args in runs:
+                pipe.evalsha(script.sha, len(keys), *keys, self.keys.job_prefix, worker or "", wake, width,
+                             *jobs_args)
             try:
-                self._wake(pipe.execute())
-                return
+                replies = pipe.execute()
+                break
             except redis.exceptions.NoScriptError:
+                # Redis lost its script cache: load it and send the batch
+                # again (jobs already queued are skipped).
                 if attempt == 2:
                     raise
                 self.redis.script_load(script.script)
+        self._wake([i for reply in replies for i in reply])
+
+    def _direct(self) -> DirectCaller:
+        # One connection per thread (and per process: a forked child must not
+        # share its parent's socket) for single-job calls, the hot path of a
+        # producer; see DirectCaller.
+        caller = getattr(self._local, "caller", None)
+        if caller is None or self._local.pid != os.getpid():
+            caller = self._local.caller = DirectCaller(self.redis)
+            self._local.pid = os.getpid()
+        return caller
 
     def _wake(self, replies: list[Any]) -> None:
         # The enqueue script names idle workers whose own or manager's queue
@@ -205,20 +239,23 @@ class Client:
         fields = jobcodec.encode(data)
         fields["qw:queued_at"] = repr(time.time())
         fields.update(options)
-        job_id = job_id or uuid.uuid4().hex
+        job_id = job_id or _new_id()
+        queue, workers, idle, wake = self._target(manager, worker)
+        args = [job_id, worker or "", wake]
+        for name, value in fields.items():
+            args += [name, value]
+        return job_id, [self.keys.job(job_id), queue, workers, idle], args
+
+    def _target(self, manager: Optional[str], worker: Optional[str]) -> tuple[str, str, str, str]:
+        """The list a job goes on, the workers set and idle hash to check, whom to wake."""
         if worker:
             manager = manager or manager_of_worker(worker)
             queue, wake = self.keys.worker_jobs(worker), "worker"
         elif manager:
             queue, wake = self.keys.manager_jobs(validate_manager_name(manager)), "manager"
         else:
-            queue, wake = self.keys.all_jobs, ""
-        workers = self.keys.manager_workers(manager) if manager else queue
-        idle = self.keys.manager_idle(manager) if manager else queue
-        args = [job_id, worker or "", wake]
-        for name, value in fields.items():
-            args += [name, value]
-        return job_id, [self.keys.job(job_id), queue, workers, idle], args
+            return self.keys.all_jobs, self.keys.all_jobs, self.keys.all_jobs, ""
+        return queue, self.keys.manager_workers(manager), self.keys.manager_idle(manager), wake
 
     @staticmethod
     def _raise_unknown_worker(exc: Exception) -> None:
@@ -400,8 +437,16 @@ class Client:
         return [_text(i) for i in reversed(self._lrange(key))]
 
     def close(self) -> None:
-        """Close the connections of this client."""
+        """Close the connections of this client (those of this thread, and the pool's)."""
+        caller = getattr(self._local, "caller", None)
+        if caller is not None:
+            caller.close()
         self.redis.close()
+
+
+def _new_id() -> str:
+    """A random job id: 32 hex digits, as uuid4().hex looks, at a third of its cost."""
+    return os.urandom(16).hex()
 
 
 def _job_options(max_attempts: Optional[int], timeout: Optional[float]) -> dict[str, str]:

@@ -32,6 +32,7 @@ class Scripts:
     """The scripts bound to one Redis client, as attributes named after their files."""
 
     enqueue: Script
+    enqueue_many: Script
     ack_and_claim: Script
     settle_failure: Script
     requeue: Script
@@ -63,6 +64,7 @@ class DirectCaller:
 
     def __call__(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         conn = self._conn
+        self._drop_if_stale(conn)
         try:
             try:
                 conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -75,6 +77,19 @@ class DirectCaller:
         except BaseException:
             conn.disconnect()
             raise
+
+    @staticmethod
+    def _drop_if_stale(conn: Any) -> None:
+        # A connection idle while Redis restarted reads as closed: reconnect
+        # before sending rather than fail, as redis-py's pool does.
+        if not conn.is_connected:
+            return
+        try:
+            stale = conn.can_read()
+        except (redis.ConnectionError, OSError):
+            stale = True
+        if stale:
+            conn.disconnect()
 
     def close(self) -> None:
         """Close the connection."""

@@ -57,9 +57,17 @@ def test_queue_jobs_sends_a_batch_in_one_round_trip(client: Client) -> None:
     assert len(set(ids)) == 250
     assert client.get_all_queued_jobs()[1:] == ids
     assert client.get_job(ids[-1]) == {"n": 249}
-    # One EVALSHA per job, sent in one pipeline; nothing else was asked (the
-    # other counts are the script's own commands).
-    assert seen() == {"evalsha": 250, "exists": 250, "hset": 250, "lpush": 250}
+    # One EVALSHA for the whole batch; nothing else was asked (the other
+    # counts are the script's own commands).
+    assert seen() == {"evalsha": 1, "exists": 250, "hset": 250, "lpush": 250}
+
+
+def test_queue_jobs_of_different_shapes_and_a_given_id_in_the_batch(client: Client) -> None:
+    client.queue_job({"x": 0}, job_id="known")
+    ids = client.queue_jobs([{"a": 1}, {"a": 1, "b": [2]}, {}, {"c": None}], max_attempts=2)
+    assert client.get_all_queued_jobs()[1:] == ids
+    assert [client.get_job(i) for i in ids] == [{"a": 1}, {"a": 1, "b": [2]}, {}, {"c": None}]
+    assert client.redis.hget(f"job:{ids[2]}", "qw:max_attempts") == b"2"
 
 
 def test_queue_jobs_survives_a_flushed_script_cache(client: Client) -> None:

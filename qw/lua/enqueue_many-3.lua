@@ -1,0 +1,42 @@
+-- Queue a batch of jobs onto one list, as one atomic step: each job's hash
+-- and id together, as enqueue-4.lua does for one job.
+-- KEYS[1] the list to push on  all:jobs, <manager>:jobs or <worker>:jobs
+-- KEYS[2] <manager>:workers    checked when queuing to one worker
+-- KEYS[3] <manager>:idle       idle workers and the client ids they block on
+-- ARGV[1] prefix of job hashes, "<namespace>job:"
+-- ARGV[2] worker name that must be a member of KEYS[2], or "" for no check
+-- ARGV[3] "worker" / "manager" / "": whom to wake (see enqueue-4.lua)
+-- ARGV[4] number of fields, n, that every job in the batch has
+-- ARGV[5..] the jobs, each as: id, then n fields as field, value pairs
+-- Returns the client ids to wake (CLIENT UNBLOCK), possibly none. Jobs whose
+-- hash already exists are skipped.
+if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then
+  return redis.error_reply('QW_UNKNOWN_WORKER ' .. ARGV[2])
+end
+local width = 1 + 2 * tonumber(ARGV[4])
+local queued = 0
+for first = 5, #ARGV, width do
+  local id = ARGV[first]
+  local key = ARGV[1] .. id
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, unpack(ARGV, first + 1, first + width - 1))
+    redis.call('LPUSH', KEYS[1], id)
+    queued = queued + 1
+  end
+end
+local wake = {}
+if queued > 0 and ARGV[3] == 'worker' then
+  local id = redis.call('HGET', KEYS[3], ARGV[2])
+  if id then
+    redis.call('HDEL', KEYS[3], ARGV[2])
+    wake[1] = id
+  end
+elseif queued > 0 and ARGV[3] == 'manager' then
+  -- One idle worker per job, as many as there are.
+  local idle = redis.call('HRANDFIELD', KEYS[3], queued, 'WITHVALUES')
+  for i = 1, #idle, 2 do
+    redis.call('HDEL', KEYS[3], idle[i])
+    wake[#wake + 1] = idle[i + 1]
+  end
+end
+return wake
