@@ -174,3 +174,12 @@ def test_unreachable_redis_names_the_address() -> None:
     port = free_port()
     with pytest.raises(ConnectionFailed, match=f"cannot reach Redis at 127.0.0.1:{port}/0"):
         Client(host="127.0.0.1", port=port).queue_job({"a": 1})
+
+
+def test_queue_job_is_one_round_trip(client: Client) -> None:
+    client.queue_job({"warm": 1})
+    with commands_run(client.redis) as seen:
+        for n in range(20):
+            client.queue_job({"n": n}, manager="box")  # no idle worker to wake
+    top_level = {k: v for k, v in seen().items() if k not in ("exists", "hset", "lpush", "hrandfield")}
+    assert top_level == {"evalsha": 20}

@@ -70,14 +70,14 @@ for _ = 1, 100 do
     redis.call('HSET', key, 'qw:error', 'no data: ' .. key .. ' did not exist when the job was claimed',
       'qw:failed_at', ARGV[4], 'qw:origin', origin, 'qw:dangling', '1')
   else
-    if origin == KEYS[1] then
-      redis.call('HSETNX', key, 'qw:origin', origin)
-    else
-      redis.call('HSET', key, 'qw:origin', origin)
-    end
     local attempt = redis.call('HINCRBY', key, 'qw:attempts', 1)
     local token = redis.call('HINCRBY', key, 'qw:claims', 1)
-    redis.call('HSET', key, 'qw:running', token)
+    if origin == KEYS[1] then
+      redis.call('HSETNX', key, 'qw:origin', origin)
+      redis.call('HSET', key, 'qw:running', token)
+    else
+      redis.call('HSET', key, 'qw:origin', origin, 'qw:running', token)
+    end
     local reply = {acked, id, attempt, token}
     local fields = redis.call('HGETALL', key)
     for i = 1, #fields do
