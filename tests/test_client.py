@@ -51,7 +51,7 @@ def test_queue_to_manager_and_to_worker(client: Client) -> None:
 
 
 def test_queue_jobs_sends_a_batch_in_one_round_trip(client: Client) -> None:
-    client.queue_job({"warm": "scripts loaded"})
+    client.queue_jobs([{"warm": "scripts loaded"}])
     with commands_run(client.redis) as seen:
         ids = client.queue_jobs({"n": n} for n in range(250))
     assert len(set(ids)) == 250
