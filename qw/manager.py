@@ -17,7 +17,6 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, Callable, Optional
@@ -25,8 +24,9 @@ from typing import Any, Callable, Optional
 from . import recovery
 from .client import Client
 from .connection import check_server, translated
-from .exceptions import ConfigError, ManagerNameTaken, QwError
+from .exceptions import ConfigError, QwError
 from .keys import validate_manager_name, worker_name
+from .lease import NameLease, Renewal
 from .retry import RetryPolicy
 from .target import TargetSpec, resolve
 from .worker import EXIT_TARGET, STOP_SIGNALS, TRANSIENT, Limits, Worker
@@ -108,7 +108,7 @@ class Manager:
         self.kill_grace = kill_grace
         self.poll_interval = poll_interval
         self.exit_code = 0
-        self._token = f"pid {os.getpid()} on {socket.gethostname()} ({uuid.uuid4().hex[:8]})"
+        self.lease_holder = NameLease(self.client, self.name, lease)
         self._slots: dict[int, _Slot] = {}
         self._dead: list[_Slot] = []  # died; jobs not yet requeued, replacement not yet started
         self._stop = threading.Event()
@@ -117,7 +117,6 @@ class Manager:
         self._wake_r, self._wake_w = os.pipe()  # request_stop() wakes the supervising thread
         os.set_blocking(self._wake_r, False)
         self._outage = False
-        self._redis_run_id = ""
 
     # -- public API ------------------------------------------------------------
 
@@ -141,8 +140,7 @@ class Manager:
         if self._thread is not None:
             raise QwError(f"manager {self.name!r} was already started")
         warnings = check_server(self.client.redis, self.client.config)
-        self._redis_run_id = self._run_id()
-        self._acquire_name()
+        self.lease_holder.acquire()
         for warning in warnings:
             log.warning("manager %s: %s", self.name, warning)
         try:
@@ -150,7 +148,7 @@ class Manager:
             for index in range(1, self.num_workers + 1):
                 self._spawn(index)
         except BaseException:
-            self._release_name()
+            self.lease_holder.release()
             raise
         address = self.client.config.address()
         log.info("manager %s: started %d worker(s) on %s", self.name, self.num_workers, address)
@@ -200,58 +198,27 @@ class Manager:
 
     # -- the name --------------------------------------------------------------
 
-    def _acquire_name(self) -> None:
-        keys = self.client.keys
-        with translated(self.client.config):
-            holder = self.client.scripts.acquire_name(
-                keys=[keys.manager_heartbeat(self.name), keys.all_managers, keys.all_orphaned],
-                args=[self.name, self._token, int(self.lease * 1000)],
-            )
-        if holder:
-            holder = holder.decode() if isinstance(holder, bytes) else holder
-            raise ManagerNameTaken(f"manager {self.name!r} is already running: held by {holder}")
-
     def _renew_lease(self) -> None:
-        keys = self.client.keys
-        renewed = self.client.scripts.renew_lease(
-            keys=[keys.manager_heartbeat(self.name)], args=[self._token, int(self.lease * 1000)]
-        )
-        if renewed == 0:
+        renewal = self.lease_holder.renew()
+        if renewal is Renewal.LOST:
             # Two managers under one name would share worker lists: leave.
             log.error("manager %s: another process now holds this name; stopping", self.name)
             self.exit_code = 1
             self.request_stop()
-        elif renewed == 2:
-            self._lease_retaken()
-
-    def _lease_retaken(self) -> None:
-        # Our lease had expired: Redis was out of reach longer than the lease,
-        # or it restarted without its data. Either way, register again.
-        run_id = self._run_id()
-        registered = self.client.redis.sismember(self.client.keys.all_managers, self.name)
-        if run_id != self._redis_run_id and not registered:
+            return
+        if renewal is Renewal.HELD:
+            return
+        if renewal is Renewal.DATA_LOST:
             log.error("manager %s: Redis restarted without its data (persistence off?): "
                       "jobs queued or running before are lost", self.name)
         else:
             log.warning("manager %s: lease had expired (Redis out of reach for over %g s); "
                         "other managers may have requeued our running jobs", self.name, self.lease)
-        self._redis_run_id = run_id
         pipe = self.client.redis.pipeline()
         pipe.sadd(self.client.keys.all_managers, self.name)
         if self._slots:
             pipe.sadd(self.client.keys.manager_workers(self.name), *self.workers)
         pipe.execute()
-
-    def _release_name(self) -> None:
-        keys = self.client.keys
-        self.client.scripts.release_name(
-            keys=[keys.manager_heartbeat(self.name), keys.all_managers, keys.manager_workers(self.name)],
-            args=[self.name, self._token],
-        )
-        self.client.redis.delete(keys.manager_health(self.name), keys.manager_idle(self.name))
-
-    def _run_id(self) -> str:
-        return str(self.client.redis.info("server").get("run_id", ""))
 
     def _recover_predecessor(self) -> None:
         # Workers still registered under our name belong to a manager of this
@@ -456,7 +423,7 @@ class Manager:
                     moved = recovery.requeue(self.client, self.name, worker, keep_own=False)
                     if moved:
                         log.warning("manager %s: requeued %d job(s) of %s", self.name, moved, worker)
-                self._release_name()
+                self.lease_holder.release()
                 log.info("manager %s: stopped", self.name)
                 return
             except TRANSIENT as exc:
