@@ -9,6 +9,7 @@ worker's hot path.
 
 from __future__ import annotations
 
+import time
 from functools import cache
 from importlib import resources
 from typing import Any, Sequence
@@ -61,10 +62,14 @@ class DirectCaller:
     def __init__(self, client: redis.Redis) -> None:
         pool = client.connection_pool
         self._conn = pool.connection_class(**pool.connection_kwargs)
+        self._last_used = 0.0
 
     def __call__(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         conn = self._conn
-        self._drop_if_stale(conn)
+        now = time.monotonic()
+        if now - self._last_used > 1.0:  # only an idle connection can have gone stale unnoticed
+            self._drop_if_stale(conn)
+        self._last_used = now
         try:
             try:
                 conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)

@@ -183,6 +183,25 @@ def start_manager(redis_server: RedisServer) -> Iterator[Callable[..., Manager]]
         manager.join(15)
 
 
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start processes (qw-manager and the like) that are SIGKILLed at teardown if still running,
+    so that a failing test leaves nothing behind."""
+    started: list[subprocess.Popen] = []
+
+    def start(command: list[str], **kwargs: object) -> subprocess.Popen:
+        kwargs.setdefault("env", cli_env())
+        proc = subprocess.Popen(command, **kwargs)  # type: ignore[call-overload]
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])

@@ -171,10 +171,10 @@ def test_inspection_commands(client: Client, records: Records, qwc, start_manage
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGQUIT, signal.SIGHUP, signal.SIGINT])
-def test_manager_cli_stops_cleanly_on_signals(client: Client, records: Records, redis_server, signum) -> None:
-    proc = subprocess.Popen(
+def test_manager_cli_stops_cleanly_on_signals(spawn, client: Client, records: Records, redis_server, signum) -> None:
+    proc = spawn(
         ["qw-manager", "--port", str(redis_server.port), "--workers", "2", "--name", "box", "targets:record"],
-        env=cli_env(), stderr=subprocess.PIPE, text=True, start_new_session=True,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     wait_for(lambda: len(client.get_manager_workers("box")) == 2, what="workers")
     job_id = client.queue_job({"dir": str(records.dir), "sleep": 1})
@@ -194,10 +194,10 @@ def test_manager_cli_stops_cleanly_on_signals(client: Client, records: Records, 
     assert client.redis.keys("*") == []
 
 
-def test_a_second_term_stops_at_once(client: Client, records: Records, redis_server) -> None:
-    proc = subprocess.Popen(
+def test_a_second_term_stops_at_once(spawn, client: Client, records: Records, redis_server) -> None:
+    proc = spawn(
         ["qw-manager", "--port", str(redis_server.port), "--workers", "1", "--name", "box", "targets:record"],
-        env=cli_env(), stderr=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE, text=True,
     )
     wait_for(lambda: len(client.get_manager_workers("box")) == 1, what="workers")
     job_id = client.queue_job({"dir": str(records.dir), "sleep": 60})

@@ -12,7 +12,7 @@ from qw import Client, Manager, Worker
 from qw.claim import Claimer
 from qw.recovery import requeue
 
-from conftest import Records, RedisServer, alive, children_of, cli_env, wait_for
+from conftest import Records, RedisServer, alive, children_of, wait_for
 
 
 @pytest.mark.parametrize("how, cause", [("exit", "exited with code 13"), ("segfault", "killed by SIGSEGV")])
@@ -109,10 +109,10 @@ def test_a_stale_attempt_cannot_settle_the_job(client: Client) -> None:
     assert client.redis.exists(f"job:{job_id}") == 0
 
 
-def test_a_lapsed_manager_is_reaped_by_another(client: Client, records: Records, redis_server) -> None:
+def test_a_lapsed_manager_is_reaped_by_another(spawn, client: Client, records: Records, redis_server) -> None:
     command = ["qw-manager", "--port", str(redis_server.port), "--workers", "1", "--name", "doomed",
                "--lease", "1", "targets:record"]
-    proc = subprocess.Popen(command, env=cli_env(), stderr=subprocess.DEVNULL)
+    proc = spawn(command, stderr=subprocess.DEVNULL)
     wait_for(lambda: client.get_manager_workers("doomed"), what="the doomed manager's worker")
     running = client.queue_job({"dir": str(records.dir), "sleep": 30})
     wait_for(lambda: records.started(running) == 1, what="the job to start")
@@ -136,7 +136,7 @@ def test_a_lapsed_manager_is_reaped_by_another(client: Client, records: Records,
         assert records.started(running) == 2 and records.done(running) == 1
     finally:
         survivor.stop()
-    restarted = subprocess.Popen(command, env=cli_env(), stderr=subprocess.DEVNULL)
+    restarted = spawn(command, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: records.done(routed) == 1, what="the orphaned job once its manager is back")
         assert client.get_orphaned_managers() == []
@@ -176,9 +176,9 @@ def test_startup_warns_about_eviction_and_missing_persistence(private_redis: Red
     assert "persistence is off" in caplog.text
 
 
-def test_workers_are_gone_within_two_seconds_of_a_sigkilled_manager(client: Client, redis_server) -> None:
-    proc = subprocess.Popen(["qw-manager", "--port", str(redis_server.port), "--workers", "3", "--name", "box",
-                             "targets:record"], env=cli_env(), stderr=subprocess.DEVNULL)
+def test_workers_are_gone_within_two_seconds_of_a_sigkilled_manager(spawn, client: Client, redis_server) -> None:
+    proc = spawn(["qw-manager", "--port", str(redis_server.port), "--workers", "3", "--name", "box",
+                  "targets:record"], stderr=subprocess.DEVNULL)
     wait_for(lambda: len(client.get_manager_workers("box")) == 3, what="workers")
     workers = children_of(proc.pid)
     assert len(workers) >= 3

@@ -125,15 +125,15 @@ def test_bad_options_fail_before_anything_starts(redis_server) -> None:
 
 
 def test_workers_die_with_a_sigkilled_manager_and_a_restart_recovers(
-    client: Client, records: Records, redis_server
+    spawn, client: Client, records: Records, redis_server
 ) -> None:
     import subprocess
 
-    from conftest import children_of, cli_env
+    from conftest import children_of
 
     command = ["qw-manager", "--port", str(redis_server.port), "--host", "127.0.0.1",
                "--workers", "2", "--name", "box", "targets:record"]
-    proc = subprocess.Popen(command, env=cli_env(), stderr=subprocess.PIPE, text=True)
+    proc = spawn(command, stderr=subprocess.DEVNULL)
     wait_for(lambda: len(client.get_manager_workers("box")) == 2, what="workers")
     workers = children_of(proc.pid)
     job_id = client.queue_job({"dir": str(records.dir), "sleep": 30})
@@ -144,7 +144,7 @@ def test_workers_die_with_a_sigkilled_manager_and_a_restart_recovers(
     assert client.get_all_managers() == ["box"]  # the registration of a dead manager stays...
     client.redis.delete("box:heartbeat")  # ...until its lease runs out (10 s by default)
     client.redis.hset(f"job:{job_id}", "sleep", "0")
-    restarted = subprocess.Popen(command, env=cli_env(), stderr=subprocess.PIPE, text=True)
+    restarted = spawn(command, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: records.done(job_id) == 1, what="the restarted manager to run the job")
     finally:
