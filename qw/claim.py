@@ -22,6 +22,7 @@ from .scripts import DirectCaller, Scripts
 
 # What settle_failure-4.lua answers.
 RETRYING, FAILED, REFUSED = 1, 0, -1
+UNDECODABLE = object()  # a claimed job whose data could not be decoded (it is failed at once)
 
 
 @dataclass
@@ -77,7 +78,7 @@ class Claimer:
         # With a connection of its own for blocking waits, the worker lists
         # itself as idle under that connection's client id, so that a producer
         # queuing to its manager or to it can wake it (CLIENT UNBLOCK).
-        self.blocking = blocking
+        self._waiter = DirectCaller(blocking) if blocking is not None else None
         self._client_id: Optional[str] = None
         self._idle = False  # the last claim found nothing: we may be listed as idle
         self.refused = 0  # settlements refused as stale, for logs and tests
@@ -98,17 +99,42 @@ class Claimer:
             if ack_id and reply[0] != 1:
                 self.refused += 1
             ack_id, token, moved = "", "", ""
-            if len(reply) < 4:
-                return None
-            job_id, attempt, token = _str(reply[1]), int(reply[2]), int(reply[3])
-            try:
-                data, meta = jobcodec.decode_pairs(reply[4:])
-            except JobDataError as exc:
-                # Retrying cannot make bad data good: fail it now.
-                bad = Job(job_id, {}, attempt, token=token)
-                self.fail(bad, f"undecodable job data: {exc}", retry_at=None)
-                continue
-            return Job(id=job_id, data=data, attempt=attempt, meta=meta, token=token)
+            job = self._job_from(reply)
+            if job is not UNDECODABLE:
+                return job
+
+    def wait_and_claim(self, seconds: float) -> Optional[Job]:
+        """Block up to ``seconds`` for a job on ``all:jobs``, then claim, in one round trip.
+
+        The claim runs right after the wait ends: a job moved from
+        ``all:jobs``, one queued to the manager or to this worker (which wakes
+        it), or None when the wait ran out on empty queues.
+        """
+        if self._waiter is None:
+            return self.claim(moved=self.wait(seconds))
+        blmove = ("BLMOVE", self.keys.all_jobs, self.own, "RIGHT", "RIGHT", seconds)
+        try:
+            _moved, reply = self._waiter.block_then_call(
+                blmove, self.scripts.ack_and_claim, self._claim_keys, self._claim_args("", "1", "*", ""))
+        except redis.RedisError:
+            self._client_id = None  # a new connection has a new id
+            raise
+        self._idle = len(reply) < 4 and self._client_id is not None
+        job = self._job_from(reply)
+        return self.claim() if job is UNDECODABLE else job
+
+    def _job_from(self, reply: list[Any]) -> Any:
+        """The Job a claim returned, None, or UNDECODABLE (then failed here)."""
+        if len(reply) < 4:
+            return None
+        job_id, attempt, token = _str(reply[1]), int(reply[2]), int(reply[3])
+        try:
+            data, meta = jobcodec.decode_pairs(reply[4:])
+        except JobDataError as exc:
+            # Retrying cannot make bad data good: fail it now.
+            self.fail(Job(job_id, {}, attempt, token=token), f"undecodable job data: {exc}", retry_at=None)
+            return UNDECODABLE
+        return Job(id=job_id, data=data, attempt=attempt, meta=meta, token=token)
 
     def ack(self, job: Job) -> bool:
         """Acknowledge a finished job; False if refused (it left this worker's list, or is stale)."""
@@ -126,22 +152,25 @@ class Claimer:
         Returns early, with "", when a producer wakes this worker for a job
         queued to it or to its manager.
         """
-        conn = self.blocking or self.redis
         try:
-            moved = conn.blmove(self.keys.all_jobs, self.own, seconds, "RIGHT", "RIGHT")
+            if self._waiter is not None:
+                moved = self._waiter.command("BLMOVE", self.keys.all_jobs, self.own, "RIGHT", "RIGHT",
+                                             seconds)
+            else:
+                moved = self.redis.blmove(self.keys.all_jobs, self.own, seconds, "RIGHT", "RIGHT")
         except redis.RedisError:
             self._client_id = None  # a new connection has a new id
             raise
         return _str(moved) if moved is not None else ""
 
     def _wake_id(self) -> str:
-        if self.blocking is None:
+        if self._waiter is None:
             return ""
         if self._client_id is None:
             try:
-                self._client_id = str(self.blocking.client_id())
+                self._client_id = str(self._waiter.command("CLIENT", "ID"))
             except redis.ResponseError:  # CLIENT not allowed to this ACL user: poll only
-                self.blocking = None
+                self._waiter = None
                 return ""
         return self._client_id
 
@@ -174,10 +203,14 @@ class Claimer:
         self.refused += result == REFUSED
         return result
 
-    def _call_claim(self, ack: str, token: str, claim: str, moved: str) -> list[Any]:
+    def _claim_args(self, ack: str, claim: str, moved: str, token: str) -> list[Any]:
         wake_id = self._wake_id() if claim == "1" else ""
-        args = [self.keys.job_prefix, ack, claim, repr(time.time()), moved, token, self.worker,
+        return [self.keys.job_prefix, ack, claim, repr(time.time()), moved, token, self.worker,
                 wake_id, "1" if self._idle else "0"]
+
+    def _call_claim(self, ack: str, token: str, claim: str, moved: str) -> list[Any]:
+        args = self._claim_args(ack, claim, moved, token)
+        wake_id = args[7]
         if self._direct is not None:
             reply = self._direct(self.scripts.ack_and_claim, self._claim_keys, args)
         else:

@@ -163,6 +163,7 @@ class Client:
         for data in jobs:
             fields = jobcodec.encode(data)
             fields["qw:queued_at"] = queued_at
+            fields["qw:origin"] = queue
             fields.update(options)
             encoded.append((_new_id(), fields))
         with translated(self.config):
@@ -237,10 +238,11 @@ class Client:
         options: dict[str, str],
     ) -> tuple[str, list[str], list[str]]:
         fields = jobcodec.encode(data)
+        queue, workers, idle, wake = self._target(manager, worker)
         fields["qw:queued_at"] = repr(time.time())
+        fields["qw:origin"] = queue
         fields.update(options)
         job_id = job_id or _new_id()
-        queue, workers, idle, wake = self._target(manager, worker)
         args = [job_id, worker or "", wake]
         for name, value in fields.items():
             args += [name, value]

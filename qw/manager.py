@@ -29,7 +29,7 @@ from .keys import validate_manager_name, worker_name
 from .lease import NameLease, Renewal
 from .retry import RetryPolicy
 from .target import TargetSpec, resolve
-from .worker import EXIT_TARGET, STOP_SIGNALS, TRANSIENT, Limits, Worker
+from .worker import EXIT_TARGET, STOP_SIGNALS, TRANSIENT, Limits, Worker, is_transient
 
 log = logging.getLogger("qw.manager")
 
@@ -363,10 +363,17 @@ class Manager:
         return next_due
 
     def _guarded(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a Redis call; on a connection problem log once and return None."""
+        """Run a Redis step of the supervising loop; on trouble log and return None.
+
+        A step that fails must not take the manager down with it: the next
+        tick tries again. Connection trouble is logged once per outage.
+        """
         try:
             result = call(*args, **kwargs)
-        except TRANSIENT as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("manager %s: %s failed", self.name, getattr(call, "__name__", call))
+                return None
             if not self._outage:
                 log.warning("manager %s: Redis unavailable (%s)", self.name, exc)
                 self._outage = True

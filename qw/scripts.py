@@ -83,6 +83,45 @@ class DirectCaller:
             conn.disconnect()
             raise
 
+    def command(self, *args: Any) -> Any:
+        """Send one plain command and return its reply."""
+        conn = self._conn
+        self._last_used = time.monotonic()
+        try:
+            conn.send_command(*args)
+            return conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+
+    def block_then_call(
+        self, blocking: Sequence[Any], script: Script, keys: Sequence[Any], args: Sequence[Any]
+    ) -> tuple[Any, Any]:
+        """Send a blocking command and a script call in one write; return both replies.
+
+        Redis runs the script the moment the blocking command returns (it
+        was waiting in the connection's buffer), so waking up and claiming
+        cost one round trip, not two.
+        """
+        conn = self._conn
+        self._drop_if_stale(conn)
+        try:
+            conn.send_packed_command(
+                conn.pack_commands([blocking, ("EVALSHA", script.sha, len(keys), *keys, *args)])
+            )
+            first = conn.read_response()
+            try:
+                second = conn.read_response()
+            except redis.exceptions.NoScriptError:
+                second = None
+        except BaseException:
+            conn.disconnect()
+            raise
+        self._last_used = time.monotonic()
+        if second is None:
+            second = self(script, keys, args)  # loads the script, then runs it
+        return first, second
+
     @staticmethod
     def _drop_if_stale(conn: Any) -> None:
         # A connection idle while Redis restarted reads as closed: reconnect

@@ -36,6 +36,18 @@ EXIT_ORPHANED = 4  # the manager vanished while a job was running
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 # Redis errors after which the same call is safe to repeat (see each caller).
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, ConnectionFailed)
+# Error replies that say "not now" rather than "wrong": out of memory under
+# noeviction, a script running too long, a failover or resharding under way.
+# redis-py turns some into classes of their own; others keep their code.
+PASSING_CLASSES = (redis.exceptions.OutOfMemoryError, redis.exceptions.TryAgainError)
+PASSING_CODES = ("OOM ", "BUSY ", "MASTERDOWN ", "TRYAGAIN ", "CLUSTERDOWN ", "NOREPLICAS ", "LOADING ")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a Redis error after which waiting and trying again is right."""
+    if isinstance(exc, (*TRANSIENT, *PASSING_CLASSES)):
+        return True
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith(PASSING_CODES)
 
 _current: Optional[Job] = None
 
@@ -181,18 +193,17 @@ class Worker(multiprocessing.Process):
 
     def _loop(self, claimer: Claimer, target: Target) -> None:
         ack: Optional[Job] = None  # sent with the next claim: one round trip per job
-        moved = ""
         done = 0
-        while moved or not self._should_stop():
+        while not self._should_stop():
             # Safe to repeat: an ack already applied is refused as a no-op,
             # and a claim whose reply was lost left its id at the right end
             # of our list, where the repeated claim finds it.
-            job = self._retrying(claimer.claim, ack, moved)
-            ack, moved = None, ""
+            job = self._retrying(claimer.claim, ack)
+            ack = None
+            while job is None and not self._should_stop():
+                job = self._retrying(claimer.wait_and_claim, self.poll_interval)
             if job is None:
-                if not self._should_stop():
-                    moved = self._retrying(claimer.wait, self.poll_interval)
-                continue
+                break
             if self._run_job(claimer, target, job):
                 ack = job
             done += 1
@@ -305,7 +316,9 @@ class Worker(multiprocessing.Process):
         while True:
             try:
                 result = call(*args)
-            except TRANSIENT as exc:
+            except redis.RedisError as exc:
+                if not is_transient(exc):
+                    raise
                 if not self._outage:
                     log.warning("%s: Redis unavailable (%s); retrying", self.name, exc)
                     self._outage = True

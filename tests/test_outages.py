@@ -70,3 +70,22 @@ def test_manager_stopping_while_redis_is_down_keeps_jobs_for_its_successor(
         wait_for(lambda: records.done(job_id) == 1, what="the successor to run it")
     finally:
         successor.stop(20)
+
+
+def test_redis_out_of_memory_pauses_work_without_losing_it(private_redis: RedisServer, records: Records) -> None:
+    client = Client(host="127.0.0.1", port=private_redis.port)
+    manager = start(private_redis)
+    try:
+        pids = manager.worker_pids
+        job_id = client.queue_job({"dir": str(records.dir)})
+        wait_for(lambda: records.done(job_id) == 1, what="a first job")
+        # noeviction and no room: every write is refused with OOM, the idle
+        # worker's claims included (they list it as idle).
+        client.redis.config_set("maxmemory", 1)
+        time.sleep(1.5)
+        client.redis.config_set("maxmemory", 0)
+        after = client.queue_job({"dir": str(records.dir)})
+        wait_for(lambda: records.done(after) == 1, what="a job once Redis has room again")
+        assert manager.worker_pids == pids  # nobody crashed
+    finally:
+        manager.stop(20)

@@ -9,7 +9,10 @@
 -- ARGV[2] id to acknowledge, or ""
 -- ARGV[3] "1" to claim after acknowledging, "0" to acknowledge only
 -- ARGV[4] now, in seconds (recorded when an id without a hash is failed)
--- ARGV[5] id the worker has just moved from all:jobs with BLMOVE, or ""
+-- ARGV[5] id the worker has just moved from all:jobs with BLMOVE; or "*": this
+--         call was sent right behind such a BLMOVE, so the head of the own
+--         list, if it has no qw:origin (a plain producer's job), came from
+--         all:jobs; or ""
 -- ARGV[6] claim token of ARGV[2], as its claim returned it ("" skips the check)
 -- ARGV[7] worker name
 -- ARGV[8] when nothing is found: the client id the worker will block on (it is
@@ -58,10 +61,10 @@ for _ = 1, 100 do
     end
     return {acked}
   end
-  if id == ARGV[5] then
+  local key = ARGV[1] .. id
+  if id == ARGV[5] or (ARGV[5] == '*' and origin == KEYS[1] and redis.call('HEXISTS', key, 'qw:origin') == 0) then
     origin = KEYS[3]
   end
-  local key = ARGV[1] .. id
   if redis.call('EXISTS', key) == 0 then
     -- A dangling id (queued without its hash): fail it with the reason and
     -- look further, rather than hand the worker a job with no data.
