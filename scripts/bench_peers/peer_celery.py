@@ -1,0 +1,57 @@
+"""Celery with the Redis broker: ``celery worker -P solo`` processes, no result backend."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Optional
+
+import bench_job
+from celery import Celery, group
+
+PACKAGES = ["celery[redis]", "hiredis"]
+VERSIONS = ["celery", "kombu", "redis", "hiredis"]
+HAS_BULK = True
+WORKER_CONFIG = ("N x celery worker -P solo (prefetch multiplier 4, the default), "
+                 "--without-gossip --without-mingle --without-heartbeat")
+SINGLE_API = "task.delay"
+BULK_API = "group(...).apply_async()"
+BROKER_ENV = "QW_BENCH_BROKER"  # the broker URL, set by the driver for itself and the workers
+
+app = Celery("bench", broker=os.environ[BROKER_ENV])
+app.conf.update(broker_connection_retry_on_startup=True, worker_hijack_root_logger=False,
+                task_default_queue="bench")
+
+
+@app.task(name="noop")
+def noop(mode: int) -> None:
+    """The job: report that it ran."""
+    bench_job.ran(mode)
+
+
+def setup(host: str, port: int, variant: str) -> None:
+    """Connect to the broker (its URL came from the environment, set by the driver)."""
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=3)
+
+
+def worker_commands(host: str, port: int, processes: int) -> list[list[str]]:
+    """``processes`` independent solo-pool workers."""
+    celery = os.path.join(os.path.dirname(sys.executable), "celery")
+    return [[celery, "-A", "peer_celery", "worker", "-P", "solo", "-l", "WARNING", "-Q", "bench",
+             "-n", f"bench{i}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+            for i in range(processes)]
+
+
+def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]] = None) -> None:
+    """Queue ``count`` jobs one call at a time."""
+    delay = noop.delay
+    for _ in range(count):
+        if before_each:
+            before_each()
+        delay(mode)
+
+
+def queue_bulk(count: int) -> None:
+    """Queue ``count`` jobs with the bulk API."""
+    group(noop.s(bench_job.COUNT) for _ in range(count)).apply_async()

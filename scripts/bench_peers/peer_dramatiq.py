@@ -1,0 +1,53 @@
+"""Dramatiq with the Redis broker: one ``dramatiq`` command, N processes of 8 threads."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Optional
+
+import bench_job
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+
+PACKAGES = ["dramatiq[redis]", "hiredis"]
+VERSIONS = ["dramatiq", "redis", "hiredis"]
+HAS_BULK = False  # group(...).run() sends the messages one by one: no bulk path
+WORKER_CONFIG = "dramatiq --processes N --threads 8"
+SINGLE_API = "actor.send"
+BULK_API = "n/a (group.run enqueues one message at a time)"
+BROKER_ENV = "QW_BENCH_BROKER"  # the broker URL, set by the driver for itself and the workers
+
+broker = RedisBroker(url=os.environ[BROKER_ENV])
+dramatiq.set_broker(broker)
+
+
+@dramatiq.actor(max_retries=0)
+def noop(mode: int) -> None:
+    """The job: report that it ran."""
+    bench_job.ran(mode)
+
+
+def setup(host: str, port: int, variant: str) -> None:
+    """Check the broker (its URL came from the environment, set by the driver)."""
+    broker.client.ping()
+
+
+def worker_commands(host: str, port: int, processes: int) -> list[list[str]]:
+    """One dramatiq command running ``processes`` worker processes."""
+    exe = os.path.join(os.path.dirname(sys.executable), "dramatiq")
+    return [[exe, "peer_dramatiq", "--processes", str(processes), "--threads", "8"]]
+
+
+def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]] = None) -> None:
+    """Queue ``count`` jobs one call at a time."""
+    send = noop.send
+    for _ in range(count):
+        if before_each:
+            before_each()
+        send(mode)
+
+
+def queue_bulk(count: int) -> None:
+    """No bulk API: the drain pre-queues with the single call."""
+    queue_single(count, bench_job.COUNT)

@@ -1,0 +1,51 @@
+"""Huey with RedisHuey (blocking dequeue): ``huey_consumer -k process -w N``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Optional
+
+import bench_job
+from huey import RedisHuey
+
+PACKAGES = ["huey", "redis", "hiredis"]
+VERSIONS = ["huey", "redis", "hiredis"]
+HAS_BULK = False  # task.map() enqueues one task at a time
+WORKER_CONFIG = "huey_consumer -k process -w N -n (no periodic tasks)"
+SINGLE_API = "calling the task"
+BULK_API = "n/a (task.map enqueues one task at a time)"
+BROKER_ENV = "QW_BENCH_BROKER"  # the broker URL, set by the driver for itself and the workers
+
+huey = RedisHuey("bench", url=os.environ[BROKER_ENV])
+
+
+@huey.task()
+def noop(mode: int) -> None:
+    """The job: report that it ran."""
+    bench_job.ran(mode)
+
+
+def setup(host: str, port: int, variant: str) -> None:
+    """Check the broker (its URL came from the environment, set by the driver)."""
+    huey.storage.conn.ping()
+
+
+def worker_commands(host: str, port: int, processes: int) -> list[list[str]]:
+    """One consumer with ``processes`` worker processes."""
+    exe = os.path.join(os.path.dirname(sys.executable), "huey_consumer")
+    return [[exe, "peer_huey.huey", "-k", "process", "-w", str(processes), "-n", "-q"]]
+
+
+def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]] = None) -> None:
+    """Queue ``count`` jobs one call at a time."""
+    task = noop
+    for _ in range(count):
+        if before_each:
+            before_each()
+        task(mode)
+
+
+def queue_bulk(count: int) -> None:
+    """No bulk API: the drain pre-queues with the single call."""
+    queue_single(count, bench_job.COUNT)

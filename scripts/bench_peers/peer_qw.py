@@ -1,0 +1,69 @@
+"""qw, from the current checkout: a ``qw-manager`` process with N workers.
+
+Variants (``--variant``) choose where single jobs are queued, for the latency
+run: ``all`` (``all:jobs``, which idle workers wait on with BLMOVE),
+``manager`` (``bench:jobs``, polled in 50 ms slices) or ``worker`` (the
+first worker's own list, ``bench:1:jobs``).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable, Optional
+
+import bench_job
+
+from qw import Client
+
+PACKAGES: list[str] = []  # runs in the interpreter running the bench: this checkout's qw
+VERSIONS = ["qw", "redis", "hiredis"]
+MANAGER = "bench"
+HAS_BULK = True
+WORKER_CONFIG = "qw-manager --workers N"
+SINGLE_API = "Client.queue_job"
+BULK_API = "Client.queue_jobs (batches of 1000 jobs per round trip)"
+
+_client: Optional[Client] = None
+_route: dict[str, str] = {}
+
+
+def noop(job_id: str, job_data: dict) -> None:
+    """The target: report that the job ran."""
+    bench_job.ran(job_data["m"])
+
+
+def setup(host: str, port: int, variant: str) -> None:
+    """Connect the producer."""
+    global _client
+    _client = Client(host, port)
+    _client.ping()
+    if variant == "manager":
+        _route.update(manager=MANAGER)
+    elif variant == "worker":
+        _route.update(worker=f"{MANAGER}:1")
+
+
+def worker_commands(host: str, port: int, processes: int) -> list[list[str]]:
+    """One manager with ``processes`` workers."""
+    return [[sys.executable, "-m", "qw.cli.manager", "--host", host, "--port", str(port),
+             "--name", MANAGER, "--workers", str(processes), "--level", "warning", "peer_qw:noop"]]
+
+
+def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]] = None) -> None:
+    """Queue ``count`` jobs one call at a time."""
+    assert _client is not None
+    data = {"m": mode}
+    queue_job = _client.queue_job
+    # Warm-up jobs go to all:jobs: the worker of the "worker" variant is not
+    # registered until it has started.
+    route = {} if mode == bench_job.WARM else _route
+    for _ in range(count):
+        if before_each:
+            before_each()
+        queue_job(data, **route)
+
+
+def queue_bulk(count: int) -> None:
+    """Queue ``count`` jobs with the bulk API."""
+    assert _client is not None
+    _client.queue_jobs(({"m": 0} for _ in range(count)), **_route)

@@ -1,0 +1,58 @@
+"""RQ: ``rq worker`` processes with SimpleWorker, which runs jobs in its own process.
+
+RQ's default Worker forks a child per job, which is slower by design; it is not measured.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Optional
+
+import bench_job
+from redis import Redis
+from rq import Queue
+
+PACKAGES = ["rq", "redis", "hiredis"]
+VERSIONS = ["rq", "redis", "hiredis"]
+HAS_BULK = True
+WORKER_CONFIG = "N x rq worker --worker-class SimpleWorker (no fork per job)"
+SINGLE_API = "Queue.enqueue"
+BULK_API = "Queue.enqueue_many (one pipeline)"
+QUEUE = "bench"
+
+_queue: Optional[Queue] = None
+
+
+def noop(mode: int) -> None:
+    """The job: report that it ran."""
+    bench_job.ran(mode)
+
+
+def setup(host: str, port: int, variant: str) -> None:
+    """Connect the producer's queue."""
+    global _queue
+    _queue = Queue(QUEUE, connection=Redis(host, port))
+
+
+def worker_commands(host: str, port: int, processes: int) -> list[list[str]]:
+    """``processes`` independent ``rq worker`` processes."""
+    rq = os.path.join(os.path.dirname(sys.executable), "rq")
+    return [[rq, "worker", "--url", f"redis://{host}:{port}/0", "--worker-class", "rq.worker.SimpleWorker",
+             "--quiet", "--name", f"bench-{i}", QUEUE] for i in range(processes)]
+
+
+def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]] = None) -> None:
+    """Queue ``count`` jobs one call at a time."""
+    assert _queue is not None
+    enqueue = _queue.enqueue
+    for _ in range(count):
+        if before_each:
+            before_each()
+        enqueue(noop, mode)
+
+
+def queue_bulk(count: int) -> None:
+    """Queue ``count`` jobs with the bulk API."""
+    assert _queue is not None
+    _queue.enqueue_many([Queue.prepare_data(noop, (bench_job.COUNT,)) for _ in range(count)])
