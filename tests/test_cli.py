@@ -154,10 +154,12 @@ def test_inspection_commands(client: Client, records: Records, qwc, start_manage
 
     workers = qwc("workers", "box").stdout.splitlines()
     assert workers == [f"box:1  {running}", "box:2  idle"]
-    assert json.loads(qwc("workers", "--json").stdout) == [
-        {"manager": "box", "worker": "box:1", "jobs": [running]},
-        {"manager": "box", "worker": "box:2", "jobs": []},
-    ]
+    wait_for(lambda: client.get_manager_health("box").get("box:1", {}).get("busy_for") is not None,
+             what="the manager to report box:1 busy")
+    rows = json.loads(qwc("workers", "--json").stdout)
+    assert [(r["worker"], r["jobs"], r["healthy"]) for r in rows] == [("box:1", [running], True),
+                                                                      ("box:2", [], True)]
+    assert rows[0]["busy_for"] is not None and rows[1]["busy_for"] is None
 
     jobs = qwc("jobs").stdout
     assert "queued in all:jobs: 0" in jobs
@@ -274,3 +276,17 @@ def test_wrong_password_is_one_line(private_redis) -> None:
     one_line_error(run_cli("qw-client", "--port", str(port), "queue", "string", "{}"), "refused us")
     ok = run_cli("qw-client", "managers", QW_REDIS_URL=f"redis://:s3cret@127.0.0.1:{port}/0")
     assert ok.returncode == 0 and "s3cret" not in ok.stdout + ok.stderr
+
+
+def test_a_worker_whose_claims_do_not_get_through_is_flagged(client: Client, qwc) -> None:
+    # What a manager publishes about a worker that has not reached Redis for
+    # a minute while idle (its connection is stuck), next to a healthy one
+    # busy with a long job.
+    client.register_worker("box", "box:1")
+    client.register_worker("box", "box:2")
+    client.redis.hset("box:health", mapping={
+        "box:1": json.dumps({"pid": 11, "busy_for": None, "since_last_claim": 61.0, "at": time.time()}),
+        "box:2": json.dumps({"pid": 12, "busy_for": 300.0, "since_last_claim": 300.2, "at": time.time()}),
+    })
+    lines = qwc("workers", "box").stdout.splitlines()
+    assert lines == ["box:1  idle  UNHEALTHY: no claim got through for 61 s", "box:2  idle"]

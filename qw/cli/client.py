@@ -13,7 +13,8 @@ Usage:
 
 Commands:
   managers        List registered managers and whether each holds a live lease.
-  workers         List the workers of one manager (or of all) and their jobs.
+  workers         List the workers of one manager (or of all) and their jobs;
+                  flag those whose claims have not reached Redis for 10 s.
   jobs            Show queued, in-progress, scheduled (waiting for a retry) and
                   failed jobs (of one manager), and orphaned manager queues.
   queue string    Queue one job given as a JSON object; print its id.
@@ -128,13 +129,25 @@ def managers_report(client: Client) -> list[dict[str, Any]]:
     return rows
 
 
+UNHEALTHY_AFTER = 10.0  # seconds without a good Redis call, outside its job, before a worker looks stuck
+
+
 def workers_report(client: Client, manager: Optional[str]) -> list[dict[str, Any]]:
     managers = [manager] if manager else client.get_all_managers()
-    return [
-        {"manager": m, "worker": w, "jobs": client.get_worker_pending_jobs(w)}
-        for m in managers
-        for w in client.get_manager_workers(m)
-    ]
+    rows = []
+    for m in managers:
+        health = client.get_manager_health(m)
+        for w in client.get_manager_workers(m):
+            row: dict[str, Any] = {"manager": m, "worker": w, "jobs": client.get_worker_pending_jobs(w)}
+            seen = health.get(w)
+            if seen:
+                # Time in the current job does not count: a busy worker does
+                # not talk to Redis until its job ends.
+                silent = seen["since_last_claim"] - (seen["busy_for"] or 0.0)
+                row.update(pid=seen["pid"], busy_for=seen["busy_for"], healthy=silent < UNHEALTHY_AFTER,
+                           redis_silent_for=round(max(0.0, silent), 1))
+            rows.append(row)
+    return rows
 
 
 def jobs_report(client: Client, manager: Optional[str]) -> dict[str, Any]:
@@ -180,7 +193,10 @@ def format_workers(rows: list[dict[str, Any]]) -> str:
     lines = []
     for r in rows:
         jobs = " ".join(r["jobs"]) if r["jobs"] else "idle"
-        lines.append(f"{r['worker']:<{width}}  {jobs}")
+        state = ""
+        if r.get("healthy") is False:
+            state = f"  UNHEALTHY: no claim got through for {r['redis_silent_for']:g} s"
+        lines.append(f"{r['worker']:<{width}}  {jobs}{state}")
     return "\n".join(lines)
 
 
