@@ -57,7 +57,9 @@ class Manager:
     ``name`` (default: host name) are the original options; the rest are
     keyword-only: ``url``, ``namespace``, ``embedded`` (as for
     :class:`~qw.Client`); ``lease`` (seconds a silent manager keeps its name
-    before others take its workers' jobs back); ``graceful_timeout`` (how long
+    before others take its workers' jobs back) and ``heartbeat`` (seconds
+    between renewals, and between the manager's other periodic steps;
+    default the smaller of 1 s and a third of the lease); ``graceful_timeout`` (how long
     a stop lets running jobs finish); ``max_attempts`` and ``backoff``
     (retries, unless a job sets its own ``max_attempts``); ``job_timeout``
     (seconds, unless a job sets its own ``timeout``); ``kill_grace`` (how long
@@ -80,6 +82,7 @@ class Manager:
         namespace: str = "",
         embedded: Optional[str] = None,
         lease: float = 10.0,
+        heartbeat: Optional[float] = None,
         graceful_timeout: float = 25.0,
         max_attempts: int = 3,
         backoff: float = 1.0,
@@ -96,6 +99,9 @@ class Manager:
         self.name = validate_manager_name(name or socket.gethostname())
         if lease <= 0 or graceful_timeout < 0 or kill_grace < 0:
             raise ConfigError("lease must be positive; graceful_timeout and kill_grace not negative")
+        if heartbeat is not None and not 0 < heartbeat <= lease / 2:
+            raise ConfigError(f"heartbeat must be positive and at most half the lease ({lease / 2:g} s), "
+                              f"got {heartbeat}")
         for option, value in (("job_timeout", job_timeout), ("max_jobs_per_worker", max_jobs_per_worker),
                               ("max_memory_per_worker", max_memory_per_worker)):
             if value is not None and value <= 0:
@@ -104,6 +110,8 @@ class Manager:
                              max_memory_per_worker)
         self.client = client or Client(host, port, db, url=url, namespace=namespace, embedded=embedded)
         self.lease = lease
+        # The manager's tick: lease renewal, retries due, reaping, health.
+        self.heartbeat = heartbeat or min(1.0, lease / 3)
         self.graceful_timeout = graceful_timeout
         self.kill_grace = kill_grace
         self.poll_interval = poll_interval
@@ -249,7 +257,7 @@ class Manager:
         self._slots[index] = _Slot(index, process, time.monotonic(), quick_deaths)
 
     def _supervise(self) -> None:
-        tick = min(1.0, self.lease / 3)
+        tick = self.heartbeat
         next_tick = time.monotonic()
         try:
             while not self._stop.is_set():

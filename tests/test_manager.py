@@ -191,3 +191,11 @@ def test_workers_run_under_any_start_method(redis_server, records: Records, tmp_
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "0"]
     assert records.total_done() == 4
+
+
+def test_heartbeat_must_fit_in_the_lease(redis_server) -> None:
+    with pytest.raises(ConfigError, match="at most half the lease"):
+        Manager("targets:record", port=redis_server.port, lease=2, heartbeat=1.5)
+    manager = Manager("targets:record", port=redis_server.port, lease=30, heartbeat=5)
+    assert manager.heartbeat == 5
+    assert Manager("targets:record", port=redis_server.port, lease=1.5).heartbeat == 0.5

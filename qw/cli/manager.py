@@ -14,6 +14,8 @@ Options:
                            whitespace. Default: the host name.
 {connection}  --lease=<seconds>        A manager silent this long loses its name, and
                            other managers take its running jobs back [default: 10].
+  --heartbeat=<seconds>    How often the lease is renewed (and retries promoted,
+                           lapsed managers reaped); default: min(1, lease / 3).
   --graceful-timeout=<seconds>
                            On TERM, how long running jobs may take to finish
                            before they are killed and requeued [default: 25].
@@ -71,6 +73,7 @@ def _main(argv: Optional[list[str]]) -> int:
         num_workers=optional(args, "--workers", integer, minimum=1),
         name=args["--name"],
         lease=number(args["--lease"], "--lease"),
+        heartbeat=optional(args, "--heartbeat", number),
         graceful_timeout=number(args["--graceful-timeout"], "--graceful-timeout"),
         max_attempts=integer(args["--max-attempts"], "--max-attempts", minimum=1),
         backoff=number(args["--backoff"], "--backoff"),
