@@ -38,6 +38,7 @@ class FailedJob:
     data: dict[str, Any]
     attempts: int = 0
     errors: tuple[dict[str, Any], ...] = ()
+    origin: str = ""  # the key of the queue it was taken from, if known
 
 
 class Client:
@@ -364,6 +365,7 @@ class Client:
                     data=data,
                     attempts=int(meta.get("qw:attempts") or 0),
                     errors=errors,
+                    origin=meta.get("qw:origin", ""),
                 )
             )
         return failed

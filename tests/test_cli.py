@@ -290,3 +290,19 @@ def test_a_worker_whose_claims_do_not_get_through_is_flagged(client: Client, qwc
     })
     lines = qwc("workers", "box").stdout.splitlines()
     assert lines == ["box:1  idle  UNHEALTHY: no claim got through for 61 s", "box:2  idle"]
+
+
+def test_jobs_of_one_manager_shows_only_its_failures_and_retries(client: Client, qwc) -> None:
+    client.redis.lpush("box:jobs", "ghost")  # a dangling id on box's own queue
+    client.redis.lpush("all:jobs", "other-ghost")
+    client.fetch_next_job("box", "box:1", timeout=1)
+    mine = client.queue_job({"a": 1}, manager="box")
+    theirs = client.queue_job({"a": 2})
+    client.redis.zadd("all:scheduled", {mine: 9e9, theirs: 9e9})
+    client.redis.lrem("box:jobs", 0, mine)
+    client.redis.lrem("all:jobs", 0, theirs)
+    report = json.loads(qwc("jobs", "box", "--json").stdout)
+    assert [f["id"] for f in report["failed"]] == ["ghost"]
+    assert [e["id"] for e in report["scheduled"]] == [mine]
+    everything = json.loads(qwc("jobs", "--json").stdout)
+    assert {f["id"] for f in everything["failed"]} == {"ghost", "other-ghost"}

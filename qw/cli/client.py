@@ -160,11 +160,20 @@ def jobs_report(client: Client, manager: Optional[str]) -> dict[str, Any]:
     report["scheduled"] = [{"id": job_id, "due_at": due} for job_id, due in client.get_scheduled_jobs()]
     failed = client.get_failed_jobs()
     if manager:
-        failed = [f for f in failed if f.worker.startswith(f"{manager}:")]
+        # Failed by one of its workers, or taken from its queue or one of its
+        # workers' lists (<manager>:jobs, <manager>:<n>:jobs).
+        ours = client.keys.namespace + f"{manager}:"
+        failed = [f for f in failed if f.worker.startswith(f"{manager}:") or f.origin.startswith(ours)]
+        report["scheduled"] = [e for e in report["scheduled"] if _origin_of(client, e["id"]).startswith(ours)]
     report["failed"] = [failed_entry(f, full=False) for f in failed]
     if not manager:
         report["orphaned"] = {m: client.get_manager_queued_jobs(m) for m in client.get_orphaned_managers()}
     return report
+
+
+def _origin_of(client: Client, job_id: str) -> str:
+    origin = client.redis.hget(client.keys.job(job_id), "qw:origin")
+    return origin.decode("utf-8", "replace") if origin else ""
 
 
 def failed_entry(job: FailedJob, full: bool) -> dict[str, Any]:
