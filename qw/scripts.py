@@ -126,7 +126,9 @@ class DirectCaller:
     def _drop_if_stale(conn: Any) -> None:
         # A connection idle while Redis restarted reads as closed: reconnect
         # before sending rather than fail, as redis-py's pool does.
-        if not conn.is_connected:
+        # redis-py 8 says so itself; older ones (Python 3.9 gets 7) keep a socket or None.
+        connected = getattr(conn, "is_connected", None)
+        if not (connected if connected is not None else getattr(conn, "_sock", None) is not None):
             return
         try:
             stale = conn.can_read()
