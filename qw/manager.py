@@ -122,6 +122,7 @@ class Manager:
         self._stop = threading.Event()
         self._urgent = False
         self._thread: Optional[threading.Thread] = None
+        self._started = False
         self._wake_r, self._wake_w = os.pipe()  # request_stop() wakes the supervising thread
         os.set_blocking(self._wake_r, False)
         self._outage = False
@@ -145,8 +146,14 @@ class Manager:
         running until :meth:`stop`. Raises :class:`ManagerNameTaken` if a live
         manager holds the name, :class:`ConnectionFailed` if Redis cannot serve.
         """
-        if self._thread is not None:
+        self._begin()
+        self._thread = threading.Thread(target=self._supervise, name=f"qw-manager-{self.name}")
+        self._thread.start()
+
+    def _begin(self) -> None:
+        if self._started:
             raise QwError(f"manager {self.name!r} was already started")
+        self._started = True
         warnings = check_server(self.client.redis, self.client.config)
         self.lease_holder.acquire()
         for warning in warnings:
@@ -160,8 +167,6 @@ class Manager:
             raise
         address = self.client.config.address()
         log.info("manager %s: started %d worker(s) on %s", self.name, self.num_workers, address)
-        self._thread = threading.Thread(target=self._supervise, name=f"qw-manager-{self.name}")
-        self._thread.start()
 
     def request_stop(self, urgent: bool = False) -> None:
         """Ask for a stop without waiting (safe in a signal handler).
@@ -192,13 +197,15 @@ class Manager:
         """Start, then stop on a signal; return the exit code. What ``qw-manager`` does.
 
         TERM, QUIT and HUP stop gracefully, INT (Ctrl-C) at once; a second
-        signal during a graceful stop makes it immediate. Call from the main thread.
+        signal during a graceful stop makes it immediate. Call from the main
+        thread: it supervises the workers itself, so that the process forks
+        its workers while it has a single thread (forking a multi-threaded
+        process can deadlock the child, and Python 3.12+ warns about it).
         """
         previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         try:
-            self.start()
-            while not self.join(timeout=0.5):
-                pass
+            self._begin()
+            self._supervise()
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
