@@ -306,3 +306,12 @@ def test_jobs_of_one_manager_shows_only_its_failures_and_retries(client: Client,
     assert [e["id"] for e in report["scheduled"]] == [mine]
     everything = json.loads(qwc("jobs", "--json").stdout)
     assert {f["id"] for f in everything["failed"]} == {"ghost", "other-ghost"}
+
+
+def test_ping_is_a_liveness_probe(client: Client, qwc, start_manager) -> None:
+    assert qwc("ping").returncode == 0
+    one_line_error(qwc("ping", "box"), "manager 'box' holds no live lease")
+    start_manager(name="box")
+    alive = qwc("ping", "box")
+    assert alive.returncode == 0 and alive.stdout.startswith("ok: manager box alive, held by pid")
+    one_line_error(run_cli("qw-client", "--port", str(free_port()), "ping"), "cannot reach Redis")

@@ -9,6 +9,7 @@ Usage:
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] failed
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] retry (--all | <job_id>...)
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] purge
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] ping [<manager>]
   qw-client (-h | --help | --version)
 
 Commands:
@@ -24,6 +25,8 @@ Commands:
   failed          List failed jobs: id, when, attempts, last error.
   retry           Queue failed jobs again, attempts reset.
   purge           Delete every failed job.
+  ping            Exit 0 when Redis answers (and <manager>, if named, holds a
+                  live lease), else print why and exit 1: a liveness probe.
 
 Options:
 {connection}  --worker=<worker>        queue: put the job on this worker's own list.
@@ -45,7 +48,7 @@ from typing import Any, Optional
 
 from .. import __version__
 from ..client import Client, FailedJob
-from ..exceptions import ConfigError
+from ..exceptions import ConfigError, QwError
 from ..job import parse_object
 from .common import CONNECTION_OPTIONS, EXIT_ERROR, EXIT_OK, connection_kwargs, integer, number, parse, run
 from .input import parse_jobs, read_text
@@ -75,6 +78,8 @@ def _main(argv: Optional[list[str]]) -> int:
     if args["purge"]:
         print(f"purged {client.purge_failed()} failed job(s)")
         return EXIT_OK
+    if args["ping"]:
+        return ping(client, args["<manager>"])
     manager = args["<manager>"]
     if args["managers"]:
         report: Any = managers_report(client)
@@ -105,6 +110,17 @@ def queue(client: Client, jobs: list[dict[str, Any]], args: dict[str, Any]) -> i
         ids = client.queue_jobs(jobs, manager=args["<manager>"], worker=args["--worker"], **options)
     for job_id in ids:
         print(job_id)
+    return EXIT_OK
+
+
+def ping(client: Client, manager: Optional[str]) -> int:
+    if manager is not None:
+        holder = client.get_manager_holder(manager)
+        if holder is None:
+            raise QwError(f"manager {manager!r} holds no live lease")
+        print(f"ok: manager {manager} alive, held by {holder}")
+    else:
+        print(f"ok: Redis at {client.config.address()} answers")
     return EXIT_OK
 
 
