@@ -25,7 +25,8 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
     ("all:orphaned", "set", "names of departed managers whose own queue still holds jobs"),
     ("all:reaper", "string", "lock held by the one manager reaping departed managers right now"),
     ("<manager>:heartbeat", "string", "the manager's lease: its holder, expiring unless renewed"),
-    ("<manager>:health", "hash", "worker name -> JSON: pid, how long its job has run, seconds since Redis last answered it"),
+    ("<manager>:health", "hash",
+     "worker name -> JSON: pid, how long its job has run, seconds since Redis last answered it"),
     ("<manager>:idle", "hash", "idle worker name -> client id it blocks on, so a producer can wake it"),
 )
 
