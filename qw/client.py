@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping, Optional
 import redis
 
 from . import job as jobcodec
+from . import stats
 from .claim import Claimer
 from .connection import RedisConfig, translated
 from .exceptions import ConfigError, UnknownWorker
@@ -24,6 +25,9 @@ from .keys import Keys, manager_of_worker, validate_manager_name
 from .scripts import DirectCaller, Scripts
 
 DEFAULT_BATCH = 1000
+# How long the stats hashes a producer creates are kept; each manager's own
+# history setting takes over as soon as it writes to them.
+STATS_TTLS = (int(stats.DEFAULT_HISTORY[0] * 3600), stats.DEFAULT_HISTORY[1] * 86400)
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,7 @@ class Client:
             for start in range(0, len(encoded), batch_size):
                 try:
                     batch = encoded[start : start + batch_size]
-                    self._send_batch(batch, [queue, workers, idle], worker, wake)
+                    self._send_batch(batch, [queue, workers, idle, *self._stats_keys()], worker, wake)
                 except Exception as exc:
                     self._raise_unknown_worker(exc)
                     raise
@@ -195,7 +199,7 @@ class Client:
             pipe = self.redis.pipeline(transaction=False)
             for width, jobs_args in runs:
                 pipe.evalsha(script.sha, len(keys), *keys, self.keys.job_prefix, worker or "", wake, width,
-                             *jobs_args)
+                             *STATS_TTLS, *jobs_args)
             try:
                 replies = pipe.execute()
                 break
@@ -244,10 +248,17 @@ class Client:
         fields["qw:origin"] = queue
         fields.update(options)
         job_id = job_id or _new_id()
-        args = [job_id, worker or "", wake]
+        minute, day = self._stats_keys()
+        args = [job_id, worker or "", wake, *STATS_TTLS]
         for name, value in fields.items():
             args += [name, value]
-        return job_id, [self.keys.job(job_id), queue, workers, idle], args
+        return job_id, [self.keys.job(job_id), queue, workers, idle, minute, day], args
+
+    def _stats_keys(self) -> tuple[str, str]:
+        """This minute's and this day's ``all:stats`` hashes, where queuing counts ``queued``."""
+        now = time.time()
+        return (self.keys.all_stats(stats.MINUTE, int(now // 60)),
+                self.keys.all_stats(stats.DAY, int(now // 86400)))
 
     def _target(self, manager: Optional[str], worker: Optional[str]) -> tuple[str, str, str, str]:
         """The list a job goes on, the workers set and idle hash to check, whom to wake."""

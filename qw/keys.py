@@ -28,6 +28,12 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
     ("<manager>:health", "hash",
      "worker name -> JSON: pid, how long its job has run, seconds since Redis last answered it"),
     ("<manager>:idle", "hash", "idle worker name -> client id it blocks on, so a producer can wake it"),
+    ("<manager>:info", "hash", "the manager's pid, host, version, target, worker count, paused, history"),
+    ("<manager>:control", "list", "commands to the manager (JSON), from `qw-client scale` and the like"),
+    ("<manager>:reply:<id>", "list", "the manager's answer to command <id> (JSON), expiring"),
+    ("<manager>:stats:<period>:<n>", "hash",
+     "counts and histogram buckets of the manager's jobs in minute (m) or day (d) number n"),
+    ("all:stats:<period>:<n>", "hash", "the same over all managers, plus `queued`; both expire"),
 )
 
 RESERVED_MANAGER_NAMES = frozenset({"all", "job"})
@@ -122,6 +128,21 @@ class Keys:
 
     def manager_idle(self, manager: str) -> str:
         return f"{self.namespace}{manager}:idle"
+
+    def manager_info(self, manager: str) -> str:
+        return f"{self.namespace}{manager}:info"
+
+    def manager_control(self, manager: str) -> str:
+        return f"{self.namespace}{manager}:control"
+
+    def manager_reply(self, manager: str, command_id: str) -> str:
+        return f"{self.namespace}{manager}:reply:{command_id}"
+
+    def manager_stats(self, manager: str, period: str, n: int) -> str:
+        return f"{self.namespace}{manager}:stats:{period}:{n}"
+
+    def all_stats(self, period: str, n: int) -> str:
+        return f"{self.namespace}all:stats:{period}:{n}"
 
     def worker_jobs(self, worker: str) -> str:
         return f"{self.namespace}{worker}:jobs"

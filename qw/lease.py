@@ -12,6 +12,7 @@ import enum
 import os
 import socket
 import uuid
+from typing import Optional
 
 from .client import Client
 from .connection import translated
@@ -30,11 +31,13 @@ class Renewal(enum.Enum):
 class NameLease:
     """The lease on ``name``, held by this process under a unique token."""
 
-    def __init__(self, client: Client, name: str, seconds: float) -> None:
+    def __init__(self, client: Client, name: str, seconds: float, token: Optional[str] = None) -> None:
         self.client = client
         self.name = name
         self.ms = int(seconds * 1000)
-        self.token = f"pid {os.getpid()} on {socket.gethostname()} ({uuid.uuid4().hex[:8]})"
+        # A token handed down by a predecessor (a manager executing itself
+        # again) takes the name over from it without waiting for expiry.
+        self.token = token or f"pid {os.getpid()} on {socket.gethostname()} ({uuid.uuid4().hex[:8]})"
         self._run_id = ""
 
     def acquire(self) -> None:
@@ -48,6 +51,9 @@ class NameLease:
             )
         if holder:
             holder = holder.decode() if isinstance(holder, bytes) else holder
+            if holder == self.token:  # handed over to us
+                self.renew()
+                return
             raise ManagerNameTaken(f"manager {self.name!r} is already running: held by {holder}")
 
     def renew(self) -> Renewal:
@@ -75,7 +81,8 @@ class NameLease:
             keys=[keys.manager_heartbeat(self.name), keys.all_managers, keys.manager_workers(self.name)],
             args=[self.name, self.token],
         )
-        self.client.redis.delete(keys.manager_health(self.name), keys.manager_idle(self.name))
+        self.client.redis.delete(keys.manager_health(self.name), keys.manager_idle(self.name),
+                                keys.manager_info(self.name))
 
     def _server_run_id(self) -> str:
         return str(self.client.redis.info("server").get("run_id", ""))

@@ -67,7 +67,8 @@ def _reap(client: Client, me: str, max_attempts: int) -> list[str]:
                 args=[manager],
             )
             if forgotten:
-                client.redis.delete(keys.manager_idle(manager), keys.manager_health(manager))
+                client.redis.delete(keys.manager_idle(manager), keys.manager_health(manager),
+                                    keys.manager_info(manager), keys.manager_control(manager))
                 reaped.append(manager)
                 log.warning("manager %s: lease of manager %s expired; requeued %d job(s) of its workers",
                             me, manager, moved)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+import sysconfig
 from typing import Any, Callable, Union
 
 from .exceptions import TargetError
@@ -39,3 +42,49 @@ def resolve(spec: TargetSpec) -> Target:
     if not callable(obj):
         raise TargetError(f"target {spec!r} is not callable")
     return obj
+
+
+class CodeTracker:
+    """Remembers which modules importing the target brought in, to import them afresh on reload.
+
+    Only the application's own source modules are dropped and imported
+    again: modules from the standard library or installed packages (and
+    C extensions, which cannot be loaded twice) stay as they are.
+    """
+
+    def __init__(self) -> None:
+        self._theirs: set[str] = set()
+
+    def resolve(self, spec: TargetSpec) -> Target:
+        """:func:`resolve`, noting the modules the import added."""
+        before = set(sys.modules)
+        target = resolve(spec)
+        self._theirs |= {name for name in set(sys.modules) - before if _is_app_source(sys.modules[name])}
+        return target
+
+    def reload(self, spec: TargetSpec) -> Target:
+        """Import the target's code again; on failure the modules in use are kept."""
+        saved = {name: sys.modules.pop(name) for name in self._theirs if name in sys.modules}
+        importlib.invalidate_caches()
+        try:
+            target = self.resolve(spec)
+        except BaseException:
+            for name in [n for n in self._theirs if n not in saved]:
+                sys.modules.pop(name, None)
+            sys.modules.update(saved)
+            raise
+        return target
+
+
+def _is_app_source(module: Any) -> bool:
+    path = getattr(module, "__file__", None)
+    if not path or not path.endswith(".py") or module.__name__.split(".")[0] == "qw":
+        return False
+    path = os.path.realpath(path)
+    return not any(path.startswith(root + os.sep) for root in _library_roots())
+
+
+def _library_roots() -> set[str]:
+    roots = {sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots |= {p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")}
+    return {os.path.realpath(root) for root in roots if root}

@@ -25,7 +25,9 @@ from .connection import SOCKET_TIMEOUT
 from .exceptions import ConnectionFailed, TargetError
 from .keys import worker_name
 from .retry import RetryPolicy
+from .stats import Tally
 from .target import Target, TargetSpec, resolve
+from .titles import set_title
 
 log = logging.getLogger("qw.worker")
 
@@ -34,6 +36,10 @@ T = TypeVar("T")
 EXIT_TARGET = 3  # the target could not be imported: respawning would not help
 EXIT_ORPHANED = 4  # the manager vanished while a job was running
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+# The manager's control signals; a worker ignores them (a signal sent to the
+# whole process group must not stop or kill the workers).
+CONTROL_SIGNALS = (signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2)
+PROCESSED, FAILED_FOR_GOOD, RETRIED = 0, 1, 2  # indexes into qw.stats.OUTCOMES
 # Redis errors after which the same call is safe to repeat (see each caller).
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, ConnectionFailed)
 # Error replies that say "not now" rather than "wrong": out of memory under
@@ -89,6 +95,20 @@ class Shared:
         self.started = ctx.Value("d", 0.0, lock=False)  # time.time() the running job started; 0: idle
         self.last_ok = ctx.Value("d", time.time(), lock=False)  # last time Redis answered the worker
         self.jobs = ctx.Value("i", 0, lock=False)  # jobs started by this worker process
+        self.tally = Tally()  # jobs settled, wait and run times
+
+
+class Switch:
+    """A flag a manager shares with all its workers, such as "paused"."""
+
+    def __init__(self) -> None:
+        self._value = multiprocessing.get_context("fork").Value("b", 0, lock=False)
+
+    def __bool__(self) -> bool:
+        return bool(self._value.value)
+
+    def set(self, on: bool) -> None:
+        self._value.value = 1 if on else 0
 
 
 class Worker(multiprocessing.Process):
@@ -110,6 +130,7 @@ class Worker(multiprocessing.Process):
         name: Optional[str] = None,
         poll_interval: float = 0.05,
         limits: Optional[Limits] = None,
+        paused: Optional[Switch] = None,
     ) -> None:
         self.manager_name = manager_name or socket.gethostname()
         super().__init__(name=name or worker_name(self.manager_name, uuid.uuid4().hex[:8]))
@@ -121,6 +142,7 @@ class Worker(multiprocessing.Process):
         self.poll_interval = max(0.001, min(poll_interval, timeout, SOCKET_TIMEOUT / 2))
         self.limits = limits or Limits()
         self.shared = Shared()
+        self.paused = paused if paused is not None else Switch()  # set: finish the job, claim no more
         self._creator_pid = os.getpid()
         self._forked_by_creator = True
         self._stopping = False
@@ -137,11 +159,13 @@ class Worker(multiprocessing.Process):
         # started through a fork server or spawn, we watch its pid instead.
         self._forked_by_creator = os.getppid() == self._creator_pid
         signal.signal(signal.SIGALRM, self._on_alarm)
+        for signum in CONTROL_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_interrupt if signum == signal.SIGINT else self._on_stop_signal)
         # The manager blocks these while forking, so that none reaches the
         # handlers it left behind in this process; ours are in place now.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS + CONTROL_SIGNALS)
         threading.Thread(target=self._watch_manager, name="qw-manager-watch", daemon=True).start()
         try:
             claimer, target = self._setup()
@@ -149,6 +173,7 @@ class Worker(multiprocessing.Process):
             log.error("%s: %s", self.name, exc)
             os._exit(EXIT_TARGET)
         self._retrying(self.client.register_worker, self.manager_name, self.name)
+        self._show_title()
         log.debug("%s: started (pid %d)", self.name, os.getpid())
         try:
             self._loop(claimer, target)
@@ -194,16 +219,23 @@ class Worker(multiprocessing.Process):
     def _loop(self, claimer: Claimer, target: Target) -> None:
         ack: Optional[Job] = None  # sent with the next claim: one round trip per job
         done = 0
+        paused = self.paused
         while not self._should_stop():
+            if paused:
+                if ack:
+                    self._retrying(claimer.ack, ack)
+                    ack = None
+                time.sleep(0.05)
+                continue
             # Safe to repeat: an ack already applied is refused as a no-op,
             # and a claim whose reply was lost left its id at the right end
             # of our list, where the repeated claim finds it.
             job = self._retrying(claimer.claim, ack)
             ack = None
-            while job is None and not self._should_stop():
+            while job is None and not self._should_stop() and not paused:
                 job = self._retrying(claimer.wait_and_claim, self.poll_interval)
             if job is None:
-                break
+                continue
             if self._run_job(claimer, target, job):
                 ack = job
             done += 1
@@ -217,7 +249,10 @@ class Worker(multiprocessing.Process):
         global _current
         limit = job.timeout or self.limits.job_timeout
         _current = job
-        self.shared.started.value = time.time()
+        self.shared.started.value = started = time.time()
+        queued_at = job.meta.get("qw:queued_at")
+        wait = started - float(queued_at) if queued_at else None
+        begun = time.perf_counter()
         self.shared.jobs.value += 1
         self.shared.deadline.value = time.monotonic() + limit if limit else 0.0
         self._running = True
@@ -227,11 +262,12 @@ class Worker(multiprocessing.Process):
             target(job.id, job.data)
         except JobTimeout:
             self._settle_failure(claimer, job, f"JobTimeout: ran past its time limit of {limit:g} s",
-                                 traceback.format_exc())
+                                 traceback.format_exc(), wait, time.perf_counter() - begun)
             return False
         except (Exception, SystemExit) as exc:  # a job's failure must never end the worker
             error = " ".join(f"{type(exc).__name__}: {exc}".split())
-            self._settle_failure(claimer, job, error, traceback.format_exc())
+            run = time.perf_counter() - begun
+            self._settle_failure(claimer, job, error, traceback.format_exc(), wait, run)
             return False
         finally:
             if limit:
@@ -240,12 +276,16 @@ class Worker(multiprocessing.Process):
             self.shared.started.value = 0.0
             self.shared.deadline.value = 0.0
             _current = None
+        self.shared.tally.record(PROCESSED, wait, time.perf_counter() - begun)
         return True
 
-    def _settle_failure(self, claimer: Claimer, job: Job, error: str, tb: str) -> None:
+    def _settle_failure(self, claimer: Claimer, job: Job, error: str, tb: str, wait: Optional[float],
+                        run: float) -> None:
         policy = self.limits.retry
         retry_at = time.time() + policy.delay(job.attempt)
         result = self._retrying(claimer.fail, job, error, tb, retry_at, policy.max_attempts)
+        if result != REFUSED:
+            self.shared.tally.record(FAILED_FOR_GOOD if result == FAILED else RETRIED, wait, run)
         if result == REFUSED:
             log.warning("%s: job %s attempt %d failed, but it was requeued meanwhile: %s",
                         self.name, job.id, job.attempt, error)
@@ -303,10 +343,19 @@ class Worker(multiprocessing.Process):
         # notices by itself; this catches a manager that died mid-job.
         while True:
             time.sleep(0.5)
+            self._show_title()
             if not self._manager_alive():
                 time.sleep(0.5)  # give a loop that is between jobs the chance to leave cleanly
                 log.error("%s: manager is gone, exiting", self.name)
                 os._exit(EXIT_ORPHANED)
+
+    def _show_title(self) -> None:
+        job = _current
+        if job is not None and self.shared.started.value:
+            busy = time.time() - self.shared.started.value
+            set_title(f"qw-worker {self.name}: job {job.id} for {busy:.0f}s")
+        else:
+            set_title(f"qw-worker {self.name}: {'paused' if self.paused else 'idle'}")
 
     # -- Redis trouble -----------------------------------------------------------
 

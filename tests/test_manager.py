@@ -8,6 +8,7 @@ from qw import Client, Manager
 from qw.exceptions import ConfigError, ManagerNameTaken, TargetError
 
 from conftest import Records, alive, wait_for
+from tests_support import lasting_keys
 
 
 def test_manager_registers_runs_jobs_and_deregisters(client: Client, records: Records, start_manager) -> None:
@@ -24,7 +25,7 @@ def test_manager_registers_runs_jobs_and_deregisters(client: Client, records: Re
     wait_for(lambda: all(records.done(i) == 1 for i in ids), what="all three jobs")
     manager.stop()
     assert client.get_all_managers() == []
-    assert client.redis.keys("*") == []  # no lease, no workers, no job left behind
+    assert lasting_keys(client) == []  # no lease, no workers, no job left behind
 
 
 def test_jobs_for_another_manager_are_left_alone(client: Client, records: Records, start_manager) -> None:
@@ -79,7 +80,7 @@ def test_stop_lets_the_running_job_finish(client: Client, records: Records, star
     wait_for(lambda: records.started(job_id) == 1, what="the job to start")
     manager.stop()
     assert records.done(job_id) == 1
-    assert client.redis.keys("*") == []
+    assert lasting_keys(client) == []
 
 
 def test_stop_past_the_grace_period_requeues(client: Client, records: Records, start_manager) -> None:
@@ -165,6 +166,7 @@ import multiprocessing, sys
 sys.path.insert(0, {tests!r})
 from conftest import wait_for
 from qw import Client, Manager
+from tests_support import lasting_keys
 
 if __name__ == "__main__":
     multiprocessing.set_start_method({method!r})

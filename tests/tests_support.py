@@ -7,6 +7,8 @@ from typing import Callable, Iterator
 
 import redis
 
+from qw import Client
+
 
 def _calls(client: redis.Redis) -> dict[str, int]:
     stats = client.info("commandstats")
@@ -21,3 +23,11 @@ def commands_run(client: redis.Redis) -> Iterator[Callable[[], dict[str, int]]]:
     yield lambda: {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
     after.update(_calls(client))
     after["info"] = after.get("info", 0) - 1
+
+
+def lasting_keys(client: Client) -> list[bytes]:
+    """Keys left in Redis, less the statistics hashes, which must all expire."""
+    keys = sorted(client.redis.keys("*"))
+    stats = [key for key in keys if b":stats:" in key]
+    assert all(client.redis.ttl(key) > 0 for key in stats), "a statistics hash without expiry"
+    return [key for key in keys if key not in stats]

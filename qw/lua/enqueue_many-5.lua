@@ -3,11 +3,14 @@
 -- KEYS[1] the list to push on  all:jobs, <manager>:jobs or <worker>:jobs
 -- KEYS[2] <manager>:workers    checked when queuing to one worker
 -- KEYS[3] <manager>:idle       idle workers and the client ids they block on
+-- KEYS[4] all:stats:m:<minute> this minute's counts, where `queued` is added
+-- KEYS[5] all:stats:d:<day>    today's counts
 -- ARGV[1] prefix of job hashes, "<namespace>job:"
 -- ARGV[2] worker name that must be a member of KEYS[2], or "" for no check
 -- ARGV[3] "worker" / "manager" / "": whom to wake (see enqueue-4.lua)
 -- ARGV[4] number of fields, n, that every job in the batch has
--- ARGV[5..] the jobs, each as: id, then n fields as field, value pairs
+-- ARGV[5] seconds KEYS[4] is kept, ARGV[6] seconds KEYS[5] is kept
+-- ARGV[7..] the jobs, each as: id, then n fields as field, value pairs
 -- Returns the client ids to wake (CLIENT UNBLOCK), possibly none. Jobs whose
 -- hash already exists are skipped.
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then
@@ -15,13 +18,22 @@ if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then
 end
 local width = 1 + 2 * tonumber(ARGV[4])
 local queued = 0
-for first = 5, #ARGV, width do
+for first = 7, #ARGV, width do
   local id = ARGV[first]
   local key = ARGV[1] .. id
   if redis.call('EXISTS', key) == 0 then
     redis.call('HSET', key, unpack(ARGV, first + 1, first + width - 1))
     redis.call('LPUSH', KEYS[1], id)
     queued = queued + 1
+  end
+end
+if queued > 0 then
+  -- The first count in a period creates its hash, which must expire.
+  if redis.call('HINCRBY', KEYS[4], 'queued', queued) == queued then
+    redis.call('EXPIRE', KEYS[4], ARGV[5])
+  end
+  if redis.call('HINCRBY', KEYS[5], 'queued', queued) == queued then
+    redis.call('EXPIRE', KEYS[5], ARGV[6])
   end
 end
 local wake = {}

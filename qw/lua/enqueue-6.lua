@@ -3,11 +3,14 @@
 -- KEYS[2] the list to push on  all:jobs, <manager>:jobs or <worker>:jobs
 -- KEYS[3] <manager>:workers    checked when queuing to one worker
 -- KEYS[4] <manager>:idle       idle workers and the client ids they block on
+-- KEYS[5] all:stats:m:<minute> this minute's counts, where `queued` is added
+-- KEYS[6] all:stats:d:<day>    today's counts
 -- ARGV[1] job id
 -- ARGV[2] worker name that must be a member of KEYS[3], or "" for no check
 -- ARGV[3] "worker": wake that worker if idle; "manager": wake one idle worker
 --         of the manager; "": none (idle workers wait on all:jobs itself)
--- ARGV[4..] field, value, field, value, ...
+-- ARGV[4] seconds KEYS[5] is kept, ARGV[5] seconds KEYS[6] is kept
+-- ARGV[6..] field, value, field, value, ...
 -- Returns "" when queued and nobody needs waking, the client id to wake
 -- (CLIENT UNBLOCK) when queued for an idle worker, 0 when job:<id> already
 -- exists (nothing is changed).
@@ -18,10 +21,17 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 -- HSET in slices: unpack() of a very wide job would overflow Lua's C stack.
-for first = 4, #ARGV, 1000 do
+for first = 6, #ARGV, 1000 do
   redis.call('HSET', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
 redis.call('LPUSH', KEYS[2], ARGV[1])
+-- The first count in a period creates its hash, which must expire.
+if redis.call('HINCRBY', KEYS[5], 'queued', 1) == 1 then
+  redis.call('EXPIRE', KEYS[5], ARGV[4])
+end
+if redis.call('HINCRBY', KEYS[6], 'queued', 1) == 1 then
+  redis.call('EXPIRE', KEYS[6], ARGV[5])
+end
 -- Idle workers block on all:jobs; one whose own or manager's queue just got
 -- a job must be woken, and is taken off the idle list so no other job wakes it.
 local wake = ''
