@@ -423,6 +423,46 @@ class Client:
             entries = self.redis.zrange(self.keys.all_scheduled, 0, -1, withscores=True)
         return [(_text(job_id), float(due)) for job_id, due in entries]
 
+    def get_stats(self, manager: Optional[str] = None) -> dict[str, Any]:
+        """Throughput, failures, wait and run time percentiles: of ``manager``, or of all.
+
+        Windows of the last 1, 5, 15 and 60 minutes and of the whole history
+        by minute, then one entry per day, newest first. The history is the
+        one the manager (or, for all, the first live manager) keeps.
+        """
+        info = self.get_manager_info(manager) if manager else next(
+            (i for i in map(self.get_manager_info, self.get_all_managers()) if i), {})
+        history = (float(info.get("history_hours", stats.DEFAULT_HISTORY[0])),
+                   int(info.get("history_days", stats.DEFAULT_HISTORY[1])))
+        with translated(self.config):
+            return stats.report(self.redis, self.keys, manager, history)
+
+    def get_manager_info(self, manager: str) -> dict[str, Any]:
+        """What a live manager publishes about itself each tick (``<manager>:info``); {} if none."""
+        with translated(self.config):
+            raw = self.redis.hgetall(self.keys.manager_info(manager))
+        info: dict[str, Any] = {}
+        for field, value in raw.items():
+            text = _text(value)
+            try:
+                info[_text(field)] = json.loads(text)
+            except ValueError:
+                info[_text(field)] = text
+        return info
+
+    def control(self, manager: str, command: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
+        """Send ``command`` to ``manager`` and wait for its answer: ``scale`` (``n=``),
+        ``expand``, ``contract``, ``reload``, ``pause``, ``resume`` or ``stop``.
+
+        Returns the answer (``ok``, ``message``, details); raises
+        :class:`~qw.control.ControlError` when it is not running or does not
+        answer within ``timeout`` seconds.
+        """
+        from .control import send  # the control module imports this one
+
+        with translated(self.config):
+            return send(self, validate_manager_name(manager), command, args, timeout)
+
     def get_orphaned_managers(self) -> list[str]:
         """Departed managers whose own queue still holds jobs, sorted."""
         return sorted(self._members(self.keys.all_orphaned))

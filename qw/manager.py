@@ -149,6 +149,12 @@ class Manager:
         self.stats = Keeper(self.client.keys, self.name, history)
         self.inbox = Inbox(self.client, self.name)
         self.options_source = options_source
+        # The options as given at start, then as options_source gave them last.
+        self._last_read: dict[str, Any] = {
+            "target": target, "num_workers": num_workers, "graceful_timeout": graceful_timeout,
+            "max_attempts": max_attempts, "backoff": backoff, "job_timeout": job_timeout,
+            "kill_grace": kill_grace, "max_jobs_per_worker": max_jobs_per_worker,
+            "max_memory_per_worker": max_memory_per_worker, "poll_interval": poll_interval}
         self.metrics_port = metrics_port
         self.metrics_host = metrics_host
         self._metrics: Any = None
@@ -198,6 +204,11 @@ class Manager:
     def workers(self) -> list[str]:
         """Names of the workers running now."""
         return [self._slots[i].process.name for i in sorted(self._slots)]
+
+    @property
+    def metrics_url(self) -> Optional[str]:
+        """Where the Prometheus metrics are served, once started with ``metrics_port``."""
+        return self._metrics.url if self._metrics is not None else None
 
     @property
     def worker_pids(self) -> dict[str, int]:
@@ -434,6 +445,7 @@ class Manager:
             if command.sender != "this process":
                 self._guarded(self.inbox.answer, command, ok, message, **details)
             self._show_title()
+            self._guarded(self._publish_health)  # `qw-client info` shows the change at once
 
     def _carry_out(self, command: Command) -> tuple[bool, str, dict[str, Any]]:
         op, args = command.op, command.args
@@ -453,6 +465,8 @@ class Manager:
         if op in ("pause", "resume"):
             was = bool(self.paused)
             self.paused.set(op == "pause")
+            if self.paused:
+                self._wait_for_idle_workers_to_hold()
             state = "paused" if self.paused else "claiming"
             changed = "now" if was != bool(self.paused) else "already"
             return True, f"{changed} {state}", {"paused": bool(self.paused)}
@@ -464,6 +478,17 @@ class Manager:
             self.request_stop()
             return True, "stopping, to execute again on new code under the same name", {}
         return False, f"unknown command {op!r}", {}
+
+    def _wait_for_idle_workers_to_hold(self, timeout: float = 2.0) -> None:
+        # An idle worker may have a wait-and-claim in flight: the answer to
+        # "pause" waits until none has, so no job queued after it is claimed.
+        # Busy workers look at the flag before their next claim.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            shared = [slot.process.shared for slot in self._slots.values() if slot.process.is_alive()]
+            if all(s.holding.value or s.started.value for s in shared):
+                return
+            time.sleep(0.005)
 
     def _reloadable_options(self) -> dict[str, Any]:
         limits = self.limits
@@ -512,13 +537,20 @@ class Manager:
         fresh = dict(current)
         if self.options_source is not None:
             options = self.options_source()
-            fresh = {name: options.get(name, value) for name, value in current.items()}
+            # An option the file (or command line) did not change since the
+            # last read keeps its present value: a pool resized at run time
+            # stays that size across a reload of new code.
+            last = self._last_read
+            fresh = {name: options[name] if name in options and options[name] != last.get(name) else value
+                     for name, value in current.items()}
             changed = [name for name in RELOADABLE if fresh[name] != current[name]]
             for name, value in self._fixed.items():
                 if name in options and options[name] != value:
                     log.warning("manager %s: %s changed in the configuration; it takes effect only on a "
                                 "restart (USR2)", self.name, name)
         self._configure(**fresh)
+        if self.options_source is not None:
+            self._last_read = options
         old = [slot for slot in (*self._slots.values(), *self._dead) if not slot.retiring]
         for slot in old:
             self._retire(slot)
@@ -578,7 +610,8 @@ class Manager:
         pipe.hset(keys.manager_info(self.name), mapping={
             "pid": os.getpid(), "host": socket.gethostname(), "version": __version__,
             "target": self.target if isinstance(self.target, str) else getattr(self.target, "__name__", "?"),
-            "workers": self.num_workers, "running": len(self._slots), "paused": int(bool(self.paused)),
+            "workers": self.num_workers, "running": self._active_count(), "paused": int(bool(self.paused)),
+            "leaving": sum(slot.retiring for slot in self._slots.values()),
             "started": self._started_at, "at": now, "history_hours": self.history[0],
             "history_days": self.history[1],
         })

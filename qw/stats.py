@@ -233,3 +233,53 @@ def total(periods: Sequence[tuple[int, Figures]]) -> Figures:
     for _start, period in periods:
         figures.add(period)
     return figures
+
+
+WINDOWS_MINUTES = (1, 5, 15, 60)
+
+
+def summary(figures: Figures, seconds: float) -> dict[str, Any]:
+    """What ``qw-client stats`` shows for one span of ``seconds``."""
+    counters = figures.counters
+    settled = sum(counters.get(name, 0) for name in OUTCOMES)
+    row: dict[str, Any] = {name: counters.get(name, 0) for name in COUNTERS}
+    row["jobs_per_s"] = round(settled / seconds, 2) if seconds > 0 else 0.0
+    row["failure_rate"] = round((counters.get("failed", 0) + counters.get("retried", 0)) / settled, 4) \
+        if settled else None
+    for kind in HISTOGRAMS:
+        row[kind] = {f"p{round(q * 100)}": _rounded(figures.percentile(kind, q)) for q in (0.5, 0.9, 0.99)}
+        row[kind]["mean"] = _rounded(figures.mean(kind))
+    return row
+
+
+def report(client: redis.Redis, keys: Keys, manager: Optional[str] = None,
+           history: tuple[float, int] = DEFAULT_HISTORY, now: Optional[float] = None) -> dict[str, Any]:
+    """Throughput, failures and latency percentiles over the last minutes, hours and days."""
+    now = time.time() if now is None else now
+    into_minute = now % 60
+    minutes = read(client, keys, manager, MINUTE, int(history[0] * 60) + 1, now)
+    windows: dict[str, Any] = {}
+    spans = [w for w in WINDOWS_MINUTES if w < history[0] * 60] + [int(history[0] * 60)]
+    for span in spans:
+        # The current, partial minute and the `span` whole minutes before it.
+        figures = total(minutes[-(span + 1):])
+        label = f"{span} min" if span < 60 else f"{span // 60} h"
+        windows[label] = summary(figures, span * 60 + into_minute)
+    days = []
+    into_day = now % 86400
+    for start, figures in reversed(read(client, keys, manager, DAY, int(history[1]), now)):
+        elapsed = into_day if start + 86400 > now else 86400
+        days.append({"day": time.strftime("%Y-%m-%d", time.gmtime(start)), **summary(figures, elapsed)})
+    return {"scope": manager or "all managers", "history_hours": history[0], "history_days": history[1],
+            "windows": windows, "days": days}
+
+
+def _rounded(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 6)
+
+
+def recent(client: redis.Redis, keys: Keys, manager: Optional[str] = None, minutes: int = 1,
+           now: Optional[float] = None) -> dict[str, Any]:
+    """:func:`summary` of the last ``minutes`` whole minutes and the current one."""
+    now = time.time() if now is None else now
+    return summary(total(read(client, keys, manager, MINUTE, minutes + 1, now)), minutes * 60 + now % 60)

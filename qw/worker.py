@@ -96,6 +96,7 @@ class Shared:
         self.last_ok = ctx.Value("d", time.time(), lock=False)  # last time Redis answered the worker
         self.jobs = ctx.Value("i", 0, lock=False)  # jobs started by this worker process
         self.tally = Tally()  # jobs settled, wait and run times
+        self.holding = ctx.Value("b", 0, lock=False)  # 1: paused, and no claim of ours is in flight
 
 
 class Switch:
@@ -220,13 +221,17 @@ class Worker(multiprocessing.Process):
         ack: Optional[Job] = None  # sent with the next claim: one round trip per job
         done = 0
         paused = self.paused
+        holding = self.shared.holding
         while not self._should_stop():
             if paused:
                 if ack:
                     self._retrying(claimer.ack, ack)
                     ack = None
+                holding.value = 1
                 time.sleep(0.05)
                 continue
+            if holding.value:
+                holding.value = 0
             # Safe to repeat: an ack already applied is refused as a no-op,
             # and a claim whose reply was lost left its id at the right end
             # of our list, where the repeated claim finds it.

@@ -90,3 +90,9 @@ def hoard(job_id: str, data: dict[str, Any]) -> None:
     """Keep ``data["mb"]`` MB alive in the worker after the job, as a leak would."""
     _hoard.append(b"x" * int(data["mb"] * 2**20))
     record(job_id, data)
+
+
+def mixed(job_id: str, data: dict[str, Any]) -> None:
+    """``data["do"]``: "ok" records, "fail" raises, "die_once" kills its worker on the first run."""
+    {"ok": record, "fail": fail, "die_once": die_once}[data["do"]](job_id, data)
+

@@ -10,6 +10,12 @@ Usage:
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] retry (--all | <job_id>...)
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] purge
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] ping [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] stats [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] info [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] top [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] scale <manager> <n>
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] (expand | contract) <manager>
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] (reload | pause | resume | stop) <manager>
   qw-client (-h | --help | --version)
 
 Commands:
@@ -27,6 +33,24 @@ Commands:
   purge           Delete every failed job.
   ping            Exit 0 when Redis answers (and <manager>, if named, holds a
                   live lease), else print why and exit 1: a liveness probe.
+  stats           Jobs queued, processed, failed, retried, requeued; jobs/s,
+                  failure rate, wait and run time percentiles: for the last
+                  1, 5, 15 and 60 minutes, the history, and each day.
+  info            Managers, their workers, what each runs and for how long,
+                  queue depths, in-progress, scheduled and failed counts, jobs/s.
+  top             info, redrawn every --interval seconds until Ctrl-C.
+  scale           Run <n> workers: start new ones, or let the surplus finish
+                  their job and leave.
+  expand          One worker more (as signal TTIN does).
+  contract        One worker fewer (as TTOU): it finishes its job first.
+  reload          Re-read the manager's configuration file, import the target
+                  afresh and replace every worker (as HUP); old workers finish
+                  their job first.
+  pause           Stop claiming jobs; running jobs finish.
+  resume          Claim jobs again.
+  stop            Stop the manager gracefully (as TERM).
+  Commands to a manager wait until it confirms (or --wait runs out: exit 1)
+  and print what changed.
 
 Options:
 {connection}  --worker=<worker>        queue: put the job on this worker's own list.
@@ -34,8 +58,10 @@ Options:
                            does nothing, so a repeated command is harmless.
   --max-attempts=<n>       queue: runs the job gets before it fails for good.
   --timeout=<seconds>      queue: the job's time limit.
-  --json                   managers, workers, jobs, failed: print JSON.
+  --json                   managers, workers, jobs, failed, stats, info: print JSON.
   --limit=<n>              jobs: ids shown per list in text output [default: 20].
+  --wait=<seconds>         How long a command waits for its manager [default: 10].
+  --interval=<seconds>     top: seconds between redraws [default: 1].
   -h --help                Show this text.
   --version                Show the version.
 """
@@ -52,6 +78,9 @@ from ..exceptions import ConfigError, QwError
 from ..job import parse_object
 from .common import CONNECTION_OPTIONS, EXIT_ERROR, EXIT_OK, connection_kwargs, integer, number, parse, run
 from .input import parse_jobs, read_text
+from .watch import dumps, format_info, format_stats, info_report, top
+
+COMMANDS = ("scale", "expand", "contract", "reload", "pause", "resume", "stop")
 
 __doc__ = __doc__.replace("{connection}", CONNECTION_OPTIONS)
 
@@ -81,6 +110,22 @@ def _main(argv: Optional[list[str]]) -> int:
     if args["ping"]:
         return ping(client, args["<manager>"])
     manager = args["<manager>"]
+    command = next((c for c in COMMANDS if args[c]), None)
+    if command:
+        return control(client, manager, command, args)
+    if args["top"]:
+        interval = number(args["--interval"], "--interval")
+        if interval <= 0:
+            raise ConfigError("--interval must be positive")
+        return top(client, manager, interval)
+    if args["stats"]:
+        report = client.get_stats(manager)
+        print(dumps(report) if args["--json"] else format_stats(report))
+        return EXIT_OK
+    if args["info"]:
+        report = info_report(client, manager)
+        print(dumps(report) if args["--json"] else format_info(report))
+        return EXIT_OK
     if args["managers"]:
         report: Any = managers_report(client)
         text = format_managers
@@ -110,6 +155,15 @@ def queue(client: Client, jobs: list[dict[str, Any]], args: dict[str, Any]) -> i
         ids = client.queue_jobs(jobs, manager=args["<manager>"], worker=args["--worker"], **options)
     for job_id in ids:
         print(job_id)
+    return EXIT_OK
+
+
+def control(client: Client, manager: str, command: str, args: dict[str, Any]) -> int:
+    options = {"n": integer(args["<n>"], "<n>", minimum=1)} if command == "scale" else {}
+    answer = client.control(manager, command, timeout=number(args["--wait"], "--wait"), **options)
+    if not answer.get("ok"):
+        raise QwError(f"manager {manager}: {answer.get('message')}")
+    print(f"manager {manager}: {answer.get('message')}")
     return EXIT_OK
 
 
