@@ -102,6 +102,7 @@ class Inbox:
         self._conn = pool.connection_class(**pool.connection_kwargs)
         self._sent_at: Optional[float] = None
         self._fd = -1
+        self._next_try = 0.0  # after a failure: not before then, so an outage costs one try a second
 
     def fileno(self) -> Optional[int]:
         """The socket to wait on, a BLPOP sent on it; None while Redis cannot be reached."""
@@ -109,6 +110,8 @@ class Inbox:
             if time.monotonic() - self._sent_at < BLOCK + SOCKET_TIMEOUT:
                 return self._fd
             self._drop()  # no answer long past the BLPOP's own timeout: a dead connection
+        if time.monotonic() < self._next_try:
+            return None
         try:
             self._conn.send_command("BLPOP", self.key, BLOCK)
             self._fd = self._conn._sock.fileno()
@@ -144,6 +147,7 @@ class Inbox:
         pipe.execute()
 
     def _drop(self) -> None:
+        self._next_try = time.monotonic() + 1.0
         self._sent_at = None
         self._fd = -1
         self._conn.disconnect()

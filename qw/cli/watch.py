@@ -28,7 +28,7 @@ def info_report(client: Client, manager: Optional[str]) -> dict[str, Any]:
             "version": info.get("version"), "target": info.get("target"), "workers": info.get("workers"),
             "running": info.get("running"), "leaving": info.get("leaving"), "paused": bool(info.get("paused")),
             "up_for": round(now - info["started"], 1) if info.get("started") else None,
-            "queued_for_it": len(client.get_manager_queued_jobs(name)),
+            "queued_for_it": client.redis.llen(client.keys.manager_jobs(name)),
             "jobs_per_s": minute["jobs_per_s"] if minute else None,
         })
         health = client.get_manager_health(name)
