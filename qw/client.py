@@ -141,7 +141,14 @@ class Client:
             except Exception as exc:
                 self._raise_unknown_worker(exc)
                 raise
-            self._wake([wake])
+            if isinstance(wake, bytes) and wake:
+                # The idle worker to wake: on the same raw connection, not
+                # through the pool; this second round trip is the latency of
+                # a job queued to a manager or a worker.
+                try:
+                    self._direct().command("CLIENT", "UNBLOCK", int(wake))
+                except redis.ResponseError:  # an ACL user without CLIENT: the worker polls anyway
+                    pass
         return job_id
 
     def queue_jobs(
