@@ -10,7 +10,10 @@ is simply repeated), and meanwhile:
 - SIGKILLs one whole manager (the other reaps its jobs once its lease ends),
   and later starts it again;
 - SIGKILLs redis-server and restarts it on the same data;
-- freezes redis-server (SIGSTOP) for a few seconds.
+- freezes redis-server (SIGSTOP) for a few seconds;
+- every --resize-every seconds sends a live manager TTIN, TTOU or HUP (grow,
+  shrink, reload), and once USR2 (execute again), none of which may lose a
+  job or run one twice.
 
 Each run of a job appends a line to a file outside the Redis under test.
 At the end it prints: queued, completed, lost (queued, never completed: must
@@ -19,7 +22,7 @@ unexpected (run but never queued: must be 0), and the slowest recovery after
 a worker death and after a manager death.
 
 Usage: python scripts/chaos.py [--jobs=10000] [--job-ms=8] [--long-every=50] [--long-ms=1500]
-                               [--workers=2] [--lease=2] [--kill-every=0.3]
+                               [--workers=2] [--lease=2] [--kill-every=0.3] [--resize-every=0.7]
 """
 
 from __future__ import annotations
@@ -133,6 +136,8 @@ class RecoveryTracker(threading.Thread):
 
     def _running_job(self, pid: int) -> tuple[str, bytes] | None:
         last = None
+        if not self.log.exists():  # killed before any job ran
+            return None
         with open(self.log) as lines:
             for line in lines:
                 kind, job_id, who, *rest = line.split()
@@ -190,6 +195,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="workers per manager (two managers)")
     parser.add_argument("--lease", type=float, default=2.0)
     parser.add_argument("--kill-every", type=float, default=0.3)
+    parser.add_argument("--resize-every", type=float, default=0.7, help="0: no TTIN/TTOU/HUP/USR2")
     parser.add_argument("--deadline", type=float, default=600.0, help="give up after this many seconds")
     args = parser.parse_args()
 
@@ -235,9 +241,20 @@ def main() -> int:
             kills.append((time.time(), victim))
             tracker.watch(time.time(), victim, "worker")
 
+    signalled: Counter[str] = Counter()
+
+    def resize() -> None:
+        live = [m for m in managers if m.proc and m.proc.poll() is None and m is not dead_manager]
+        if live:
+            manager = random.choice(live)
+            signum = random.choice([signal.SIGTTIN, signal.SIGTTOU, signal.SIGHUP])
+            manager.proc.send_signal(signum)
+            signalled[signum.name] += 1
+
     plan = [
-        (0.25, "manager"), (0.45, "redis-kill"), (0.65, "redis-freeze"),
+        (0.25, "manager"), (0.45, "redis-kill"), (0.65, "redis-freeze"), (0.8, "reexec"),
     ]
+    next_resize = time.time() + args.resize_every
     done_plan: set[str] = set()
     next_kill = time.time() + args.kill_every
     dead_manager: Manager | None = None
@@ -250,6 +267,9 @@ def main() -> int:
             with contextlib.suppress(ConnectionFailed):
                 kill_worker()
             next_kill = now + args.kill_every
+        if args.resize_every and now >= next_resize and progress < 0.95:
+            resize()
+            next_resize = now + args.resize_every
         for at, what in plan:
             if progress >= at and what not in done_plan:
                 done_plan.add(what)
@@ -262,6 +282,12 @@ def main() -> int:
                     manager_killed_at = time.time()
                     kills.extend((time.time(), p) for p in pids)
                     events.append(f"{time.time() - started:6.1f}s SIGKILL manager {dead_manager.name}")
+                elif what == "reexec":
+                    live = [m for m in managers if m.proc and m.proc.poll() is None and m is not dead_manager]
+                    if args.resize_every and live:
+                        live[-1].proc.send_signal(signal.SIGUSR2)
+                        signalled["SIGUSR2"] += 1
+                        events.append(f"{time.time() - started:6.1f}s USR2 manager {live[-1].name}")
                 elif what == "redis-kill":
                     t0 = time.time()
                     server.proc.kill()
@@ -341,6 +367,8 @@ def main() -> int:
     for event in events:
         print("  " + event)
     print(f"processes SIGKILLed: {len(kills)}")
+    sent = ", ".join(f"{n} {name}" for name, n in sorted(signalled.items()))
+    print(f"signals to managers: {sent or 'none'}")
     print(f"queued:             {len(queued)}")
     print(f"completed:          {len(set(dones) & queued)}")
     print(f"failed:             {len(failed)}")
