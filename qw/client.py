@@ -7,6 +7,7 @@ else. Names and ids come back as ``str``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -145,10 +146,9 @@ class Client:
                 # The idle worker to wake: on the same raw connection, not
                 # through the pool; this second round trip is the latency of
                 # a job queued to a manager or a worker.
-                try:
+                # An ACL user without CLIENT gets an error: the worker polls anyway.
+                with contextlib.suppress(redis.ResponseError):
                     self._direct().command("CLIENT", "UNBLOCK", int(wake))
-                except redis.ResponseError:  # an ACL user without CLIENT: the worker polls anyway
-                    pass
         return job_id
 
     def queue_jobs(

@@ -316,7 +316,7 @@ class Manager:
         its workers while it has a single thread (forking a multi-threaded
         process can deadlock the child, and Python 3.12+ warns about it).
         """
-        handled = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, *CONTROL_SIGNALS)
+        handled = (*STOP_SIGNALS, *CONTROL_SIGNALS)
         previous = {s: signal.signal(s, self._on_signal) for s in handled}
         try:
             self._begin()
@@ -673,6 +673,7 @@ class Manager:
                         self.stats.count_requeued(moved)
             if slot.retiring:  # not replaced
                 self._dead.remove(slot)
+                self._show_title()
                 continue
             # A worker dying at start over and over waits longer each time.
             delay = 0.0 if slot.quick_deaths == 0 else min(0.1 * 2 ** slot.quick_deaths, MAX_RESPAWN_DELAY)

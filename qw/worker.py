@@ -35,10 +35,11 @@ T = TypeVar("T")
 
 EXIT_TARGET = 3  # the target could not be imported: respawning would not help
 EXIT_ORPHANED = 4  # the manager vanished while a job was running
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
-# The manager's control signals; a worker ignores them (a signal sent to the
-# whole process group must not stop or kill the workers).
-CONTROL_SIGNALS = (signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+# The manager's control signals; a worker ignores them: one sent to the whole
+# process group (a terminal hangup, `kill -HUP -<pgid>`) is the manager's
+# business, and the manager tells its workers what to do.
+CONTROL_SIGNALS = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2)
 PROCESSED, FAILED_FOR_GOOD, RETRIED = 0, 1, 2  # indexes into qw.stats.OUTCOMES
 # Redis errors after which the same call is safe to repeat (see each caller).
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, ConnectionFailed)
