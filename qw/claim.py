@@ -136,6 +136,59 @@ class Claimer:
             return UNDECODABLE
         return Job(id=job_id, data=data, attempt=attempt, meta=meta, token=token)
 
+    def claim_many(self, acks: list[Job], want: int, moved: str = "") -> list[Job]:
+        """Acknowledge ``acks`` and claim up to ``want`` jobs, in one round trip (a prefetch).
+
+        Call it only while holding no claimed job other than those in
+        ``acks``. ``want`` 0 only acknowledges. Jobs whose data cannot be
+        decoded are failed here and left out.
+        """
+        reply = self._call_many(acks, want, moved)
+        return self._jobs_from_many(reply, len(acks))
+
+    def wait_and_claim_many(self, seconds: float, want: int) -> list[Job]:
+        """:meth:`wait_and_claim` for up to ``want`` jobs."""
+        if self._waiter is None:
+            return self.claim_many([], want, self.wait(seconds))
+        blmove = ("BLMOVE", self.keys.all_jobs, self.own, "RIGHT", "RIGHT", seconds)
+        try:
+            _moved, reply = self._waiter.block_then_call(
+                blmove, self.scripts.ack_and_claim_many, self._claim_keys, self._many_args([], want, "*"))
+        except redis.RedisError:
+            self._client_id = None
+            raise
+        self._idle = len(reply) < 2 and self._client_id is not None
+        return self._jobs_from_many(reply, 0)
+
+    def _many_args(self, acks: list[Job], want: int, moved: str) -> list[Any]:
+        wake_id = self._wake_id() if want > 0 else ""
+        args: list[Any] = [self.keys.job_prefix, repr(time.time()), moved, self.worker, wake_id,
+                           "1" if self._idle else "0", want, len(acks)]
+        for job in acks:
+            args += (job.id, job.token)
+        return args
+
+    def _call_many(self, acks: list[Job], want: int, moved: str) -> list[Any]:
+        args = self._many_args(acks, want, moved)
+        if self._direct is not None:
+            reply = self._direct(self.scripts.ack_and_claim_many, self._claim_keys, args)
+        else:
+            reply = self.scripts.ack_and_claim_many(keys=self._claim_keys, args=args)
+        if want > 0:
+            self._idle = len(reply) < 2 and args[4] != ""
+        return reply
+
+    def _jobs_from_many(self, reply: list[Any], acks: int) -> list[Job]:
+        self.refused += acks - int(reply[0])
+        jobs, i = [], 1
+        while i < len(reply):
+            count = int(reply[i + 3])
+            job = self._job_from([None, reply[i], reply[i + 1], reply[i + 2], *reply[i + 4 : i + 4 + count]])
+            if job is not UNDECODABLE:
+                jobs.append(job)
+            i += 4 + count
+        return jobs
+
     def ack(self, job: Job) -> bool:
         """Acknowledge a finished job; False if refused (it left this worker's list, or is stale)."""
         done = self._call_claim(job.id, str(job.token), "0", "")[0] == 1

@@ -90,7 +90,8 @@ class Manager:
     :class:`~qw.Worker`); ``history`` (hours of per-minute and days of
     per-day statistics kept in Redis); ``metrics_port`` and ``metrics_host``
     (serve Prometheus metrics there); ``options_source`` (called on reload
-    for fresh keyword options, such as a configuration file read again).
+    for fresh keyword options, such as a configuration file read again);
+    ``prefetch`` (jobs a worker claims per round trip; see the README).
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class Manager:
         metrics_port: Optional[int] = None,
         metrics_host: str = "127.0.0.1",
         options_source: Optional[Callable[[], dict[str, Any]]] = None,
+        prefetch: int = 1,
     ) -> None:
         self._code = CodeTracker()
         self.name = validate_manager_name(name or socket.gethostname())
@@ -128,6 +130,9 @@ class Manager:
         if heartbeat is not None and not 0 < heartbeat <= lease / 2:
             raise ConfigError(f"heartbeat must be positive and at most half the lease ({lease / 2:g} s), "
                               f"got {heartbeat}")
+        if not isinstance(prefetch, int) or prefetch < 1:
+            raise ConfigError(f"prefetch must be a whole number of at least 1, got {prefetch!r}")
+        self.prefetch = prefetch
         if history[0] <= 0 or history[1] < 1:
             raise ConfigError(f"history must keep some hours of minutes and at least a day, got {history}")
         self._configure(target=target, num_workers=num_workers, graceful_timeout=graceful_timeout,
@@ -137,7 +142,7 @@ class Manager:
         # What a reload cannot change, to warn when a configuration file tries.
         self._fixed = {"name": name, "host": host, "port": port, "db": db, "url": url, "namespace": namespace,
                        "embedded": embedded, "lease": lease, "heartbeat": heartbeat, "history": history,
-                       "metrics_port": metrics_port, "metrics_host": metrics_host}
+                       "metrics_port": metrics_port, "metrics_host": metrics_host, "prefetch": prefetch}
         self.client = client or Client(host, port, db, url=url, namespace=namespace, embedded=embedded)
         self.lease = lease
         # The manager's tick: lease renewal, retries due, reaping, health, stats.
@@ -381,7 +386,7 @@ class Manager:
         process = Worker(
             self.client, self.target, self.name,
             name=worker_name(self.name, index), poll_interval=self.poll_interval, limits=self.limits,
-            paused=self.paused,
+            paused=self.paused, prefetch=self.prefetch,
         )
         # Blocked while forking: a signal must not reach the child before it
         # has replaced the handlers it inherits from us.

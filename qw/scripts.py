@@ -35,6 +35,7 @@ class Scripts:
     enqueue: Script
     enqueue_many: Script
     ack_and_claim: Script
+    ack_and_claim_many: Script
     settle_failure: Script
     requeue: Script
     promote: Script

@@ -14,12 +14,13 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TypeVar
 
 import redis
 
-from .claim import FAILED, REFUSED, Claimer, Job
+from .claim import FAILED, REFUSED, Claimer, Job, requeue_worker
 from .client import Client
 from .connection import SOCKET_TIMEOUT
 from .exceptions import ConnectionFailed, TargetError
@@ -41,6 +42,10 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 # business, and the manager tells its workers what to do.
 CONTROL_SIGNALS = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2)
 PROCESSED, FAILED_FOR_GOOD, RETRIED = 0, 1, 2  # indexes into qw.stats.OUTCOMES
+# With a prefetch, finished jobs are acknowledged together with the next
+# claim, or as soon as the jobs run since the last round trip took this long:
+# the work a worker's death can make run again is bounded in time too.
+ACK_WITHIN = 0.002
 # Redis errors after which the same call is safe to repeat (see each caller).
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, ConnectionFailed)
 # Error replies that say "not now" rather than "wrong": out of memory under
@@ -133,6 +138,7 @@ class Worker(multiprocessing.Process):
         poll_interval: float = 0.05,
         limits: Optional[Limits] = None,
         paused: Optional[Switch] = None,
+        prefetch: int = 1,
     ) -> None:
         self.manager_name = manager_name or socket.gethostname()
         super().__init__(name=name or worker_name(self.manager_name, uuid.uuid4().hex[:8]))
@@ -145,6 +151,9 @@ class Worker(multiprocessing.Process):
         self.limits = limits or Limits()
         self.shared = Shared()
         self.paused = paused if paused is not None else Switch()  # set: finish the job, claim no more
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+        self.prefetch = prefetch  # jobs claimed per round trip
         self._creator_pid = os.getpid()
         self._forked_by_creator = True
         self._stopping = False
@@ -178,7 +187,10 @@ class Worker(multiprocessing.Process):
         self._show_title()
         log.debug("%s: started (pid %d)", self.name, os.getpid())
         try:
-            self._loop(claimer, target)
+            if self.prefetch > 1:
+                self._loop_prefetching(claimer, target)
+            else:
+                self._loop(claimer, target)
         except Interrupted:
             log.warning("%s: interrupted; its job goes back to the queue", self.name)
         finally:
@@ -249,6 +261,74 @@ class Worker(multiprocessing.Process):
                 break
         if ack:
             self._retrying(claimer.ack, ack)
+
+    def _loop_prefetching(self, claimer: Claimer, target: Target) -> None:
+        """:meth:`_loop` claiming up to ``prefetch`` jobs per round trip.
+
+        The jobs in hand are all claimed (each used an attempt); finished
+        ones are acknowledged with the next claim, or once ACK_WITHIN of work
+        has passed since the last round trip. Before leaving or pausing, the
+        worker acknowledges what it finished and gives back what it did not
+        start.
+        """
+        acks: list[Job] = []
+        in_hand: deque[Job] = deque()
+        paused = self.paused
+        done = 0
+        worked = 0.0  # seconds of jobs run since the last round trip
+        try:
+            while True:
+                if in_hand:
+                    job = in_hand.popleft()
+                    began = time.perf_counter()
+                    if self._run_job(claimer, target, job):
+                        acks.append(job)
+                    done += 1
+                    worked += time.perf_counter() - began
+                    leaving = self._should_stop() or paused or self._used_up(done)
+                    if acks and (worked >= ACK_WITHIN or leaving):
+                        self._retrying(claimer.claim_many, acks, 0)
+                        acks.clear()
+                        worked = 0.0
+                    if leaving and in_hand:
+                        self._give_back(in_hand)
+                    continue
+                if self._should_stop() or self._used_up(done):
+                    if acks:
+                        self._retrying(claimer.claim_many, acks, 0)
+                        acks.clear()
+                    break
+                if paused:
+                    if acks:
+                        self._retrying(claimer.claim_many, acks, 0)
+                        acks.clear()
+                    self._hold()
+                    continue
+                # Safe to repeat: acknowledgements already applied are
+                # refused as no-ops, and jobs claimed by a call whose reply
+                # was lost sit at the right end of our list, claimed again.
+                in_hand.extend(self._retrying(claimer.claim_many, acks, self.prefetch))
+                acks.clear()
+                worked = 0.0
+                while not in_hand and not self._should_stop() and not paused:
+                    in_hand.extend(self._retrying(claimer.wait_and_claim_many, self.poll_interval,
+                                                  self.prefetch))
+        finally:
+            # Also when interrupted (INT): a finished job must not run again.
+            if acks:
+                self._best_effort(claimer.claim_many, acks, 0)
+
+    def _give_back(self, in_hand: deque[Job]) -> None:
+        # Jobs claimed but not started go back to the head of their queues
+        # (jobs queued to this worker stay in its list), their attempt given back.
+        self._retrying(recovery_requeue, self.client, self.manager_name, self.name)
+        in_hand.clear()
+
+    def _hold(self) -> None:
+        while self.paused and not self._should_stop():
+            self.shared.holding.value = 1
+            time.sleep(0.05)
+        self.shared.holding.value = 0
 
     def _run_job(self, claimer: Claimer, target: Target, job: Job) -> bool:
         """Run the target; True when it returned, else the failure is settled here."""
@@ -400,3 +480,8 @@ def rss_mb() -> float:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:  # not Linux: the peak is the best we have
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def recovery_requeue(client: Client, manager: str, worker: str) -> int:
+    """Put back what ``worker`` claimed and did not start (a prefetching worker leaving or pausing)."""
+    return requeue_worker(client.redis, client.scripts, client.keys, manager, worker, keep_own=True)

@@ -8,7 +8,7 @@ process used (from /proc), and Redis's own time per claim script call
 (INFO commandstats). With --cprofile it also runs one worker loop in this
 process under cProfile and prints the functions that cost most.
 
-Usage: python scripts/profile_drain.py [--jobs=40000] [--workers=2] [--cprofile]
+Usage: python scripts/profile_drain.py [--jobs=40000] [--workers=2] [--prefetch=1] [--cprofile]
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ def start_redis(directory: str) -> tuple[subprocess.Popen, int]:
     raise SystemExit("redis-server did not start")
 
 
-def drain(port: int, jobs: int, workers: int, redis_pid: int) -> None:
+def drain(port: int, jobs: int, workers: int, redis_pid: int, prefetch: int = 1) -> None:
     client = Client(host="127.0.0.1", port=port)
-    manager = Manager("profile_drain:noop", host="127.0.0.1", port=port, name="profile", num_workers=workers)
+    manager = Manager("profile_drain:noop", host="127.0.0.1", port=port, name="profile", num_workers=workers,
+                      prefetch=prefetch)
     manager.start()
     time.sleep(0.5)  # workers up and idle
     client.redis.config_resetstat()
@@ -75,7 +76,8 @@ def drain(port: int, jobs: int, workers: int, redis_pid: int) -> None:
     script = client.redis.info("commandstats").get("cmdstat_evalsha", {})
     manager.stop()
     used = [(b - a) * 1e6 / jobs for a, b in zip(before, after)]
-    print(f"drain: {jobs / elapsed:,.0f} jobs/s with {workers} workers (queuing included)")
+    print(f"drain: {jobs / elapsed:,.0f} jobs/s with {workers} workers, prefetch {prefetch} "
+          "(queuing included)")
     workers_used = " + ".join(f"{u:.1f}" for u in used[1:])
     print(f"CPU per job: redis-server {used[0]:.1f} us, workers {workers_used} us")
     print(f"claim script inside Redis: {script.get('usec_per_call', 0):.1f} us per call")
@@ -105,13 +107,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=40_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--prefetch", type=int, default=1, help="jobs a worker claims per round trip")
     parser.add_argument("--cprofile", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     with tempfile.TemporaryDirectory() as directory:
         proc, port = start_redis(directory)
         try:
-            drain(port, args.jobs, args.workers, proc.pid)
+            drain(port, args.jobs, args.workers, proc.pid, args.prefetch)
             if args.cprofile:
                 profile_loop(port, args.jobs // 2)
         finally:

@@ -1,6 +1,8 @@
 -- Put the jobs of a worker that died or left back at the head of the queues
--- they came from, as one atomic step. The job it was running used an attempt
--- if it died (ARGV[3] says why); past its attempts it goes to the failed list.
+-- they came from, as one atomic step. The jobs it had claimed (qw:running
+-- set: the one it was running, and with a prefetch the ones it held) used an
+-- attempt if it died (ARGV[3] says why); past its attempts they go to the
+-- failed list. After a stop they get the attempt back.
 -- KEYS[1] <worker>:jobs
 -- KEYS[2] <manager>:jobs   its manager's queue
 -- KEYS[3] all:jobs
@@ -25,7 +27,7 @@ local ids = redis.call('LRANGE', KEYS[1], 0, -1)
 local kept = {}
 local moved = 0
 -- Left to right, each pushed on the head (right end): the id at the right end,
--- the one that was running, ends up first in line again.
+-- the one that was running (without a prefetch), ends up first in line again.
 for i = 1, #ids do
   local id = ids[i]
   local key = ARGV[1] .. id
@@ -33,8 +35,8 @@ for i = 1, #ids do
   local attempts = tonumber(redis.call('HGET', key, 'qw:attempts') or '0') or 0
   local failed = false
   -- The run is taken back: from now on its worker's acknowledgement is stale.
-  redis.call('HDEL', key, 'qw:running')
-  if i == #ids and attempts > 0 then  -- the running job: only it was claimed
+  local claimed = redis.call('HDEL', key, 'qw:running') == 1
+  if claimed and attempts > 0 then
     if ARGV[3] == '' then
       redis.call('HINCRBY', key, 'qw:attempts', -1)
     else

@@ -1,0 +1,103 @@
+-- Acknowledge the jobs a prefetching worker has finished and claim its next
+-- batch: the steady-state step of a worker run with a prefetch above 1, one
+-- round trip per batch. ack_and_claim-5.lua is the same for one job.
+-- KEYS[1] <worker>:jobs    the worker's in-progress list
+-- KEYS[2] <manager>:jobs   its manager's queue
+-- KEYS[3] all:jobs         the shared queue
+-- KEYS[4] all:failed
+-- KEYS[5] <manager>:idle   worker name -> client id of its blocking connection
+-- ARGV[1] prefix of job hashes, "<namespace>job:"
+-- ARGV[2] now, in seconds (recorded when an id without a hash is failed)
+-- ARGV[3] id the worker has just moved from all:jobs with BLMOVE; or "*": this
+--         call was sent right behind such a BLMOVE (see ack_and_claim-5.lua);
+--         or ""
+-- ARGV[4] worker name
+-- ARGV[5] when nothing is found: the client id the worker will block on, or ""
+-- ARGV[6] "1" if the worker's previous claim found nothing, else "0"
+-- ARGV[7] how many jobs to claim; 0 only acknowledges
+-- ARGV[8] n, the number of jobs to acknowledge
+-- ARGV[9..] n pairs: id, claim token
+-- Returns {acked, id, attempt, token, nfields, field, value, ..., id, ...}:
+-- how many acknowledgements were applied (the others were stale), then each
+-- claimed job with its hash as nfields items.
+-- The worker claims only once it holds no claimed job: every id of its list
+-- that is claimed (has qw:running) is acknowledged by this call or was
+-- settled before, so the unclaimed ids of its own list are at the right end.
+local acked = 0
+local n = tonumber(ARGV[8])
+for i = 1, n do
+  local id = ARGV[7 + 2 * i]
+  local key = ARGV[1] .. id
+  if redis.call('HGET', key, 'qw:running') == ARGV[8 + 2 * i] and redis.call('LREM', KEYS[1], -1, id) == 1 then
+    redis.call('DEL', key)
+    acked = acked + 1
+  end
+end
+local want = tonumber(ARGV[7])
+local reply = {acked}
+if want < 1 then
+  return reply
+end
+if ARGV[6] == '1' then
+  redis.call('HDEL', KEYS[5], ARGV[4])
+end
+-- Own list first, from the right (its ids stay where they are), then the
+-- manager's queue, then the shared one (moved to the right end of ours).
+local claimed = 0
+local own = true
+for _ = 1, want + 100 do
+  if claimed == want then
+    break
+  end
+  local origin = KEYS[1]
+  local id = false
+  if own then
+    id = redis.call('LINDEX', KEYS[1], -(claimed + 1))
+    own = id and true or false
+  end
+  if not id then
+    origin = KEYS[2]
+    id = redis.call('LMOVE', KEYS[2], KEYS[1], 'RIGHT', 'RIGHT')
+  end
+  if not id then
+    origin = KEYS[3]
+    id = redis.call('LMOVE', KEYS[3], KEYS[1], 'RIGHT', 'RIGHT')
+  end
+  if not id then
+    break
+  end
+  local key = ARGV[1] .. id
+  if id == ARGV[3] or (claimed == 0 and ARGV[3] == '*' and origin == KEYS[1]
+      and redis.call('HEXISTS', key, 'qw:origin') == 0) then
+    origin = KEYS[3]
+  end
+  if redis.call('EXISTS', key) == 0 then
+    -- A dangling id (queued without its hash): fail it with the reason.
+    redis.call('LREM', KEYS[1], -1, id)
+    redis.call('LPUSH', KEYS[4], id)
+    redis.call('HSET', key, 'qw:error', 'no data: ' .. key .. ' did not exist when the job was claimed',
+      'qw:failed_at', ARGV[2], 'qw:origin', origin, 'qw:dangling', '1')
+  else
+    local attempt = redis.call('HINCRBY', key, 'qw:attempts', 1)
+    local token = redis.call('HINCRBY', key, 'qw:claims', 1)
+    if origin == KEYS[1] then
+      redis.call('HSETNX', key, 'qw:origin', origin)
+      redis.call('HSET', key, 'qw:running', token)
+    else
+      redis.call('HSET', key, 'qw:origin', origin, 'qw:running', token)
+    end
+    local fields = redis.call('HGETALL', key)
+    reply[#reply + 1] = id
+    reply[#reply + 1] = attempt
+    reply[#reply + 1] = token
+    reply[#reply + 1] = #fields
+    for i = 1, #fields do
+      reply[#reply + 1] = fields[i]
+    end
+    claimed = claimed + 1
+  end
+end
+if claimed == 0 and ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[5], ARGV[4], ARGV[5])
+end
+return reply
