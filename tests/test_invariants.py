@@ -20,6 +20,7 @@ from qw.claim import FAILED, RETRYING, Claimer, Job, promote_due
 from qw.recovery import requeue
 
 WORKERS = ["m:1", "m:2", "n:1"]
+PREFETCHING = "p:1"  # claims batches (claim_many): several jobs in hand at once
 MAX_ATTEMPTS = 3
 
 
@@ -30,13 +31,17 @@ class Queue(RuleBasedStateMachine):
         client.redis.flushall()
         for worker in WORKERS:
             client.register_worker(worker.split(":")[0], worker)
-        self.claimers = {w: Claimer(client.redis, client.scripts, client.keys, w.split(":")[0], w) for w in WORKERS}
+        client.register_worker("p", PREFETCHING)
+        self.claimers = {w: Claimer(client.redis, client.scripts, client.keys, w.split(":")[0], w)
+                         for w in [*WORKERS, PREFETCHING]}
+        self.held: list[Job] = []  # claimed by p:1, not run yet
+        self.finished: list[Job] = []  # run by p:1, not acknowledged yet
         self.running: dict[str, Optional[Job]] = {w: None for w in WORKERS}
         self.stale: list[tuple[str, Job]] = []
         self.accepted: set[str] = set()
         self.done: set[str] = set()
 
-    @rule(to=st.sampled_from([None, "m", "n", "m:1", "n:1"]), batch=st.integers(1, 3))
+    @rule(to=st.sampled_from([None, "m", "n", "p", "m:1", "n:1", "p:1"]), batch=st.integers(1, 3))
     def queue(self, to: Optional[str], batch: int) -> None:
         worker = to if to and ":" in to else None
         manager = to if to and ":" not in to else None
@@ -83,6 +88,44 @@ class Queue(RuleBasedStateMachine):
         requeue(self.client, manager, worker, keep_own=keep_own, cause="killed" if died else "",
                 max_attempts=MAX_ATTEMPTS)
 
+    @rule(want=st.integers(0, 4))
+    def claim_batch(self, want: int) -> None:
+        # A prefetching worker claims only with nothing in hand; it acknowledges what it finished.
+        if not self.held:
+            acks, self.finished = self.finished, []
+            self.held = self.claimers[PREFETCHING].claim_many(acks, want)
+            self.done.update(job.id for job in acks)
+
+    @rule()
+    def run_one_of_the_batch(self) -> None:
+        if self.held:
+            self.finished.append(self.held.pop(0))
+
+    @rule()
+    def acknowledge_the_finished(self) -> None:
+        acks, self.finished = self.finished, []
+        claimer = self.claimers[PREFETCHING]
+        refused = claimer.refused
+        claimer.claim_many(acks, 0)
+        assert claimer.refused == refused  # none of them was stale
+        self.done.update(job.id for job in acks)
+
+    @rule(retry=st.booleans())
+    def fail_one_of_the_batch(self, retry: bool) -> None:
+        if self.held:
+            job = self.held.pop(0)
+            result = self.claimers[PREFETCHING].fail(job, "boom", retry_at=0.0 if retry else None,
+                                                     max_attempts=MAX_ATTEMPTS)
+            assert result == (RETRYING if retry and job.attempt < MAX_ATTEMPTS else FAILED)
+
+    @rule(keep_own=st.booleans(), died=st.booleans())
+    def crash_while_prefetching(self, keep_own: bool, died: bool) -> None:
+        # Held and finished-but-unacknowledged jobs all go back (at least once).
+        self.stale.extend((PREFETCHING, job) for job in self.held + self.finished)
+        self.held, self.finished = [], []
+        requeue(self.client, "p", PREFETCHING, keep_own=keep_own, cause="killed" if died else "",
+                max_attempts=MAX_ATTEMPTS)
+
     @precondition(lambda self: self.stale)
     @rule()
     def stale_settlement_is_refused(self) -> None:
@@ -106,7 +149,8 @@ class Queue(RuleBasedStateMachine):
         r = self.client.redis
         places = [r.lrange("all:jobs", 0, -1), r.lrange("m:jobs", 0, -1), r.lrange("n:jobs", 0, -1),
                   r.zrange("all:scheduled", 0, -1), r.lrange("all:failed", 0, -1)]
-        places += [r.lrange(f"{w}:jobs", 0, -1) for w in WORKERS]
+        places += [r.lrange("p:jobs", 0, -1)]
+        places += [r.lrange(f"{w}:jobs", 0, -1) for w in [*WORKERS, PREFETCHING]]
         seen = [i.decode() for place in places for i in place]
         assert len(seen) == len(set(seen)), "an id is in two places"
         assert set(seen) == self.accepted - self.done, "a job is lost, or a done job came back"
@@ -117,6 +161,9 @@ class Queue(RuleBasedStateMachine):
         for worker, job in self.running.items():
             if job is not None:
                 assert r.lindex(f"{worker}:jobs", -1).decode() == job.id
+        in_hand = {i.decode() for i in r.lrange(f"{PREFETCHING}:jobs", 0, -1)}
+        for job in self.held + self.finished:
+            assert job.id in in_hand and r.hget(f"job:{job.id}", "qw:running") == str(job.token).encode()
 
 
 def test_every_job_is_always_in_exactly_one_place(client: Client) -> None:
