@@ -52,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEERS_DIR = HERE / "bench_peers"
 SYSTEMS = ["qw", "rq", "celery", "dramatiq", "huey", "arq", "saq"]
+PREFETCH = 10  # as peer_qw.PREFETCH: the prefetch of qw's second drain row
 LABELS = {"qw": "qw", "rq": "RQ", "celery": "Celery", "dramatiq": "Dramatiq", "huey": "Huey", "arq": "arq",
           "saq": "SAQ", "ref": "reference: MULTI/HSET/LPUSH/EXEC"}
 LATENCY_ROUTES = {"": "qw", "manager": "qw → manager queue", "worker": "qw → one worker"}
@@ -392,6 +393,8 @@ def plan(sizes: Sizes, systems: list[str]) -> list[Case]:
     cases += [Case("bulk", s, sizes.queue) for s in queuers if peer_constants(s).get("HAS_BULK")]
     cases += [Case("drain", s, sizes.drain) for s in systems]
     if "qw" in systems:
+        cases.append(Case("drain", "qw", sizes.drain, 2, "prefetch"))
+    if "qw" in systems:
         cases += [Case("latency", "qw", sizes.latency, 1, route) for route in ("", "manager", "worker")]
     cases += [Case("latency", s, sizes.latency, 1) for s in peers]
     if "qw" in systems:
@@ -625,6 +628,10 @@ def render_markdown(cases: list[Case], ctx: dict[str, Any], sizes: Sizes) -> str
             f"{cell(values(bulk, 'rate'))} | {cell(values(lat, 'p50_ms'), 'ms')} | "
             f"{cell(values(lat, 'p99_ms'), 'ms')} | {others([drain, single, bulk, lat])} |")
         if s == "qw":
+            prefetching = find(cases, "drain", "qw", "prefetch")
+            if prefetching:
+                lines.append(f"| qw, `--prefetch={PREFETCH}` | {cell(values(prefetching, 'rate'))} | | | | | "
+                             f"{others([prefetching])} |")
             for route in ("manager", "worker"):
                 lat = find(cases, "latency", "qw", route)
                 if lat:
@@ -714,6 +721,7 @@ def render_qw_tables(cases: list[Case], sizes: Sizes) -> list[str]:
         ("`queue_job` → `all:jobs`, no workers", find(cases, "single", "qw")),
         ("`queue_jobs` (bulk), no workers", find(cases, "bulk", "qw")),
         ("drain: 2 busy workers", find(cases, "drain", "qw")),
+        (f"drain: 2 busy workers, `--prefetch={PREFETCH}`", find(cases, "drain", "qw", "prefetch")),
         ("one job at a time to an idle worker, via `all:jobs`", find(cases, "latency", "qw")),
         ("… via the manager's queue", find(cases, "latency", "qw", "manager")),
         ("… via the worker's own queue", find(cases, "latency", "qw", "worker")),
@@ -863,7 +871,8 @@ def chart_data(cases: list[Case], ctx: dict[str, Any]) -> dict[str, Any]:
     return {
         "title": f"{'--quick smoke run, ' if ctx['quick'] else ''}{ctx['nproc']} cores, shared machine, "
                  f"Redis {ctx['redis']}, {ctx['date']}",
-        "drain": series([(LABELS[s], find(cases, "drain", s)) for s in systems], "rate"),
+        "drain": series([(LABELS[s], find(cases, "drain", s)) for s in systems]
+                        + [(f"qw prefetch {PREFETCH}", find(cases, "drain", "qw", "prefetch"))], "rate"),
         "single": series([(LABELS[s], find(cases, "single", s)) for s in systems] + ref, "rate"),
         "bulk": series([(LABELS[s], find(cases, "bulk", s)) for s in systems]
                        + [("reference", find(cases, "bulk", "ref"))], "rate"),

@@ -3,7 +3,8 @@
 Variants (``--variant``) choose where single jobs are queued, for the latency
 run: ``all`` (``all:jobs``, which idle workers wait on with BLMOVE),
 ``manager`` (``bench:jobs``, polled in 50 ms slices) or ``worker`` (the
-first worker's own list, ``bench:1:jobs``).
+first worker's own list, ``bench:1:jobs``); ``prefetch`` runs the workers
+with ``--prefetch`` PREFETCH.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ WORKER_CONFIG = "qw-manager --workers N"
 SINGLE_API = "Client.queue_job"
 BULK_API = "Client.queue_jobs (batches of 1000 jobs per round trip)"
 
+PREFETCH = 10
 _client: Optional[Client] = None
 _route: dict[str, str] = {}
+_worker_options: list[str] = []
 
 
 def noop(job_id: str, job_data: dict) -> None:
@@ -41,12 +44,15 @@ def setup(host: str, port: int, variant: str) -> None:
         _route.update(manager=MANAGER)
     elif variant == "worker":
         _route.update(worker=f"{MANAGER}:1")
+    elif variant == "prefetch":
+        _worker_options[:] = ["--prefetch", str(PREFETCH)]
 
 
 def worker_commands(host: str, port: int, processes: int) -> list[list[str]]:
     """One manager with ``processes`` workers."""
     return [[sys.executable, "-m", "qw.cli.manager", "--host", host, "--port", str(port),
-             "--name", MANAGER, "--workers", str(processes), "--level", "warning", "peer_qw:noop"]]
+             "--name", MANAGER, "--workers", str(processes), "--level", "warning", *_worker_options,
+             "peer_qw:noop"]]
 
 
 def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]] = None) -> None:
