@@ -275,6 +275,7 @@ class Worker(multiprocessing.Process):
         in_hand: deque[Job] = deque()
         paused = self.paused
         done = 0
+        used_up = False
         worked = 0.0  # seconds of jobs run since the last round trip
         try:
             while True:
@@ -285,7 +286,8 @@ class Worker(multiprocessing.Process):
                         acks.append(job)
                     done += 1
                     worked += time.perf_counter() - began
-                    leaving = self._should_stop() or paused or self._used_up(done)
+                    used_up = used_up or self._used_up(done)
+                    leaving = self._should_stop() or paused or used_up
                     if acks and (worked >= ACK_WITHIN or leaving):
                         self._retrying(claimer.claim_many, acks, 0)
                         acks.clear()
@@ -293,7 +295,7 @@ class Worker(multiprocessing.Process):
                     if leaving and in_hand:
                         self._give_back(in_hand)
                     continue
-                if self._should_stop() or self._used_up(done):
+                if self._should_stop() or used_up:
                     if acks:
                         self._retrying(claimer.claim_many, acks, 0)
                         acks.clear()
