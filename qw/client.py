@@ -136,19 +136,37 @@ class Client:
         """
         options = _job_options(max_attempts, timeout)
         job_id, keys, args = self._enqueue_call(job_data, manager, worker, job_id, options)
+        # A job for a manager or a worker must wake an idle worker. The one
+        # woken last time is likely idle again: it is unblocked right behind
+        # the queuing call, in the same round trip, and the script takes it
+        # off the idle list if the guess is right.
+        hints = self._hints()
+        guess = hints.get(keys[1], ("", "")) if args[2] else ("", "")
+        args[5:7] = guess
         with translated(self.config):
             try:
-                wake = self._direct()(self.scripts.enqueue, keys, args)
+                caller = self._direct()
+                reloaded = False
+                if guess[1]:
+                    unblock = ("CLIENT", "UNBLOCK", guess[1])
+                    reply, reloaded = caller.call_then(self.scripts.enqueue, keys, args, unblock)
+                else:
+                    reply = caller(self.scripts.enqueue, keys, args)
             except Exception as exc:
                 self._raise_unknown_worker(exc)
                 raise
-            if isinstance(wake, bytes) and wake:
-                # The idle worker to wake: on the same raw connection, not
-                # through the pool; this second round trip is the latency of
-                # a job queued to a manager or a worker.
-                # An ACL user without CLIENT gets an error: the worker polls anyway.
-                with contextlib.suppress(redis.ResponseError):
-                    self._direct().command("CLIENT", "UNBLOCK", int(wake))
+            if isinstance(reply, list):
+                wake, name, client_id = (_text(x) for x in reply)
+                if name:
+                    hints[keys[1]] = (name, client_id)
+                    if reloaded:  # the guessed unblock ran before the job was there
+                        wake = client_id
+                if wake:
+                    # Guessed wrong (or no guess): a second round trip on the
+                    # same raw connection. An ACL user without CLIENT gets an
+                    # error: the worker polls anyway.
+                    with contextlib.suppress(redis.ResponseError):
+                        caller.command("CLIENT", "UNBLOCK", int(wake))
         return job_id
 
     def queue_jobs(
@@ -228,6 +246,13 @@ class Client:
             self._local.pid = os.getpid()
         return caller
 
+    def _hints(self) -> dict[str, tuple[str, str]]:
+        """Per thread: target queue -> (name, client id) of the idle worker woken last for it."""
+        hints = getattr(self._local, "hints", None)
+        if hints is None:
+            hints = self._local.hints = {}
+        return hints
+
     def _wake(self, replies: list[Any]) -> None:
         # The enqueue script names idle workers whose own or manager's queue
         # just got a job: unblock their wait on all:jobs so they claim it now.
@@ -256,7 +281,7 @@ class Client:
         fields.update(options)
         job_id = job_id or _new_id()
         minute, day = self._stats_keys()
-        args = [job_id, worker or "", wake, *STATS_TTLS]
+        args = [job_id, worker or "", wake, *STATS_TTLS, "", ""]
         for name, value in fields.items():
             args += [name, value]
         return job_id, [self.keys.job(job_id), queue, workers, idle, minute, day], args

@@ -9,6 +9,7 @@ worker's hot path.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from functools import cache
 from importlib import resources
@@ -122,6 +123,34 @@ class DirectCaller:
         if second is None:
             second = self(script, keys, args)  # loads the script, then runs it
         return first, second
+
+    def call_then(self, script: Script, keys: Sequence[Any], args: Sequence[Any],
+                  command: Sequence[Any]) -> tuple[Any, bool]:
+        """Run a script with a plain command right behind it, in one write.
+
+        Returns the script's reply, and True when the script had to be
+        loaded and run again: the command then ran before it. The command's
+        own reply (or error) is read and dropped: it is sent on a guess, and
+        must be harmless either way.
+        """
+        conn = self._conn
+        now = time.monotonic()
+        if now - self._last_used > 1.0:
+            self._drop_if_stale(conn)
+        self._last_used = now
+        try:
+            conn.send_packed_command(
+                conn.pack_commands([("EVALSHA", script.sha, len(keys), *keys, *args), command]))
+            try:
+                reply = conn.read_response()
+            except redis.exceptions.NoScriptError:
+                reply = None
+            with contextlib.suppress(redis.exceptions.ResponseError):
+                conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+        return (self(script, keys, args), True) if reply is None else (reply, False)
 
     @staticmethod
     def _drop_if_stale(conn: Any) -> None:

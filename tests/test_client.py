@@ -5,6 +5,7 @@ import pytest
 from qw import Client
 from qw.exceptions import ConfigError, ConnectionFailed, JobDataError, UnknownWorker
 
+from conftest import Records, wait_for
 from tests_support import commands_run, lasting_keys
 
 
@@ -184,3 +185,27 @@ def test_queue_job_is_one_round_trip(client: Client) -> None:
             client.queue_job({"n": n}, manager="box")  # no idle worker to wake
     top_level = {k: v for k, v in seen().items() if k not in ("exists", "hset", "lpush", "hrandfield", "hincrby", "expire")}
     assert top_level == {"evalsha": 20}
+
+
+@pytest.mark.parametrize("route", ["manager", "worker"])
+def test_waking_the_idle_worker_woken_last_time_costs_no_extra_round_trip(
+        client: Client, records: Records, start_manager, route: str) -> None:
+    start_manager(name="box", num_workers=1)
+    wait_for(lambda: client.get_manager_workers("box") == ["box:1"], what="the worker")
+    target = {"manager": "box"} if route == "manager" else {"worker": "box:1"}
+    warm = client.queue_job({"dir": str(records.dir)})  # connects, loads the script
+    wait_for(lambda: records.done(warm) == 1, what="the warm-up job")
+    conn = client._direct()._conn
+    writes: list[int] = []
+    send = conn.send_packed_command
+    conn.send_packed_command = lambda *args, **kwargs: (writes.append(1), send(*args, **kwargs))[1]
+    per_job = []
+    for _ in range(4):
+        wait_for(lambda: client.redis.hexists("box:idle", "box:1"), what="the worker to be idle")
+        writes.clear()
+        job_id = client.queue_job({"dir": str(records.dir)}, **target)
+        per_job.append(len(writes))
+        wait_for(lambda j=job_id: records.done(j) == 1, what="the job")
+    # The first time the producer learns who is idle: a second round trip to
+    # wake it. Then it wakes the same worker behind its queuing call.
+    assert per_job == [2, 1, 1, 1]

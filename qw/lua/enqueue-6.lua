@@ -10,10 +10,15 @@
 -- ARGV[3] "worker": wake that worker if idle; "manager": wake one idle worker
 --         of the manager; "": none (idle workers wait on all:jobs itself)
 -- ARGV[4] seconds KEYS[5] is kept, ARGV[5] seconds KEYS[6] is kept
--- ARGV[6..] field, value, field, value, ...
--- Returns "" when queued and nobody needs waking, the client id to wake
--- (CLIENT UNBLOCK) when queued for an idle worker, 0 when job:<id> already
--- exists (nothing is changed).
+-- ARGV[6] name of the idle worker the producer unblocks right behind this
+--         call (it woke that one last time, and guesses it is idle again), or ""
+-- ARGV[7] that worker's client id, or ""
+-- ARGV[8..] field, value, field, value, ...
+-- Returns 0 when job:<id> already exists (nothing is changed), else
+-- {wake, name, id}: the worker taken off the idle list (name and client id,
+-- or "" and "") and, in wake, its client id when the producer must still
+-- unblock it (CLIENT UNBLOCK), "" when nobody needs waking or the guess was
+-- right, so the unblock sent behind this call does it.
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 0 then
   return redis.error_reply('QW_UNKNOWN_WORKER ' .. ARGV[2])
 end
@@ -21,7 +26,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 -- HSET in slices: unpack() of a very wide job would overflow Lua's C stack.
-for first = 6, #ARGV, 1000 do
+for first = 8, #ARGV, 1000 do
   redis.call('HSET', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
 redis.call('LPUSH', KEYS[2], ARGV[1])
@@ -34,17 +39,26 @@ if redis.call('HINCRBY', KEYS[6], 'queued', 1) == 1 then
 end
 -- Idle workers block on all:jobs; one whose own or manager's queue just got
 -- a job must be woken, and is taken off the idle list so no other job wakes it.
-local wake = ''
+local name, wake = '', ''
 if ARGV[3] == 'worker' then
   wake = redis.call('HGET', KEYS[4], ARGV[2]) or ''
   if wake ~= '' then
-    redis.call('HDEL', KEYS[4], ARGV[2])
+    name = ARGV[2]
   end
 elseif ARGV[3] == 'manager' then
-  local idle = redis.call('HRANDFIELD', KEYS[4], 1, 'WITHVALUES')
-  if idle[1] then
-    redis.call('HDEL', KEYS[4], idle[1])
-    wake = idle[2]
+  if ARGV[6] ~= '' and redis.call('HGET', KEYS[4], ARGV[6]) == ARGV[7] then
+    name, wake = ARGV[6], ARGV[7]
+  else
+    local idle = redis.call('HRANDFIELD', KEYS[4], 1, 'WITHVALUES')
+    if idle[1] then
+      name, wake = idle[1], idle[2]
+    end
   end
 end
-return wake
+if name ~= '' then
+  redis.call('HDEL', KEYS[4], name)
+end
+if wake ~= '' and wake == ARGV[7] then
+  return {'', name, wake}
+end
+return {wake, name, wake}
