@@ -23,6 +23,7 @@ a worker death and after a manager death.
 
 Usage: python scripts/chaos.py [--jobs=10000] [--job-ms=8] [--long-every=50] [--long-ms=1500]
                                [--workers=2] [--lease=2] [--kill-every=0.3] [--resize-every=0.7]
+                               [--prefetch=1]
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ class Manager:
             self.proc = subprocess.Popen(
                 ["qw-manager", "--port", str(self.port), "--host", "127.0.0.1", "--name", self.name,
                  "--workers", str(self.args.workers), "--lease", str(self.args.lease), "--max-attempts", "20",
-                 "--backoff", "0.2", "--level", "warning", "chaos:run_job"],
+                 "--backoff", "0.2", "--prefetch", str(self.args.prefetch), "--level", "warning",
+                 "chaos:run_job"],
                 env=env, stderr=err,
             )
 
@@ -196,6 +198,7 @@ def main() -> int:
     parser.add_argument("--lease", type=float, default=2.0)
     parser.add_argument("--kill-every", type=float, default=0.3)
     parser.add_argument("--resize-every", type=float, default=0.7, help="0: no TTIN/TTOU/HUP/USR2")
+    parser.add_argument("--prefetch", type=int, default=1, help="jobs each worker claims per round trip")
     parser.add_argument("--deadline", type=float, default=600.0, help="give up after this many seconds")
     args = parser.parse_args()
 
@@ -362,7 +365,7 @@ def main() -> int:
 
     print(f"chaos run: {args.jobs} jobs of {args.job_ms:g} ms "
           f"(every {args.long_every}th {args.long_ms:g} ms), "
-          f"2 managers x {args.workers} workers, lease {args.lease:g} s, "
+          f"2 managers x {args.workers} workers, prefetch {args.prefetch}, lease {args.lease:g} s, "
           f"a worker SIGKILLed every {args.kill_every:g} s; {elapsed:.1f} s")
     for event in events:
         print("  " + event)
