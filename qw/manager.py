@@ -734,8 +734,10 @@ class Manager:
         self._signal_workers(slots)
         deadline = time.monotonic() + (URGENT_GRACE if self._urgent else self.graceful_timeout)
         next_renewal = time.monotonic() + self.heartbeat
+        settled: set[str] = set()
         while True:
             alive = [slot.process.sentinel for slot in slots if slot.process.is_alive()]
+            self._requeue_deaths_while_stopping(slots, settled)
             if not alive:
                 break
             if self._urgent and deadline > time.monotonic() + URGENT_GRACE:
@@ -764,6 +766,23 @@ class Manager:
         self._slots.clear()
         self._dead.clear()
         self._settle_and_release(names)
+
+    def _requeue_deaths_while_stopping(self, slots: list[_Slot], settled: set[str]) -> None:
+        # A worker that dies while the others finish their jobs gets its job
+        # back in a queue now, not once the slowest of them is done.
+        for slot in slots:
+            name = slot.process.name
+            if name in settled or slot.process.is_alive() or slot.process.exitcode in (0, None):
+                continue
+            cause = f"its worker {name} {slot.kill_reason or describe_exit(slot.process.exitcode)}"
+            moved = self._guarded(recovery.requeue, self.client, self.name, name, keep_own=False, cause=cause,
+                                  max_attempts=self.limits.retry.max_attempts)
+            if moved is not None:
+                settled.add(name)
+                if moved:
+                    log.warning("manager %s: %s died while stopping; %d job(s) back in their queue "
+                                "(or failed)", self.name, name, moved)
+                    self.stats.count_requeued(moved)
 
     def _signal_workers(self, slots: list[_Slot]) -> None:
         signum = signal.SIGINT if self._urgent else signal.SIGTERM

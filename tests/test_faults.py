@@ -198,3 +198,23 @@ def test_worker_outside_a_manager_keeps_working_alone(client: Client, records: R
         worker.shutdown()
         worker.join(5)
     assert worker.exitcode == 0
+
+
+def test_a_worker_dying_during_a_graceful_stop_gets_its_job_back_at_once(
+        client: Client, records: Records, start_manager) -> None:
+    manager = start_manager(name="box", num_workers=2, graceful_timeout=20)
+    slow = client.queue_job({"dir": str(records.dir), "sleep": 4}, manager="box")
+    doomed = client.queue_job({"dir": str(records.dir), "sleep": 30}, manager="box")
+    wait_for(lambda: records.started(slow) == 1 and records.started(doomed) == 1, what="both jobs")
+    pids = manager.worker_pids
+    running = {w: client.get_worker_pending_jobs(w) for w in pids}
+    [victim] = [w for w, ids in running.items() if ids == [doomed]]
+    manager.request_stop()  # graceful: the slow job may finish
+    time.sleep(0.3)
+    os.kill(pids[victim], signal.SIGKILL)
+    # Back in its queue while the other job still runs, not once it is done.
+    wait_for(lambda: client.get_manager_queued_jobs("box") == [doomed], timeout=2, what="the job back")
+    assert records.done(slow) == 0
+    assert b"killed by SIGKILL" in client.redis.hget(f"job:{doomed}", "qw:error")
+    assert manager.join(15)
+    assert records.done(slow) == 1
