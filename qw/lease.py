@@ -9,14 +9,20 @@ workers' jobs (see :mod:`qw.recovery`).
 from __future__ import annotations
 
 import enum
+import logging
 import os
+import re
 import socket
+import time
 import uuid
 from typing import Optional
 
 from .client import Client
 from .connection import translated
 from .exceptions import ManagerNameTaken
+
+log = logging.getLogger("qw.lease")
+_TOKEN = re.compile(r"pid (\d+) on (\S+) \(")
 
 
 class Renewal(enum.Enum):
@@ -41,20 +47,59 @@ class NameLease:
         self._run_id = ""
 
     def acquire(self) -> None:
-        """Take the name and register it, or raise :class:`ManagerNameTaken` naming the holder."""
-        keys = self.client.keys
+        """Take the name and register it, or raise :class:`ManagerNameTaken` naming the holder.
+
+        A holder that was a process of this host which no longer exists (a
+        manager killed outright, restarted at once by its supervisor) is
+        taken over once its lease has gone unrenewed for half its length,
+        rather than after all of it.
+        """
         with translated(self.client.config):
             self._run_id = self._server_run_id()
-            holder = self.client.scripts.acquire_name(
-                keys=[keys.manager_heartbeat(self.name), keys.all_managers, keys.all_orphaned],
-                args=[self.name, self.token, self.ms],
-            )
+            holder = self._take("")
+            if holder and holder != self.token and self._gone(holder):
+                log.warning("manager %s: its previous holder (%s) is gone; taking the name over", self.name,
+                            holder)
+                holder = self._take(holder)
         if holder:
-            holder = holder.decode() if isinstance(holder, bytes) else holder
             if holder == self.token:  # handed over to us
                 self.renew()
                 return
             raise ManagerNameTaken(f"manager {self.name!r} is already running: held by {holder}")
+
+    def _take(self, dead_holder: str) -> str:
+        keys = self.client.keys
+        holder = self.client.scripts.acquire_name(
+            keys=[keys.manager_heartbeat(self.name), keys.all_managers, keys.all_orphaned],
+            args=[self.name, self.token, self.ms, dead_holder],
+        )
+        return holder.decode() if isinstance(holder, bytes) else holder
+
+    def _gone(self, holder: str) -> bool:
+        """True when ``holder`` was a process of this host that is gone and no longer renews."""
+        match = _TOKEN.match(holder)
+        if not match or match.group(2) != socket.gethostname() or int(match.group(1)) == os.getpid():
+            return False
+        try:
+            os.kill(int(match.group(1)), 0)
+            return False
+        except PermissionError:  # a process of another user: alive
+            return False
+        except ProcessLookupError:
+            pass
+        # Another host may share this host name (containers): make sure the
+        # lease is not renewed either, for half its length. Every manager
+        # renews at least that often.
+        key = self.client.keys.manager_heartbeat(self.name)
+        last = self.client.redis.pttl(key)
+        deadline = time.monotonic() + self.ms / 2000 + 0.2
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self.client.redis.pttl(key)
+            if now > last or self.client.redis.get(key) not in (holder.encode(), None):
+                return False  # renewed: alive after all
+            last = now
+        return True
 
     def renew(self) -> Renewal:
         """Extend the lease; retake it if it expired meanwhile (see :class:`Renewal`)."""

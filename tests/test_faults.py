@@ -218,3 +218,28 @@ def test_a_worker_dying_during_a_graceful_stop_gets_its_job_back_at_once(
     assert b"killed by SIGKILL" in client.redis.hget(f"job:{doomed}", "qw:error")
     assert manager.join(15)
     assert records.done(slow) == 1
+
+
+def test_a_manager_killed_outright_can_be_restarted_at_once(
+        spawn, client: Client, records: Records, redis_server) -> None:
+    # As systemd or supervisord would: the manager is SIGKILLed, and started
+    # again on the same host straight away. Its lease (10 s) is still there;
+    # the new process sees its holder is gone and takes the name over once
+    # the lease has gone unrenewed for half its length.
+    command = ["qw-manager", "--port", str(redis_server.port), "--workers", "1", "--name", "box",
+               "--lease", "10", "targets:record"]
+    first = spawn(command, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: client.get_manager_workers("box") == ["box:1"], what="the first manager")
+    job_id = client.queue_job({"dir": str(records.dir), "sleep": 30})
+    wait_for(lambda: records.started(job_id) == 1, what="the job to start")
+    first.kill()
+    first.wait()
+    began = time.monotonic()
+    second = spawn(command, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: records.started(job_id) == 2, timeout=15, what="the job, run again by the new manager")
+    assert time.monotonic() - began < 8  # not the whole 10 s lease
+    assert second.poll() is None
+    assert str(second.pid) in client.get_manager_holder("box")
+    second.send_signal(signal.SIGINT)
+    assert second.wait(15) == 0
+    assert "taking the name over" in second.stderr.read()

@@ -5,8 +5,12 @@
 -- ARGV[1] manager name
 -- ARGV[2] holder token ("pid N on HOST (random)"), unique to this manager process
 -- ARGV[3] lease in milliseconds
+-- ARGV[4] a holder known to be dead, whose lease is taken over if it still
+--         holds it, or ""
 -- Returns "" when taken, else the token of the live holder.
-if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3]) then
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3])
+    or (ARGV[4] ~= '' and redis.call('GET', KEYS[1]) == ARGV[4]
+        and redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])) then
   redis.call('SADD', KEYS[2], ARGV[1])
   redis.call('SREM', KEYS[3], ARGV[1])
   return ''
