@@ -20,7 +20,8 @@ from typing import Any, Callable, Optional, TypeVar
 
 import redis
 
-from .claim import FAILED, REFUSED, Claimer, Job, requeue_worker
+from . import recovery
+from .claim import FAILED, REFUSED, Claimer, Job
 from .client import Client
 from .connection import SOCKET_TIMEOUT
 from .exceptions import ConnectionFailed, TargetError
@@ -234,17 +235,13 @@ class Worker(multiprocessing.Process):
         ack: Optional[Job] = None  # sent with the next claim: one round trip per job
         done = 0
         paused = self.paused
-        holding = self.shared.holding
         while not self._should_stop():
             if paused:
                 if ack:
                     self._retrying(claimer.ack, ack)
                     ack = None
-                holding.value = 1
-                time.sleep(0.05)
+                self._hold()
                 continue
-            if holding.value:
-                holding.value = 0
             # Safe to repeat: an ack already applied is refused as a no-op,
             # and a claim whose reply was lost left its id at the right end
             # of our list, where the repeated claim finds it.
@@ -323,10 +320,11 @@ class Worker(multiprocessing.Process):
     def _give_back(self, in_hand: deque[Job]) -> None:
         # Jobs claimed but not started go back to the head of their queues
         # (jobs queued to this worker stay in its list), their attempt given back.
-        self._retrying(recovery_requeue, self.client, self.manager_name, self.name)
+        self._retrying(lambda: recovery.requeue(self.client, self.manager_name, self.name, keep_own=True))
         in_hand.clear()
 
     def _hold(self) -> None:
+        """Wait while paused, saying so to the manager (no claim of ours is in flight)."""
         while self.paused and not self._should_stop():
             self.shared.holding.value = 1
             time.sleep(0.05)
@@ -482,8 +480,3 @@ def rss_mb() -> float:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:  # not Linux: the peak is the best we have
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def recovery_requeue(client: Client, manager: str, worker: str) -> int:
-    """Put back what ``worker`` claimed and did not start (a prefetching worker leaving or pausing)."""
-    return requeue_worker(client.redis, client.scripts, client.keys, manager, worker, keep_own=True)
