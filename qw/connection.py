@@ -120,3 +120,19 @@ def _saves_snapshots(client: redis.Redis) -> bool:
     except redis.ResponseError:  # CONFIG may be disabled (managed Redis): assume it persists
         return True
     return bool(str(save).strip())
+
+
+# Redis errors after which the same call is safe to repeat (see each caller).
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, ConnectionFailed)
+# Error replies that say "not now" rather than "wrong": out of memory under
+# noeviction, a script running too long, a failover or resharding under way.
+# redis-py turns some into classes of their own; others keep their code.
+PASSING_CLASSES = (redis.exceptions.OutOfMemoryError, redis.exceptions.TryAgainError)
+PASSING_CODES = ("OOM ", "BUSY ", "MASTERDOWN ", "TRYAGAIN ", "CLUSTERDOWN ", "NOREPLICAS ", "LOADING ")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a Redis error after which waiting and trying again is right."""
+    if isinstance(exc, (*TRANSIENT, *PASSING_CLASSES)):
+        return True
+    return isinstance(exc, redis.ResponseError) and str(exc).startswith(PASSING_CODES)

@@ -9,18 +9,19 @@ queue depths from Redis.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import redis
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from .client import Client
 from .exceptions import ConfigError
-from .stats import bound_label
-
-if TYPE_CHECKING:
-    from .manager import Manager
+from .pool import Pool
+from .process import Switch
+from .stats import Keeper, bound_label
 
 REQUEST_TIMEOUT = 2.0  # seconds a scraper gets to send its request: the loop waits for it
 
@@ -32,8 +33,20 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+@dataclass
+class Source:
+    """What the metrics are read from: a manager's parts."""
+
+    name: str
+    client: Client
+    pool: Pool
+    stats: Keeper
+    paused: Switch
+    collect_stats: Callable[[], None]  # takes the workers' latest counts into ``stats``
+
+
 class _Collector:
-    def __init__(self, manager: Manager) -> None:
+    def __init__(self, manager: Source) -> None:
         self.manager = manager
 
     def collect(self) -> Iterator[Metric]:
@@ -59,7 +72,7 @@ class _Collector:
             family.add_metric(name, buckets, getattr(totals, f"{kind}_sum"))
             yield family
         now = time.time()
-        slots = manager._slots.values()
+        slots = manager.pool.slots.values()
         busy = sum(1 for slot in slots if slot.process.shared.started.value)
         workers = GaugeMetricFamily("qw_workers", "Worker processes by state", labels=["manager", "state"])
         workers.add_metric([manager.name, "busy"], busy)
@@ -110,7 +123,7 @@ class _Collector:
 class MetricsServer:
     """An HTTP server on ``host:port`` answering ``/metrics``, driven by the manager's loop."""
 
-    def __init__(self, manager: Manager, host: str, port: int) -> None:
+    def __init__(self, manager: Source, host: str, port: int) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Collector(manager))  # type: ignore[arg-type]
         try:

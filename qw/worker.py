@@ -15,7 +15,6 @@ import time
 import traceback
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TypeVar
 
 import redis
@@ -23,11 +22,18 @@ import redis
 from . import recovery
 from .claim import FAILED, REFUSED, Claimer, Job
 from .client import Client
-from .connection import SOCKET_TIMEOUT
-from .exceptions import ConnectionFailed, TargetError
+from .connection import SOCKET_TIMEOUT, TRANSIENT, is_transient  # noqa: F401 - importable from here too
+from .exceptions import TargetError
 from .keys import worker_name
-from .retry import RetryPolicy
-from .stats import Tally
+from .process import (  # noqa: F401 - importable from here too, as before
+    CONTROL_SIGNALS,
+    EXIT_ORPHANED,
+    EXIT_TARGET,
+    STOP_SIGNALS,
+    Limits,
+    Shared,
+    Switch,
+)
 from .target import Target, TargetSpec, resolve
 from .titles import set_title
 
@@ -35,33 +41,11 @@ log = logging.getLogger("qw.worker")
 
 T = TypeVar("T")
 
-EXIT_TARGET = 3  # the target could not be imported: respawning would not help
-EXIT_ORPHANED = 4  # the manager vanished while a job was running
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
-# The manager's control signals; a worker ignores them: one sent to the whole
-# process group (a terminal hangup, `kill -HUP -<pgid>`) is the manager's
-# business, and the manager tells its workers what to do.
-CONTROL_SIGNALS = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR2)
 PROCESSED, FAILED_FOR_GOOD, RETRIED = 0, 1, 2  # indexes into qw.stats.OUTCOMES
 # With a prefetch, finished jobs are acknowledged together with the next
 # claim, or as soon as the jobs run since the last round trip took this long:
 # the work a worker's death can make run again is bounded in time too.
 ACK_WITHIN = 0.002
-# Redis errors after which the same call is safe to repeat (see each caller).
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, ConnectionFailed)
-# Error replies that say "not now" rather than "wrong": out of memory under
-# noeviction, a script running too long, a failover or resharding under way.
-# redis-py turns some into classes of their own; others keep their code.
-PASSING_CLASSES = (redis.exceptions.OutOfMemoryError, redis.exceptions.TryAgainError)
-PASSING_CODES = ("OOM ", "BUSY ", "MASTERDOWN ", "TRYAGAIN ", "CLUSTERDOWN ", "NOREPLICAS ", "LOADING ")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for a Redis error after which waiting and trying again is right."""
-    if isinstance(exc, (*TRANSIENT, *PASSING_CLASSES)):
-        return True
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith(PASSING_CODES)
-
 _current: Optional[Job] = None
 
 
@@ -81,42 +65,6 @@ class JobTimeout(Exception):
 
 class Interrupted(BaseException):
     """Raised inside a target when the worker must stop at once; the job is requeued."""
-
-
-@dataclass
-class Limits:
-    """What a worker enforces on itself: attempts, time limit, recycling."""
-
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    job_timeout: Optional[float] = None  # seconds; a job's own timeout wins
-    max_jobs: Optional[int] = None  # replace the worker after this many jobs
-    max_memory_mb: Optional[float] = None  # ... or once its RSS is past this
-
-
-class Shared:
-    """Numbers a worker publishes to its manager through shared memory."""
-
-    def __init__(self) -> None:
-        ctx = multiprocessing.get_context("fork")
-        self.deadline = ctx.Value("d", 0.0, lock=False)  # time.monotonic() bound of the running job
-        self.started = ctx.Value("d", 0.0, lock=False)  # time.time() the running job started; 0: idle
-        self.last_ok = ctx.Value("d", time.time(), lock=False)  # last time Redis answered the worker
-        self.jobs = ctx.Value("i", 0, lock=False)  # jobs started by this worker process
-        self.tally = Tally()  # jobs settled, wait and run times
-        self.holding = ctx.Value("b", 0, lock=False)  # 1: paused, and no claim of ours is in flight
-
-
-class Switch:
-    """A flag a manager shares with all its workers, such as "paused"."""
-
-    def __init__(self) -> None:
-        self._value = multiprocessing.get_context("fork").Value("b", 0, lock=False)
-
-    def __bool__(self) -> bool:
-        return bool(self._value.value)
-
-    def set(self, on: bool) -> None:
-        self._value.value = 1 if on else 0
 
 
 class Worker(multiprocessing.Process):

@@ -7,7 +7,8 @@ from typing import Any, Callable, NoReturn, Optional
 
 from docopt import docopt
 
-from ..exceptions import ConfigError, QwError
+from ..exceptions import QwError
+from ..options import integer, number  # noqa: F401 - the CLIs' number parsing, shared with the table
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -51,28 +52,6 @@ def connection_kwargs(args: dict[str, Any]) -> dict[str, Any]:
         "namespace": args["--namespace"] or "",
         "embedded": args["--embedded"] or None,
     }
-
-
-def integer(text: str, option: str, minimum: int) -> int:
-    """Parse an integer option, or raise a one-line :class:`ConfigError`."""
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{option} must be an integer, got {text!r}") from None
-    if value < minimum:
-        raise ConfigError(f"{option} must be at least {minimum}, got {value}")
-    return value
-
-
-def number(text: str, option: str) -> float:
-    """Parse a non-negative number of seconds."""
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{option} must be a number of seconds, got {text!r}") from None
-    if value < 0:
-        raise ConfigError(f"{option} must not be negative, got {text!r}")
-    return value
 
 
 def run(prog: str, main: Callable[[], int]) -> NoReturn:

@@ -14,35 +14,7 @@ Options:
                            win over the file; HUP reads it again.
   --level=<log-level>      Log level: debug, info, warning or error; default: info.
   --log-format=<format>    text, or json (one object per line); default: text.
-  --workers=<num-workers>  Number of worker processes; default: the CPU count.
-  --name=<name>            Manager name, unique among live managers; no ':' or
-                           whitespace. Default: the host name.
-{connection}  --lease=<seconds>        A manager silent this long loses its name, and
-                           other managers take its running jobs back; default: 10.
-  --heartbeat=<seconds>    How often the lease is renewed (and retries promoted,
-                           lapsed managers reaped); default: min(1, lease / 3).
-  --graceful-timeout=<seconds>
-                           On TERM, how long running jobs may take to finish
-                           before they are killed and requeued; default: 25.
-  --max-attempts=<n>       Runs a job gets (failures, deaths, time limits) before
-                           it goes to the failed list, unless it says; default: 3.
-  --backoff=<seconds>      First retry delay; doubles each attempt; default: 1.
-  --job-timeout=<seconds>  Time limit of a job that sets none; default: none.
-  --kill-grace=<seconds>   How long a job may ignore its time limit before its
-                           worker is killed; default: 5.
-  --max-jobs-per-worker=<n>
-                           Replace a worker after this many jobs.
-  --max-memory-per-worker=<mb>
-                           Replace a worker, after its job, once it uses more
-                           resident memory than this (MB).
-  --prefetch=<n>           Jobs a worker claims per round trip; above 1 speeds
-                           up tiny jobs, and a worker's death then takes up to
-                           n jobs with it (run again, an attempt used); default: 1.
-  --history-hours=<h>      Hours of per-minute statistics kept; default: 6.
-  --history-days=<d>       Days of per-day statistics kept; default: 7.
-  --metrics-port=<port>    Serve Prometheus metrics on this port (0: any free one).
-  --metrics-host=<host>    Address the metrics are served on; default: 127.0.0.1.
-  -h --help                Show this text.
+{options}  -h --help                Show this text.
   --version                Show the version.
 
 Signals: TERM and QUIT stop gracefully: no new claims, running jobs finish
@@ -61,28 +33,27 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from .. import __version__
 from ..exceptions import ConfigError
 from ..manager import Manager
-from .common import CONNECTION_OPTIONS, connection_kwargs, integer, number, parse, run
+from ..options import from_text, usage_lines
+from .common import CONNECTION_OPTIONS, connection_kwargs, parse, run
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - the same parser, from PyPI
     import tomli as tomllib
 
-__doc__ = __doc__.replace("{connection}", CONNECTION_OPTIONS)
+__doc__ = __doc__.replace("{options}", usage_lines(CONNECTION_OPTIONS))
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(message)s"
-# Options without a default in the usage text, so that one given in the
-# configuration file can be told from one not given at all.
-DEFAULTS = {"--level": "info", "--log-format": "text", "--lease": "10", "--graceful-timeout": "25",
-            "--max-attempts": "3", "--backoff": "1", "--kill-grace": "5", "--history-hours": "6",
-            "--history-days": "7", "--metrics-host": "127.0.0.1", "--namespace": "",
-            "--prefetch": "1"}
+# The usage text gives no defaults (docopt's would hide whether an option was
+# given), so that one given in the configuration file can be told from one not
+# given at all; these two are the CLI's own, and the manager's are in OPTIONS.
+DEFAULTS = {"--level": "info", "--log-format": "text"}
 NOT_IN_FILE = ("--config", "--help", "--version")
 
 
@@ -147,26 +118,9 @@ def manager_options(args: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"--level must be one of {', '.join(LEVELS)}, got {args['--level']!r}")
     if args["--log-format"] not in FORMATS:
         raise ConfigError(f"--log-format must be one of {', '.join(FORMATS)}, got {args['--log-format']!r}")
-    return dict(
-        target=args["<target>"],
-        num_workers=optional(args, "--workers", integer, minimum=1),
-        name=args["--name"],
-        lease=number(args["--lease"], "--lease"),
-        heartbeat=optional(args, "--heartbeat", number),
-        graceful_timeout=number(args["--graceful-timeout"], "--graceful-timeout"),
-        max_attempts=integer(args["--max-attempts"], "--max-attempts", minimum=1),
-        backoff=number(args["--backoff"], "--backoff"),
-        job_timeout=optional(args, "--job-timeout", number),
-        kill_grace=number(args["--kill-grace"], "--kill-grace"),
-        max_jobs_per_worker=optional(args, "--max-jobs-per-worker", integer, minimum=1),
-        max_memory_per_worker=optional(args, "--max-memory-per-worker", number),
-        history=(number(args["--history-hours"], "--history-hours"),
-                 integer(args["--history-days"], "--history-days", minimum=1)),
-        metrics_port=optional(args, "--metrics-port", integer, minimum=0),
-        metrics_host=args["--metrics-host"],
-        prefetch=integer(args["--prefetch"], "--prefetch", minimum=1),
-        **connection_kwargs(args),
-    )
+    values = from_text(args)
+    values["target"] = args["<target>"]
+    return {**values, **connection_kwargs(args)}
 
 
 def configure_logging(args: dict[str, Any]) -> None:
@@ -181,12 +135,6 @@ def configure_logging(args: dict[str, Any]) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(args["--level"].upper())
-
-
-def optional(args: dict[str, Any], option: str, parse: Callable[..., Any], **kwargs: Any) -> Any:
-    """Parse an option without a default, or None when it is absent."""
-    value = args[option]
-    return None if value is None else parse(value, option, **kwargs)
 
 
 def _options() -> set[str]:

@@ -1,0 +1,62 @@
+"""Publish what the manager and each of its workers are doing (``<manager>:health``, ``<manager>:info``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from typing import Optional
+
+from ..client import Client
+from ..options import Settings
+from ..pool import Pool
+from ..process import Switch
+from . import Duty
+
+
+class PublishHealth(Duty):
+    name = "publish_health"
+
+    def __init__(self, client: Client, settings: Settings, pool: Pool, paused: Switch) -> None:
+        self.client = client
+        self.settings = settings
+        self.pool = pool
+        self.paused = paused
+        self.started_at = time.time()
+
+    @property
+    def every(self) -> Optional[float]:
+        return self.settings.heartbeat_interval
+
+    def run(self) -> None:
+        from .. import __version__  # here: qw/__init__.py imports the manager, which imports this
+
+        now = time.time()
+        settings, pool, keys = self.settings, self.pool, self.client.keys
+        health = {}
+        for slot in pool.slots.values():
+            shared = slot.process.shared
+            health[slot.process.name] = json.dumps({
+                "pid": slot.process.pid,
+                "busy_for": round(now - shared.started.value, 3) if shared.started.value else None,
+                "since_last_claim": round(max(0.0, now - shared.last_ok.value), 3),
+                "at": now,
+            })
+        ttl = int(settings.lease * 3000)
+        target = settings.target
+        key = keys.manager_health(pool.name)
+        pipe = self.client.redis.pipeline()
+        pipe.delete(key)
+        if health:
+            pipe.hset(key, mapping=health)
+        pipe.pexpire(key, ttl)
+        pipe.hset(keys.manager_info(pool.name), mapping={
+            "pid": os.getpid(), "host": socket.gethostname(), "version": __version__,
+            "target": target if isinstance(target, str) else getattr(target, "__name__", "?"),
+            "workers": settings.num_workers, "running": pool.active_count(), "paused": int(bool(self.paused)),
+            "leaving": pool.retiring_count(), "started": self.started_at, "at": now,
+            "history_hours": settings.history[0], "history_days": settings.history[1],
+        })
+        pipe.pexpire(keys.manager_info(pool.name), ttl)
+        pipe.execute()

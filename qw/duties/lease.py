@@ -1,0 +1,54 @@
+"""Renew the manager's name lease each tick; re-register after an outage; leave if the name is lost."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Optional
+
+from ..client import Client
+from ..lease import NameLease, Renewal
+from ..lifecycle import Lifecycle
+from ..options import Settings
+from . import Duty
+
+log = logging.getLogger("qw.manager")
+
+
+class RenewLease(Duty):
+    name = "renew_lease"
+
+    def __init__(self, client: Client, lease: NameLease, settings: Settings, lifecycle: Lifecycle,
+                 workers: Callable[[], list[str]]) -> None:
+        self.client = client
+        self.lease = lease
+        self.settings = settings
+        self.lifecycle = lifecycle
+        self.workers = workers
+
+    @property
+    def every(self) -> Optional[float]:
+        return self.settings.heartbeat_interval
+
+    def run(self) -> None:
+        name = self.lease.name
+        renewal = self.lease.renew()
+        if renewal is Renewal.LOST:
+            # Two managers under one name would share worker lists: leave.
+            log.error("manager %s: another process now holds this name; stopping", name)
+            self.lifecycle.fail(stop=False)
+            self.lifecycle.request_stop()
+            return
+        if renewal is Renewal.HELD:
+            return
+        if renewal is Renewal.DATA_LOST:
+            log.error("manager %s: Redis restarted without its data (persistence off?): "
+                      "jobs queued or running before are lost", name)
+        else:
+            log.warning("manager %s: lease had expired (Redis out of reach for over %g s); "
+                        "other managers may have requeued our running jobs", name, self.settings.lease)
+        pipe = self.client.redis.pipeline()
+        pipe.sadd(self.client.keys.all_managers, name)
+        workers = self.workers()
+        if workers:
+            pipe.sadd(self.client.keys.manager_workers(name), *workers)
+        pipe.execute()

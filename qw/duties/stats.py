@@ -1,0 +1,33 @@
+"""Add up the workers' counts from shared memory and write them to Redis's statistics hashes."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..client import Client
+from ..options import Settings
+from ..pool import Pool
+from ..stats import Keeper
+from . import Duty
+
+
+class FlushStats(Duty):
+    name = "flush_stats"
+
+    def __init__(self, client: Client, settings: Settings, pool: Pool, stats: Keeper) -> None:
+        self.client = client
+        self.settings = settings
+        self.pool = pool
+        self.stats = stats
+
+    @property
+    def every(self) -> Optional[float]:
+        return self.settings.heartbeat_interval
+
+    def collect(self) -> None:
+        """Take the workers' counts into the keeper (no Redis: the metrics endpoint calls it too)."""
+        self.stats.collect(slot.process.shared.tally for slot in self.pool.slots.values())
+
+    def run(self) -> None:
+        self.collect()
+        self.stats.flush(self.client.redis)
