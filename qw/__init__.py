@@ -7,8 +7,7 @@ worker processes, :class:`Worker` is one of them.
 from .client import Client
 from .exceptions import QwError
 from .manager import Manager
+from .version import __version__
 from .worker import JobTimeout, Worker, current_job
-
-__version__ = "1.0.0.dev0"
 
 __all__ = ["Client", "Manager", "Worker", "QwError", "JobTimeout", "current_job", "__version__"]

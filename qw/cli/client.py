@@ -72,10 +72,10 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from .. import __version__
 from ..client import Client, FailedJob
 from ..exceptions import ConfigError, QwError
 from ..job import parse_object
+from ..version import __version__
 from .common import CONNECTION_OPTIONS, EXIT_ERROR, EXIT_OK, connection_kwargs, integer, number, parse, run
 from .input import parse_jobs, read_text
 from .watch import dumps, format_info, format_stats, info_report, top

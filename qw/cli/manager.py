@@ -35,10 +35,10 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from .. import __version__
 from ..exceptions import ConfigError
 from ..manager import Manager
 from ..options import from_text, usage_lines
+from ..version import __version__
 from .common import CONNECTION_OPTIONS, connection_kwargs, parse, run
 
 if sys.version_info >= (3, 11):

@@ -12,6 +12,7 @@ from ..client import Client
 from ..options import Settings
 from ..pool import Pool
 from ..process import Switch
+from ..version import __version__
 from . import Duty
 
 
@@ -30,8 +31,6 @@ class PublishHealth(Duty):
         return self.settings.heartbeat_interval
 
     def run(self) -> None:
-        from .. import __version__  # here: qw/__init__.py imports the manager, which imports this
-
         now = time.time()
         settings, pool, keys = self.settings, self.pool, self.client.keys
         health = {}
