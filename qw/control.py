@@ -21,9 +21,9 @@ from typing import Any, Optional
 
 import redis
 
-from .client import Client
 from .connection import SOCKET_TIMEOUT
 from .exceptions import QwError
+from .store import Reach
 
 log = logging.getLogger("qw.control")
 
@@ -59,46 +59,52 @@ class Command:
         return command
 
 
-def send(client: Client, manager: str, op: str, args: Optional[dict[str, Any]] = None,
+def send(store: Reach, manager: str, op: str, args: Optional[dict[str, Any]] = None,
          timeout: float = 10.0) -> dict[str, Any]:
     """Send a command and wait for the manager's answer (a dict with ``ok`` and ``message``).
 
-    Raises :class:`ControlError` when the manager is not running or does not
-    answer within ``timeout`` seconds; an unanswered command is withdrawn, so
-    it cannot take effect later by surprise.
+    ``store`` is a :class:`~qw.store.Store`, or a Client. Raises
+    :class:`ControlError` when the manager is not running or does not answer
+    within ``timeout`` seconds; an unanswered command is withdrawn, so it
+    cannot take effect later by surprise.
     """
     if op not in OPERATIONS:
         raise ControlError(f"unknown command {op!r}; one of: {', '.join(OPERATIONS)}")
-    keys = client.keys
-    if not client.redis.exists(keys.manager_heartbeat(manager)):
+    keys, client = store.keys, store.redis
+    if not client.exists(keys.manager_heartbeat(manager)):
         raise ControlError(f"manager {manager!r} is not running (no live lease)")
     command = Command(op, args or {})
     encoded = command.encode()
     reply_key = keys.manager_reply(manager, command.id)
-    client.redis.rpush(keys.manager_control(manager), encoded)
+    client.rpush(keys.manager_control(manager), encoded)
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             break
         # In slices: a BLPOP longer than the socket timeout would look like a dead connection.
-        reply = client.redis.blpop([reply_key], timeout=max(0.01, min(left, SOCKET_TIMEOUT / 2)))
+        reply = client.blpop([reply_key], timeout=max(0.01, min(left, SOCKET_TIMEOUT / 2)))
         if reply is not None:
-            client.redis.delete(reply_key)
+            client.delete(reply_key)
             return json.loads(reply[1])
-    if client.redis.lrem(keys.manager_control(manager), 1, encoded):
+    if client.lrem(keys.manager_control(manager), 1, encoded):
         raise ControlError(f"manager {manager!r} did not take the command within {timeout:g} s; withdrawn")
     raise ControlError(f"manager {manager!r} took the command but did not confirm within {timeout:g} s")
 
 
 class Inbox:
-    """The manager's end: a BLPOP on ``<manager>:control`` kept in flight on its own connection."""
+    """The manager's end: a BLPOP on ``<manager>:control`` kept in flight on its own connection.
 
-    def __init__(self, client: Client, manager: str) -> None:
-        self.client = client
+    ``store`` is a :class:`~qw.store.Store`, or the manager's Client: the
+    answers go through its redis-py client, the BLPOP through a connection
+    built like those of its pool.
+    """
+
+    def __init__(self, store: Reach, manager: str) -> None:
+        self.store = store
         self.manager = manager
-        self.key = client.keys.manager_control(manager)
-        pool = client.redis.connection_pool
+        self.key = store.keys.manager_control(manager)
+        pool = store.redis.connection_pool
         self._conn = pool.connection_class(**pool.connection_kwargs)
         self._sent_at: Optional[float] = None
         self._fd = -1
@@ -139,9 +145,9 @@ class Inbox:
 
     def answer(self, command: Command, ok: bool, message: str, **details: Any) -> None:
         """Push the answer where the sender waits for it."""
-        key = self.client.keys.manager_reply(self.manager, command.id)
+        key = self.store.keys.manager_reply(self.manager, command.id)
         body = json.dumps({"ok": ok, "message": message, "manager": self.manager, **details})
-        pipe = self.client.redis.pipeline()
+        pipe = self.store.redis.pipeline()
         pipe.rpush(key, body)
         pipe.expire(key, REPLY_TTL)
         pipe.execute()

@@ -195,7 +195,7 @@ def test_waking_the_idle_worker_woken_last_time_costs_no_extra_round_trip(
     target = {"manager": "box"} if route == "manager" else {"worker": "box:1"}
     warm = client.queue_job({"dir": str(records.dir)})  # connects, loads the script
     wait_for(lambda: records.done(warm) == 1, what="the warm-up job")
-    conn = client._direct()._conn
+    conn = client._producer._direct()._conn
     writes: list[int] = []
     send = conn.send_packed_command
     conn.send_packed_command = lambda *args, **kwargs: (writes.append(1), send(*args, **kwargs))[1]

@@ -1,0 +1,128 @@
+"""Reading what is in Redis: managers, workers, queues, jobs, health, info and stats.
+
+Plain functions over a :class:`~qw.store.Store`, behind the ``get_*``
+methods of :class:`~qw.client.Client`; none of them changes anything.
+Names and ids come back as ``str``; queues list the next job to run first.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from . import job as jobcodec
+from . import stats
+from .connection import translated
+from .store import Store, text
+
+
+def get_all_managers(store: Store) -> list[str]:
+    """Names of registered managers, sorted."""
+    return sorted(_members(store, store.keys.all_managers))
+
+
+def get_orphaned_managers(store: Store) -> list[str]:
+    """Departed managers whose own queue still holds jobs, sorted."""
+    return sorted(_members(store, store.keys.all_orphaned))
+
+
+def get_manager_holder(store: Store, manager: str) -> Optional[str]:
+    """Who holds ``manager``'s lease, or None if it lapsed."""
+    with translated(store.config):
+        holder = store.redis.get(store.keys.manager_heartbeat(manager))
+    return text(holder) if holder is not None else None
+
+
+def get_manager_workers(store: Store, manager: str) -> list[str]:
+    """Worker names of ``manager``, in slot order (``box:2`` before ``box:10``)."""
+    return sorted(_members(store, store.keys.manager_workers(manager)), key=_natural)
+
+
+def get_worker_pending_jobs(store: Store, worker: str) -> list[str]:
+    """Ids in ``worker``'s in-progress list, the one it runs (or runs next) first."""
+    return _queue(store, store.keys.worker_jobs(worker))
+
+
+def get_manager_queued_jobs(store: Store, manager: str) -> list[str]:
+    """Ids waiting in ``<manager>:jobs``, next to run first."""
+    return _queue(store, store.keys.manager_jobs(manager))
+
+
+def get_all_queued_jobs(store: Store) -> list[str]:
+    """Ids waiting in ``all:jobs``, next to run first."""
+    return _queue(store, store.keys.all_jobs)
+
+
+def get_all_pending_jobs(store: Store) -> dict[str, list[str]]:
+    """In-progress ids of every registered worker, by worker name."""
+    pending = {}
+    for manager in get_all_managers(store):
+        for worker in get_manager_workers(store, manager):
+            pending[worker] = get_worker_pending_jobs(store, worker)
+    return pending
+
+
+def get_scheduled_jobs(store: Store) -> list[tuple[str, float]]:
+    """Jobs waiting for a retry, as ``(job_id, due_at)`` (unix seconds), soonest first."""
+    with translated(store.config):
+        entries = store.redis.zrange(store.keys.all_scheduled, 0, -1, withscores=True)
+    return [(text(job_id), float(due)) for job_id, due in entries]
+
+
+def get_job(store: Store, job_id: str) -> Optional[dict[str, Any]]:
+    """The data of a job still stored (queued, in progress or failed), else None."""
+    with translated(store.config):
+        raw = store.redis.hgetall(store.keys.job(job_id))
+    return jobcodec.decode(raw)[0] if raw else None
+
+
+def get_manager_health(store: Store, manager: str) -> dict[str, dict[str, Any]]:
+    """What ``manager`` last published about each worker, by worker name."""
+    with translated(store.config):
+        raw = store.redis.hgetall(store.keys.manager_health(manager))
+    return {text(k): json.loads(v) for k, v in raw.items()}
+
+
+def get_manager_info(store: Store, manager: str) -> dict[str, Any]:
+    """``<manager>:info``, each field decoded from JSON where it is JSON; {} if none."""
+    with translated(store.config):
+        raw = store.redis.hgetall(store.keys.manager_info(manager))
+    info: dict[str, Any] = {}
+    for field, value in raw.items():
+        value_text = text(value)
+        try:
+            info[text(field)] = json.loads(value_text)
+        except ValueError:
+            info[text(field)] = value_text
+    return info
+
+
+def get_stats(store: Store, manager: Optional[str] = None) -> dict[str, Any]:
+    """:func:`qw.stats.report` of ``manager`` (or of all) over the history its manager keeps.
+
+    For all, the history is that of the first live manager (by name), else
+    the default.
+    """
+    info = get_manager_info(store, manager) if manager else next(
+        (i for i in (get_manager_info(store, m) for m in get_all_managers(store)) if i), {})
+    history = (float(info.get("history_hours", stats.DEFAULT_HISTORY[0])),
+               int(info.get("history_days", stats.DEFAULT_HISTORY[1])))
+    with translated(store.config):
+        return stats.report(store.redis, store.keys, manager, history)
+
+
+def _members(store: Store, key: str) -> list[str]:
+    with translated(store.config):
+        return [text(m) for m in store.redis.smembers(key)]
+
+
+def _queue(store: Store, key: str) -> list[str]:
+    # Workers take from the right end: reverse, so the next to run is first.
+    with translated(store.config):
+        ids = store.redis.lrange(key, 0, -1)
+    return [text(i) for i in reversed(ids)]
+
+
+def _natural(name: str) -> tuple[str, int]:
+    head, _, tail = name.rpartition(":")
+    return (head, int(tail)) if tail.isdigit() else (name, -1)
