@@ -201,7 +201,7 @@ class Task:
         self._check_fits(args, kwargs)
         if queue is None and manager is None and worker is None:
             queue = self.queue
-        return Call(self.name, list(args), dict(kwargs), queue=queue, manager=manager, worker=worker,
+        return Call(self.name, args, kwargs, queue=queue, manager=manager, worker=worker,  # Call copies them
                     job_id=job_id,
                     max_attempts=self.max_attempts if max_attempts is None else max_attempts,
                     timeout=self.timeout if timeout is None else timeout)
