@@ -1,13 +1,17 @@
 """qw: a reliable, fast job queue on Redis.
 
 Public API: :class:`Client` queues and inspects jobs, :class:`Manager` runs
-worker processes, :class:`Worker` is one of them.
+worker processes, :class:`Worker` is one of them. :func:`task` and
+:class:`Job` declare tasks; a task raises :class:`Abort` to fail its job for
+good, :class:`Retry` to run it again later.
 """
 
 from .client import Client
-from .exceptions import QwError
+from .exceptions import Abort, QwError, Retry
 from .manager import Manager
+from .tasks import Job, task
 from .version import __version__
 from .worker import JobTimeout, Worker, current_job
 
-__all__ = ["Client", "Manager", "Worker", "QwError", "JobTimeout", "current_job", "__version__"]
+__all__ = ["Client", "Manager", "Worker", "QwError", "JobTimeout", "current_job", "task", "Job", "Abort",
+           "Retry", "__version__"]

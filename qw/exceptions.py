@@ -1,12 +1,21 @@
 """Every error qw raises on purpose derives from :class:`QwError`.
 
 The CLIs catch ``QwError`` and print its message as one line; anything else
-is a bug and keeps its traceback.
+is a bug and keeps its traceback. :class:`Abort` and :class:`Retry` are the
+exception: signals a task raises to its worker, not errors of qw's.
 """
+
+from __future__ import annotations
 
 
 class QwError(Exception):
     """Root of qw's own errors."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (runs of whitespace folded), as a job's error is stored."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return " ".join(text.split())
 
 
 class ConfigError(QwError):
@@ -31,3 +40,44 @@ class ManagerNameTaken(QwError):
 
 class UnknownWorker(QwError):
     """A job was queued to a worker that is not registered."""
+
+
+class Refused(QwError):
+    """A worker will not run this job: it fails at once, without retries.
+
+    Raised by :meth:`qw.dispatch.Dispatcher.resolve` for a task this manager
+    does not run, an import path it does not allow, or arguments that cannot
+    be decoded. The message is the reason stored with the failed job.
+    """
+
+
+# Abort and Retry are not QwError: qw does not raise them and a CLI never
+# prints them as its own one-line error. A task raises them to tell the
+# worker how its job should end; raised anywhere else (a task called inline)
+# they are ordinary exceptions of the caller's.
+
+
+class Abort(Exception):
+    """Raised by a task: fail this job for good, without retries, for ``reason``."""
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Retry(Exception):
+    """Raised by a task: run this job again after ``delay`` seconds, using up an attempt.
+
+    ``delay=None`` means the manager's usual backoff. With no attempt left
+    the job fails for good, like any other failure.
+    """
+
+    def __init__(self, delay: float | None = None, reason: str = "") -> None:
+        if delay is not None:
+            number = isinstance(delay, (int, float)) and not isinstance(delay, bool)
+            if not number or not 0 <= delay < float("inf"):
+                raise ValueError(f"Retry delay must be a number of seconds >= 0, got {delay!r}")
+            delay = float(delay)
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason

@@ -1,4 +1,4 @@
-"""Every Redis key name qw uses, and the rules for manager names.
+"""Every Redis key name qw uses, and the rules for manager and queue names.
 
 This module is the only place that spells a key. The README's key table is
 checked against :data:`LAYOUT` by a test, so keep the two in step.
@@ -20,6 +20,8 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
     ("<manager>:workers", "set", "worker names of one manager"),
     ("<manager>:jobs", "list", "jobs only that manager's workers may take; tried before all:jobs"),
     ("<worker>:jobs", "list", "the worker's in-progress list; a job queued to one worker lands here"),
+    ("all:queue:<name>", "list",
+     "a named queue (`--queue`); producers LPUSH ids, workers take from the right"),
     ("all:failed", "list", "ids of failed jobs; their hashes keep qw:error, qw:errors and qw:traceback"),
     ("all:scheduled", "zset", "ids waiting for a retry, scored by when they are due (unix seconds)"),
     ("all:orphaned", "set", "names of departed managers whose own queue still holds jobs"),
@@ -42,6 +44,12 @@ _BAD_NAME = re.compile(r"[:\s]")
 # Hash fields qw writes into job:<id> start with this; user data may not.
 META_PREFIX = "qw:"
 
+# The queue name that means the shared all:jobs rather than all:queue:<name>.
+SHARED_QUEUE = "all"
+# Letters, digits, '_', '.', '-': no ':' (a key separator), no whitespace, no
+# glob characters, so a queue name is safe in a key and on a command line.
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
 
 def validate_manager_name(name: str) -> str:
     """Return ``name`` if it may name a manager, else raise :class:`ConfigError`."""
@@ -51,6 +59,23 @@ def validate_manager_name(name: str) -> str:
         raise ConfigError(f"manager name {name!r} is reserved")
     if _BAD_NAME.search(name):
         raise ConfigError(f"manager name {name!r} must not contain ':' or whitespace")
+    return name
+
+
+def validate_queue_name(name: str) -> str:
+    """Return ``name`` if it may name a queue, else raise :class:`ConfigError` saying why.
+
+    A queue name is 1 to 64 characters of ``A-Z a-z 0-9 _ . -``; ``all``
+    names the shared queue ``all:jobs``.
+    """
+    if not isinstance(name, str):
+        raise ConfigError(f"queue name must be a string, got {name!r}")
+    if not _QUEUE_NAME.fullmatch(name):
+        if not name:
+            raise ConfigError("queue name must not be empty")
+        if len(name) > 64:
+            raise ConfigError(f"queue name {name[:20]!r}... is longer than 64 characters")
+        raise ConfigError(f"queue name {name!r} may hold only letters, digits, '_', '.' and '-'")
     return name
 
 
@@ -146,3 +171,13 @@ class Keys:
 
     def worker_jobs(self, worker: str) -> str:
         return f"{self.namespace}{worker}:jobs"
+
+    def named_queue(self, name: str) -> str:
+        """The list of queue ``name``: ``all:queue:<name>``, or ``all:jobs`` for ``all``.
+
+        The name is checked (:func:`validate_queue_name`): a key is never
+        built from a name that could reach outside ``all:queue:``.
+        """
+        if name == SHARED_QUEUE:
+            return self.all_jobs
+        return f"{self.namespace}all:queue:{validate_queue_name(name)}"

@@ -1,0 +1,429 @@
+"""Tasks: plain functions (or :class:`Job` classes) that workers run by name.
+
+A :class:`Task` is a thin wrapper around the function: it holds the
+function, its name, its queue and options. Calling it runs the function
+here; :meth:`Task.delay` queues a job that a worker runs instead::
+
+    @qw.task                                    # named "<module>.<qualname>"
+    def add(a, b):
+        return a + b
+
+    @qw.task(name="mail.send", queue="emails", max_attempts=5, timeout=30)
+    def send_mail(to, subject, body=""): ...
+
+    add(4, 5)                 # 9, in this process
+    add.delay(4, 5)           # a JobHandle; a worker runs add(4, 5)
+
+Every task lands in :data:`registry` when it is declared, under a name that
+must be unique in the process. A worker runs only tasks of the modules its
+manager loaded (see :mod:`qw.loading` and :mod:`qw.dispatch`): job data
+makes it import nothing but modules the manager's ``--allow`` patterns match.
+
+Queuing goes through one narrow interface (:class:`qw.call.CallQueue`):
+``client.queue_call(call)`` and ``client.queue_calls(calls)``. The client is
+the ``client=`` argument, else the process-wide default
+(:func:`set_default_client`, else a ``qw.Client()`` made on first use from
+``$QW_REDIS_URL``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import threading
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, overload
+
+from .call import Call, CallQueue, check_max_attempts, check_timeout
+from .exceptions import ConfigError
+from .handle import JobHandle
+from .keys import validate_queue_name
+
+#: Every task declared in this process, by name.
+registry: dict[str, Task] = {}
+
+
+def check_registered_name(name: Any) -> str:
+    """A name a task may be registered under: non-empty, no ``:`` (that marks an import path), no spaces."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"a task name must be a non-empty string, got {name!r}")
+    if ":" in name:
+        raise ConfigError(f"task name {name!r} must not contain ':', which marks an import path")
+    if any(c.isspace() for c in name):
+        raise ConfigError(f"task name {name!r} must not contain whitespace")
+    return name
+
+
+# The options a task may declare, each once, with the check its value must
+# pass. Later features (result_ttl, priority, ...) add a row here.
+OPTIONS: Mapping[str, Callable[[Any], Any]] = MappingProxyType({
+    "name": check_registered_name,
+    "queue": validate_queue_name,
+    "max_attempts": check_max_attempts,
+    "timeout": check_timeout,
+})
+
+
+def check_options(options: Mapping[str, Any], place: str) -> dict[str, Any]:
+    """``options`` if every one is known and valid, else one-line :class:`ConfigError` saying where."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        listed = ", ".join(repr(name) for name in unknown)
+        raise ConfigError(f"unknown task option{'s' if len(unknown) > 1 else ''} {listed} at {place}; "
+                          f"allowed: {', '.join(sorted(OPTIONS))}")
+    for name, value in options.items():
+        if value is not None:
+            try:
+                OPTIONS[name](value)
+            except ConfigError as exc:
+                raise ConfigError(f"task option {name}: {exc} (at {place})") from None
+    return {name: value for name, value in options.items() if value is not None}
+
+
+class Task:
+    """A function that workers run by name, with its options.
+
+    ``fn`` is the function, ``name`` its registered name (default
+    ``<module>.<qualname>``), ``queue`` the queue its jobs go to (None: the
+    shared ``all:jobs``), ``max_attempts`` and ``timeout`` the job limits
+    (None: the manager's defaults), ``options`` every option as declared
+    (read-only). ``place`` is where it was declared (``file:line``).
+    ``job_class`` is the :class:`Job` subclass it runs, if any.
+
+    Made by :func:`task` or a :class:`Job` subclass, which check the
+    options and register it; constructing one directly does neither.
+    """
+
+    def __init__(self, fn: Callable[..., Any], options: Mapping[str, Any] = MappingProxyType({}), *,
+                 place: str = "", job_class: Optional[type] = None) -> None:
+        functools.update_wrapper(self, fn)  # __name__, __doc__, __module__, __qualname__, __wrapped__
+        self.fn = fn
+        self.options: Mapping[str, Any] = MappingProxyType(dict(options))
+        self.module: str = fn.__module__
+        self.name: str = options.get("name") or f"{self.module}.{fn.__qualname__}"
+        self.queue: Optional[str] = options.get("queue")
+        self.max_attempts: Optional[int] = options.get("max_attempts")
+        self.timeout: Optional[float] = options.get("timeout")
+        self.place = place
+        self.job_class = job_class
+        # The module object it was declared in: a manager that imports the
+        # module afresh (reload) makes this declaration stale, not a duplicate.
+        self.home = sys.modules.get(self.module)
+        self._fit: Optional[_Fit] = None
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __reduce__(self) -> Any:
+        # Pickled by reference, as functions are: the module attribute it is.
+        if self.job_class is not None:
+            return (getattr, (self.job_class, "__task__"))
+        return self.__qualname__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function here, now, as a plain call."""
+        return self.fn(*args, **kwargs)
+
+    @property
+    def live(self) -> bool:
+        """False once the module that declared it has been imported afresh."""
+        return self.home is None or sys.modules.get(self.module) is self.home
+
+    def message(self, *args: Any, **kwargs: Any) -> Call:
+        """The :class:`Call` that :meth:`delay` would queue, without queuing it."""
+        return self._call(args, kwargs)
+
+    def delay(self, *args: Any, **kwargs: Any) -> JobHandle:
+        """Queue ``fn(*args, **kwargs)`` with the task's options; return its handle."""
+        return self.send_with(args, kwargs)
+
+    fire = delay
+
+    def send_with(
+        self,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Mapping[str, Any]] = None,
+        *,
+        queue: Optional[str] = None,
+        manager: Optional[str] = None,
+        worker: Optional[str] = None,
+        job_id: Optional[str] = None,
+        max_attempts: Optional[int] = None,
+        timeout: Optional[float] = None,
+        client: Optional[CallQueue] = None,
+    ) -> JobHandle:
+        """Queue one call with every option; options left None take the task's.
+
+        ``queue`` overrides the task's queue; ``manager`` or ``worker``
+        send the job to that manager's or worker's own list instead (then
+        the task's queue does not apply, and giving ``queue`` too is an
+        error). ``job_id``, ``max_attempts``, ``timeout``: as for
+        ``Client.queue_job``. Bad arguments raise before anything is sent.
+        """
+        call = self._call(args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
+                          max_attempts=max_attempts, timeout=timeout)
+        sender = _client(client)
+        return JobHandle(sender.queue_call(call), sender)
+
+    def map(
+        self,
+        items: Iterable[Sequence[Any]],
+        *,
+        queue: Optional[str] = None,
+        manager: Optional[str] = None,
+        worker: Optional[str] = None,
+        max_attempts: Optional[int] = None,
+        timeout: Optional[float] = None,
+        client: Optional[CallQueue] = None,
+    ) -> list[JobHandle]:
+        """Queue one job per item, each item a tuple (or list) of positional arguments.
+
+        All calls are built (and checked) first, then handed to the client
+        in one ``queue_calls``, which sends one round trip per batch: bad
+        arguments anywhere queue nothing. Returns the handles in order.
+        """
+        calls = []
+        for i, item in enumerate(items):
+            if not isinstance(item, (tuple, list)):
+                raise TypeError(f"{self.name}.map takes a tuple of arguments per job; item {i} is a "
+                                f"{type(item).__name__}")
+            calls.append(self._call(item, {}, queue=queue, manager=manager, worker=worker,
+                                    max_attempts=max_attempts, timeout=timeout))
+        if not calls:
+            return []
+        sender = _client(client)
+        return [JobHandle(job_id, sender) for job_id in sender.queue_calls(calls)]
+
+    def _call(self, args: Sequence[Any], kwargs: Mapping[str, Any], *, queue: Optional[str] = None,
+              manager: Optional[str] = None, worker: Optional[str] = None, job_id: Optional[str] = None,
+              max_attempts: Optional[int] = None, timeout: Optional[float] = None) -> Call:
+        self._check_fits(args, kwargs)
+        if queue is None and manager is None and worker is None:
+            queue = self.queue
+        return Call(self.name, args, kwargs, queue=queue, manager=manager, worker=worker,  # Call copies them
+                    job_id=job_id,
+                    max_attempts=self.max_attempts if max_attempts is None else max_attempts,
+                    timeout=self.timeout if timeout is None else timeout)
+
+    def _check_fits(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        # A call that cannot bind would only fail in the worker, attempt after
+        # attempt: say so to the caller instead.
+        fit = self._fit or self._read_fit()
+        if not kwargs and fit.fewest <= len(args) <= fit.most:
+            return  # the common case, without Signature.bind's cost
+        if fit.signature is None:
+            return  # no signature to check against
+        try:
+            fit.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}{fit.signature}: {exc}") from None
+
+    def _read_fit(self) -> _Fit:
+        try:
+            if self.job_class is not None:
+                signature = inspect.signature(self.job_class.work)
+                signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+            else:
+                signature = inspect.signature(self.fn)
+        except (TypeError, ValueError):
+            signature = None
+        self._fit = _Fit(signature)
+        return self._fit
+
+
+class _Fit:
+    """How many positional arguments a signature takes, when that alone decides whether a call fits."""
+
+    def __init__(self, signature: Optional[inspect.Signature]) -> None:
+        self.signature = signature
+        self.fewest, self.most = 1, 0  # an empty range: always ask bind()
+        if signature is None:
+            return
+        params = list(signature.parameters.values())
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        if all(p.kind in positional for p in params):  # no *args, no keyword-only, no **kwargs
+            self.fewest = sum(1 for p in params if p.default is inspect.Parameter.empty)
+            self.most = len(params)
+
+
+def register(new: Task) -> Task:
+    """Add ``new`` to :data:`registry`; a name taken by another live declaration is an error.
+
+    Declaring the same function again (same module and qualified name, as
+    when a manager imports its modules afresh on reload) replaces the old
+    entry, as does any declaration from a module since imported afresh.
+    """
+    old = registry.get(new.name)
+    if old is not None and old is not new and old.live and not _same_definition(old, new):
+        raise ConfigError(f"task name {new.name!r} is registered twice: at {old.place} "
+                          f"({old.module}.{old.__qualname__}) and at {new.place} "
+                          f"({new.module}.{new.__qualname__})")
+    registry[new.name] = new
+    return new
+
+
+def _same_definition(a: Task, b: Task) -> bool:
+    return (a.module, a.__qualname__) == (b.module, b.__qualname__)
+
+
+def tasks_in(module: str) -> dict[str, Task]:
+    """The live tasks declared in ``module`` or, for a package, in any module under it."""
+    prefix = module + "."
+    return {name: t for name, t in registry.items()
+            if (t.module == module or t.module.startswith(prefix)) and t.live}
+
+
+@overload
+def task(fn: Callable[..., Any], /) -> Task: ...
+
+
+@overload
+def task(fn: None = None, /, **options: Any) -> Callable[[Callable[..., Any]], Task]: ...
+
+
+def task(fn: Optional[Callable[..., Any]] = None, /, **options: Any) -> Any:
+    """Declare a task: ``@task`` or ``@task(name=..., queue=..., max_attempts=..., timeout=...)``.
+
+    An unknown option or a bad value is refused here, with the place of the
+    declaration; so is a name another task already has (both places named).
+    """
+    checked = check_options(options, _caller_place())
+    if fn is None:
+        return lambda f: _declare(f, checked)
+    return _declare(fn, checked)
+
+
+def _declare(fn: Callable[..., Any], options: dict[str, Any]) -> Task:
+    what = getattr(fn, "__qualname__", repr(fn))
+    if isinstance(fn, Task):
+        raise ConfigError(f"{fn.name} is already a task")
+    if isinstance(fn, type):
+        raise ConfigError(f"qw.task declares functions; for the class {what}, subclass qw.Job")
+    if not inspect.isfunction(fn):  # its module, qualname and place are what a task is known by
+        raise TypeError(f"qw.task needs a function, got {fn!r}")
+    if inspect.iscoroutinefunction(fn):
+        raise ConfigError(f"{what}: qw tasks are plain functions; async def is not supported")
+    code = fn.__code__  # its first line is the first decorator's
+    return register(Task(fn, options, place=f"{code.co_filename}:{code.co_firstlineno}"))
+
+
+def _caller_place() -> str:
+    """``file:line`` of the code that called our caller."""
+    try:
+        frame = sys._getframe(2)
+    except ValueError:
+        return "<unknown>"
+    while frame.f_code.co_name == "__init_subclass__" and frame.f_back is not None:
+        frame = frame.f_back  # a user's own __init_subclass__ calling ours
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+class Job:
+    """Base class of class-based tasks: a subclass that defines ``work`` is a task.
+
+    ::
+
+        class Report(qw.Job):
+            queue = "reports"           # also: name, max_attempts, timeout
+            def work(self, month): ...
+
+        Report.delay("2026-11")         # as for a function task
+        Report.call_inline("2026-11")   # Report().work("2026-11"), here
+
+    The task is named ``<module>.<qualname>`` of the class unless the class
+    itself sets ``name`` (a subclass does not inherit its parent's name; it
+    does inherit ``queue``, ``max_attempts`` and ``timeout``). Each run
+    makes a fresh instance with no arguments, so nothing carries over from
+    one job to the next. A subclass with no ``work``, of its own or
+    inherited, is an abstract base and no task. The class's :class:`Task`
+    is ``Report.__task__``.
+    """
+
+    name: ClassVar[Optional[str]] = None
+    queue: ClassVar[Optional[str]] = None
+    max_attempts: ClassVar[Optional[int]] = None
+    timeout: ClassVar[Optional[float]] = None
+    __task__: ClassVar[Task]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.work is Job.work:
+            return
+        place = _caller_place()
+        options = {"name": cls.__dict__.get("name"), "queue": cls.queue,
+                   "max_attempts": cls.max_attempts, "timeout": cls.timeout}
+        cls.__task__ = register(Task(_runner(cls), check_options(options, place), place=place, job_class=cls))
+
+    def work(self, *args: Any, **kwargs: Any) -> Any:
+        """The job's body: override it."""
+        raise NotImplementedError
+
+    @classmethod
+    def call_inline(cls, *args: Any, **kwargs: Any) -> Any:
+        """Run the job here, now: ``cls().work(*args, **kwargs)``."""
+        return cls.__task__(*args, **kwargs)
+
+    @classmethod
+    def message(cls, *args: Any, **kwargs: Any) -> Call:
+        """See :meth:`Task.message`."""
+        return cls.__task__.message(*args, **kwargs)
+
+    @classmethod
+    def delay(cls, *args: Any, **kwargs: Any) -> JobHandle:
+        """See :meth:`Task.delay`."""
+        return cls.__task__.send_with(args, kwargs)
+
+    fire = delay
+
+    @classmethod
+    def send_with(cls, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any]] = None,
+                  **options: Any) -> JobHandle:
+        """See :meth:`Task.send_with`."""
+        return cls.__task__.send_with(args, kwargs, **options)
+
+    @classmethod
+    def map(cls, items: Iterable[Sequence[Any]], **options: Any) -> list[JobHandle]:
+        """See :meth:`Task.map`."""
+        return cls.__task__.map(items, **options)
+
+
+def _runner(cls: type) -> Callable[..., Any]:
+    """The function a class-based task runs: a fresh instance's ``work``."""
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return cls().work(*args, **kwargs)
+
+    run.__module__, run.__name__, run.__qualname__ = cls.__module__, cls.__name__, cls.__qualname__
+    run.__doc__ = cls.__doc__
+    return run
+
+
+# -- the client tasks queue through ------------------------------------------
+
+_default_client: Optional[CallQueue] = None
+_default_lock = threading.Lock()
+
+
+def set_default_client(client: Optional[CallQueue]) -> None:
+    """The client ``delay``, ``send_with`` and ``map`` use when given none (None: back to lazy)."""
+    global _default_client
+    with _default_lock:
+        _default_client = client
+
+
+def default_client() -> CallQueue:
+    """The process-wide client: the one set, else a ``qw.Client()`` made now (``$QW_REDIS_URL``)."""
+    global _default_client
+    with _default_lock:
+        if _default_client is None:
+            import qw  # at call time: qw imports this module, and the client is qw's public name
+
+            _default_client = qw.Client()
+        return _default_client
+
+
+def _client(client: Optional[CallQueue]) -> CallQueue:
+    chosen = default_client() if client is None else client
+    if not callable(getattr(chosen, "queue_call", None)):
+        raise TypeError(f"{chosen!r} cannot queue tasks: it has no queue_call()")
+    return chosen

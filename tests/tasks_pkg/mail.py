@@ -1,0 +1,6 @@
+import qw
+
+
+@qw.task
+def notify(who):
+    return f"hello {who}"
