@@ -17,7 +17,8 @@ import redis
 
 from . import job as jobcodec
 from .exceptions import JobDataError
-from .keys import Keys
+from .keys import SHARED_QUEUE, Keys
+from .queues import QueueOrder, QueueSpec
 from .scripts import DirectCaller, Scripts
 
 # What settle_failure-4.lua answers.
@@ -53,8 +54,10 @@ class Claimer:
 
     Claim order: the worker's own list (jobs queued to it, or left by a
     predecessor of the same name), then its manager's queue, then
-    ``all:jobs``. The claimed id stays in the worker's list until it is
-    acknowledged or failed, so a crash never loses it.
+    ``all:jobs``; or, with ``queues`` (``qw.queues.parse_queues``' result),
+    those named queues in their order (``all`` among them is ``all:jobs``),
+    strict or shuffled by weight on each claim. The claimed id stays in the
+    worker's list until it is acknowledged or failed, so a crash never loses it.
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class Claimer:
         worker: str,
         blocking: Optional[redis.Redis] = None,
         direct: bool = False,
+        queues: Optional[list[QueueSpec]] = None,
     ) -> None:
         self.redis = client
         self.scripts = scripts
@@ -73,8 +77,16 @@ class Claimer:
         self.worker = worker
         self.own = keys.worker_jobs(worker)
         self.manager_queue = keys.manager_jobs(manager)
+        # What an idle worker blocks on (BLMOVE): all:jobs, or with named
+        # queues that do not include it, the first of them.
+        self.block_key = keys.all_jobs
         self._claim_keys = [self.own, self.manager_queue, keys.all_jobs, keys.all_failed,
                             keys.manager_idle(manager)]
+        self._order: Optional[QueueOrder] = None
+        self._idle_keys: list[str] = []
+        self._sources = 0  # queues after the manager's in the claim keys; 0: the default order
+        if queues:
+            self._serve(queues)
         # With a connection of its own for blocking waits, the worker lists
         # itself as idle under that connection's client id, so that a producer
         # queuing to its manager or to it can wake it (CLIENT UNBLOCK).
@@ -85,6 +97,30 @@ class Claimer:
         # A worker claims on a connection of its own (see DirectCaller); the
         # seed API's fetch_next_job shares the client's pool.
         self._direct = DirectCaller(client) if direct else None
+
+    def _serve(self, queues: list[QueueSpec]) -> None:
+        names = [name for name, _weight in queues]
+        if SHARED_QUEUE not in names:
+            self.block_key = self.keys.named_queue(names[0])
+        self._claim_keys[2] = self.block_key
+        self._sources = len(names)
+        self._order = QueueOrder(queues, key=self.keys.named_queue)
+        # Listed as idle in the named queues it does not block on, so that a
+        # producer queuing there can wake it (as for <manager>:jobs).
+        self._idle_keys = [self.keys.named_queue_idle(name) for name in names
+                           if name != SHARED_QUEUE and self.keys.named_queue(name) != self.block_key]
+        if not self._order.weighted:
+            self._claim_keys = self._keys_for(self._order.items)
+            self._order = None  # the same keys every claim
+
+    def _keys_for(self, order: tuple[str, ...]) -> list[Any]:
+        return [*self._claim_keys[:5], *order, *self._idle_keys]
+
+    def _keys(self) -> list[Any]:
+        """The claim script's keys for this claim (a weighted order is drawn per claim)."""
+        if self._order is None:
+            return self._claim_keys
+        return self._keys_for(self._order.pick())
 
     def claim(self, ack: Optional[Job] = None, moved: str = "") -> Optional[Job]:
         """Acknowledge ``ack`` (if given) and claim the next job, in one round trip.
@@ -112,10 +148,10 @@ class Claimer:
         """
         if self._waiter is None:
             return self.claim(moved=self.wait(seconds))
-        blmove = ("BLMOVE", self.keys.all_jobs, self.own, "RIGHT", "RIGHT", seconds)
+        blmove = ("BLMOVE", self.block_key, self.own, "RIGHT", "RIGHT", seconds)
         try:
             _moved, reply = self._waiter.block_then_call(
-                blmove, self.scripts.ack_and_claim, self._claim_keys, self._claim_args("", "1", "*", ""))
+                blmove, self.scripts.ack_and_claim, self._keys(), self._claim_args("", "1", "*", ""))
         except redis.RedisError:
             self._client_id = None  # a new connection has a new id
             raise
@@ -150,10 +186,10 @@ class Claimer:
         """:meth:`wait_and_claim` for up to ``want`` jobs."""
         if self._waiter is None:
             return self.claim_many([], want, self.wait(seconds))
-        blmove = ("BLMOVE", self.keys.all_jobs, self.own, "RIGHT", "RIGHT", seconds)
+        blmove = ("BLMOVE", self.block_key, self.own, "RIGHT", "RIGHT", seconds)
         try:
             _moved, reply = self._waiter.block_then_call(
-                blmove, self.scripts.ack_and_claim_many, self._claim_keys, self._many_args([], want, "*"))
+                blmove, self.scripts.ack_and_claim_many, self._keys(), self._many_args([], want, "*"))
         except redis.RedisError:
             self._client_id = None
             raise
@@ -166,14 +202,16 @@ class Claimer:
                            "1" if self._idle else "0", want, len(acks)]
         for job in acks:
             args += (job.id, job.token)
+        if self._sources:
+            args.append(self._sources)
         return args
 
     def _call_many(self, acks: list[Job], want: int, moved: str) -> list[Any]:
         args = self._many_args(acks, want, moved)
         if self._direct is not None:
-            reply = self._direct(self.scripts.ack_and_claim_many, self._claim_keys, args)
+            reply = self._direct(self.scripts.ack_and_claim_many, self._keys(), args)
         else:
-            reply = self.scripts.ack_and_claim_many(keys=self._claim_keys, args=args)
+            reply = self.scripts.ack_and_claim_many(keys=self._keys(), args=args)
         if want > 0:
             self._idle = len(reply) < 2 and args[4] != ""
         return reply
@@ -207,10 +245,9 @@ class Claimer:
         """
         try:
             if self._waiter is not None:
-                moved = self._waiter.command("BLMOVE", self.keys.all_jobs, self.own, "RIGHT", "RIGHT",
-                                             seconds)
+                moved = self._waiter.command("BLMOVE", self.block_key, self.own, "RIGHT", "RIGHT", seconds)
             else:
-                moved = self.redis.blmove(self.keys.all_jobs, self.own, seconds, "RIGHT", "RIGHT")
+                moved = self.redis.blmove(self.block_key, self.own, seconds, "RIGHT", "RIGHT")
         except redis.RedisError:
             self._client_id = None  # a new connection has a new id
             raise
@@ -258,16 +295,19 @@ class Claimer:
 
     def _claim_args(self, ack: str, claim: str, moved: str, token: str) -> list[Any]:
         wake_id = self._wake_id() if claim == "1" else ""
-        return [self.keys.job_prefix, ack, claim, repr(time.time()), moved, token, self.worker,
+        args = [self.keys.job_prefix, ack, claim, repr(time.time()), moved, token, self.worker,
                 wake_id, "1" if self._idle else "0"]
+        if self._sources:
+            args.append(self._sources)
+        return args
 
     def _call_claim(self, ack: str, token: str, claim: str, moved: str) -> list[Any]:
         args = self._claim_args(ack, claim, moved, token)
         wake_id = args[7]
         if self._direct is not None:
-            reply = self._direct(self.scripts.ack_and_claim, self._claim_keys, args)
+            reply = self._direct(self.scripts.ack_and_claim, self._keys(), args)
         else:
-            reply = self.scripts.ack_and_claim(keys=self._claim_keys, args=args)
+            reply = self.scripts.ack_and_claim(keys=self._keys(), args=args)
         if claim == "1":
             self._idle = len(reply) < 4 and wake_id != ""
         return reply

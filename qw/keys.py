@@ -181,3 +181,7 @@ class Keys:
         if name == SHARED_QUEUE:
             return self.all_jobs
         return f"{self.namespace}all:queue:{validate_queue_name(name)}"
+
+    def named_queue_idle(self, name: str) -> str:
+        """``all:queue:<name>:idle``: idle workers serving that queue, and the client ids they block on."""
+        return f"{self.namespace}all:queue:{validate_queue_name(name)}:idle"

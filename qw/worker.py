@@ -15,7 +15,7 @@ import time
 import traceback
 import uuid
 from collections import deque
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 import redis
 
@@ -23,7 +23,8 @@ from . import recovery
 from .claim import FAILED, REFUSED, Claimer, Job
 from .client import Client
 from .connection import SOCKET_TIMEOUT, TRANSIENT, is_transient  # noqa: F401 - importable from here too
-from .exceptions import TargetError
+from .dispatch import Dispatcher, Outcome, outcome
+from .exceptions import Refused, TargetError
 from .keys import worker_name
 from .process import (  # noqa: F401 - importable from here too, as before
     CONTROL_SIGNALS,
@@ -34,7 +35,9 @@ from .process import (  # noqa: F401 - importable from here too, as before
     Shared,
     Switch,
 )
-from .target import Target, TargetSpec, resolve
+from .queues import QueueSpec
+from .target import TargetSpec, resolve
+from .tasks import Task
 from .titles import set_title
 
 log = logging.getLogger("qw.worker")
@@ -79,7 +82,7 @@ class Worker(multiprocessing.Process):
     def __init__(
         self,
         client: Client,
-        target: TargetSpec,
+        target: Optional[TargetSpec],
         manager_name: Optional[str] = None,
         timeout: float = 10,
         *,
@@ -88,11 +91,17 @@ class Worker(multiprocessing.Process):
         limits: Optional[Limits] = None,
         paused: Optional[Switch] = None,
         prefetch: int = 1,
+        tasks: Optional[Mapping[str, Task]] = None,
+        allow: Sequence[str] = (),
+        queues: Optional[list[QueueSpec]] = None,
     ) -> None:
         self.manager_name = manager_name or socket.gethostname()
         super().__init__(name=name or worker_name(self.manager_name, uuid.uuid4().hex[:8]))
         self.client = client
-        self.target = target
+        self.target = target  # None: tasks only
+        self.tasks = dict(tasks or {})
+        self.allow = tuple(allow)
+        self.queues = queues  # named queues, in order (qw.queues.parse_queues); None: all:jobs
         self.timeout = timeout
         # Never 0 (BLMOVE would block forever), and well inside the socket
         # timeout, or a quiet wait would look like a dead connection.
@@ -108,7 +117,7 @@ class Worker(multiprocessing.Process):
         self._stopping = False
         self._running = False
         self._claimer: Optional[Claimer] = None
-        self._target: Optional[Target] = None
+        self._dispatcher: Optional[Dispatcher] = None
         self._outage = False
 
     # -- the process ---------------------------------------------------------
@@ -171,15 +180,16 @@ class Worker(multiprocessing.Process):
 
     # -- the loop --------------------------------------------------------------
 
-    def _setup(self) -> tuple[Claimer, Target]:
-        if self._claimer is None or self._target is None:
-            self._target = resolve(self.target)
+    def _setup(self) -> tuple[Claimer, Dispatcher]:
+        if self._claimer is None or self._dispatcher is None:
+            target = resolve(self.target) if self.target is not None else None
+            self._dispatcher = Dispatcher(target, self.tasks, self.allow)
             client = self.client
             self._claimer = Claimer(client.redis, client.scripts, client.keys, self.manager_name, self.name,
-                                    blocking=client.config.connect(), direct=True)
-        return self._claimer, self._target
+                                    blocking=client.config.connect(), direct=True, queues=self.queues)
+        return self._claimer, self._dispatcher
 
-    def _loop(self, claimer: Claimer, target: Target) -> None:
+    def _loop(self, claimer: Claimer, target: Dispatcher) -> None:
         ack: Optional[Job] = None  # sent with the next claim: one round trip per job
         done = 0
         paused = self.paused
@@ -207,7 +217,7 @@ class Worker(multiprocessing.Process):
         if ack:
             self._retrying(claimer.ack, ack)
 
-    def _loop_prefetching(self, claimer: Claimer, target: Target) -> None:
+    def _loop_prefetching(self, claimer: Claimer, target: Dispatcher) -> None:
         """:meth:`_loop` claiming up to ``prefetch`` jobs per round trip.
 
         The jobs in hand are all claimed (each used an attempt); finished
@@ -278,10 +288,15 @@ class Worker(multiprocessing.Process):
             time.sleep(0.05)
         self.shared.holding.value = 0
 
-    def _run_job(self, claimer: Claimer, target: Target, job: Job) -> bool:
-        """Run the target; True when it returned, else the failure is settled here."""
+    def _run_job(self, claimer: Claimer, target: Dispatcher, job: Job) -> bool:
+        """Run the job's task or the target; True when it returned, else the failure is settled here."""
         global _current
-        limit = job.timeout or self.limits.job_timeout
+        try:
+            call = target.resolve(job.meta)
+        except Refused as exc:  # an unknown task, a disallowed import path: no retry can help
+            self._settle_failure(claimer, job, str(exc), "", None, 0.0, outcome(exc))
+            return False
+        limit = job.timeout or call.timeout or self.limits.job_timeout
         _current = job
         self.shared.started.value = started = time.time()
         queued_at = job.meta.get("qw:queued_at")
@@ -293,15 +308,17 @@ class Worker(multiprocessing.Process):
         try:
             if limit:
                 signal.setitimer(signal.ITIMER_REAL, limit)
-            target(job.id, job.data)
+            call.run(job.id, job.data)
         except JobTimeout:
             self._settle_failure(claimer, job, f"JobTimeout: ran past its time limit of {limit:g} s",
-                                 traceback.format_exc(), wait, time.perf_counter() - begun)
+                                 traceback.format_exc(), wait, time.perf_counter() - begun,
+                                 max_attempts=call.max_attempts)
             return False
         except (Exception, SystemExit) as exc:  # a job's failure must never end the worker
-            error = " ".join(f"{type(exc).__name__}: {exc}".split())
+            # Abort fails it now, Retry asks for its own delay, the rest back off.
             run = time.perf_counter() - begun
-            self._settle_failure(claimer, job, error, traceback.format_exc(), wait, run)
+            self._settle_failure(claimer, job, "", traceback.format_exc(), wait, run, outcome(exc),
+                                 call.max_attempts)
             return False
         finally:
             if limit:
@@ -314,10 +331,17 @@ class Worker(multiprocessing.Process):
         return True
 
     def _settle_failure(self, claimer: Claimer, job: Job, error: str, tb: str, wait: Optional[float],
-                        run: float) -> None:
+                        run: float, how: Optional[Outcome] = None,
+                        max_attempts: Optional[int] = None) -> None:
         policy = self.limits.retry
-        retry_at = time.time() + policy.delay(job.attempt)
-        result = self._retrying(claimer.fail, job, error, tb, retry_at, policy.max_attempts)
+        if how is not None:
+            error = error or how.error
+        if how is not None and not how.retry:
+            retry_at = None
+        else:
+            delay = how.delay if how is not None and how.delay is not None else policy.delay(job.attempt)
+            retry_at = time.time() + delay
+        result = self._retrying(claimer.fail, job, error, tb, retry_at, max_attempts or policy.max_attempts)
         if result != REFUSED:
             self.shared.tally.record(FAILED_FOR_GOOD if result == FAILED else RETRIED, wait, run)
         if result == REFUSED:
@@ -327,7 +351,7 @@ class Worker(multiprocessing.Process):
             log.warning("%s: job %s failed for good on attempt %d: %s", self.name, job.id, job.attempt, error)
         else:
             log.warning("%s: job %s attempt %d failed, retry in %.1f s: %s",
-                        self.name, job.id, job.attempt, retry_at - time.time(), error)
+                        self.name, job.id, job.attempt, (retry_at or time.time()) - time.time(), error)
 
     def _used_up(self, done: int) -> bool:
         """True when this worker should make way for a fresh one (recycling)."""

@@ -28,6 +28,7 @@ from pathlib import Path
 import redis
 
 from qw import Client, Manager, Worker
+from qw.dispatch import Dispatcher
 
 HERE = Path(__file__).resolve().parent
 
@@ -99,7 +100,7 @@ def profile_loop(port: int, jobs: int) -> None:
             worker._stopping = True
 
     profiler = cProfile.Profile()
-    profiler.runcall(worker._loop, claimer, target)
+    profiler.runcall(worker._loop, claimer, Dispatcher(target, {}))
     pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
 
 

@@ -99,7 +99,7 @@ def test_steady_state_costs_one_round_trip_per_job(client: Client) -> None:
             job = claimer.claim(ack)
             if job is None:
                 break
-            target(job.id, job.data)
+            target.resolve(job.meta).run(job.id, job.data)
             ack = job
     top_level = {k: v for k, v in seen().items() if k in ("evalsha", "eval", "blmove", "script", "multi")}
     assert top_level == {"evalsha": 101}  # 100 jobs, and one last claim that found the queues empty

@@ -2,9 +2,18 @@
 -- steady-state step of a worker, one round trip per job.
 -- KEYS[1] <worker>:jobs    the worker's in-progress list
 -- KEYS[2] <manager>:jobs   its manager's queue
--- KEYS[3] all:jobs         the shared queue
+-- KEYS[3] all:jobs         the shared queue; with named queues (below), the
+--                          queue the worker blocks on (BLMOVE) when idle
 -- KEYS[4] all:failed
 -- KEYS[5] <manager>:idle   worker name -> client id of its blocking connection
+-- With named queues only (a manager run with --queue), the keys go on:
+-- KEYS[6 .. 5+n]           the queues tried after KEYS[2], in this claim's
+--                          order (named queues all:queue:<name>, and all:jobs
+--                          if the manager serves it); n is ARGV[10]
+-- KEYS[6+n ..]             all:queue:<name>:idle of each named queue the
+--                          worker does not block on, where it is listed as
+--                          idle beside KEYS[5] (a producer wakes it from there)
+-- Without them the order is KEYS[2], then KEYS[3].
 -- ARGV[1] prefix of job hashes, "<namespace>job:"
 -- ARGV[2] id to acknowledge, or ""
 -- ARGV[3] "1" to claim after acknowledging, "0" to acknowledge only
@@ -19,6 +28,7 @@
 --         recorded in KEYS[5] so that a producer can wake it), or ""
 -- ARGV[9] "1" if the worker's previous claim found nothing (so it may be listed
 --         in KEYS[5], and is taken off now), else "0"
+-- ARGV[10] n, with named queues (see KEYS)
 -- Returns {acked} when nothing was claimed, else
 --         {acked, id, attempt, token, field, value, field, value, ...}
 -- acked is 1 when ARGV[2] was acknowledged (its hash deleted), 0 when the
@@ -39,25 +49,39 @@ end
 if ARGV[3] ~= '1' then
   return {acked}
 end
+local sources, idle_from = {KEYS[2], KEYS[3]}, #KEYS + 1
+if #KEYS > 5 then
+  local n = tonumber(ARGV[10])
+  sources = {KEYS[2]}
+  for i = 1, n do
+    sources[i + 1] = KEYS[5 + i]
+  end
+  idle_from = 6 + n
+end
 if ARGV[9] == '1' then
   redis.call('HDEL', KEYS[5], ARGV[7])
+  for i = idle_from, #KEYS do
+    redis.call('HDEL', KEYS[i], ARGV[7])
+  end
 end
 -- Own list first (jobs queued to this worker, or left from before), then the
--- manager's queue, then the shared one. The running id stays at the right end.
+-- manager's queue, then the shared one (or the named queues, in order). The
+-- running id stays at the right end.
 for _ = 1, 100 do
   local origin = KEYS[1]
   local id = redis.call('LINDEX', KEYS[1], -1)
-  if not id then
-    origin = KEYS[2]
-    id = redis.call('LMOVE', KEYS[2], KEYS[1], 'RIGHT', 'RIGHT')
-  end
-  if not id then
-    origin = KEYS[3]
-    id = redis.call('LMOVE', KEYS[3], KEYS[1], 'RIGHT', 'RIGHT')
+  local i = 1
+  while not id and sources[i] do
+    origin = sources[i]
+    id = redis.call('LMOVE', origin, KEYS[1], 'RIGHT', 'RIGHT')
+    i = i + 1
   end
   if not id then
     if ARGV[8] ~= '' then
       redis.call('HSET', KEYS[5], ARGV[7], ARGV[8])
+      for i = idle_from, #KEYS do
+        redis.call('HSET', KEYS[i], ARGV[7], ARGV[8])
+      end
     end
     return {acked}
   end

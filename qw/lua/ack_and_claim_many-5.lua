@@ -3,9 +3,12 @@
 -- round trip per batch. ack_and_claim-5.lua is the same for one job.
 -- KEYS[1] <worker>:jobs    the worker's in-progress list
 -- KEYS[2] <manager>:jobs   its manager's queue
--- KEYS[3] all:jobs         the shared queue
+-- KEYS[3] all:jobs         the shared queue; with named queues, the one the
+--                          worker blocks on
 -- KEYS[4] all:failed
 -- KEYS[5] <manager>:idle   worker name -> client id of its blocking connection
+-- KEYS[6 ..]               with named queues, as in ack_and_claim-5.lua; n is
+--                          ARGV[9 + 2 * ARGV[8]], after the pairs to acknowledge
 -- ARGV[1] prefix of job hashes, "<namespace>job:"
 -- ARGV[2] now, in seconds (recorded when an id without a hash is failed)
 -- ARGV[3] id the worker has just moved from all:jobs with BLMOVE; or "*": this
@@ -16,7 +19,7 @@
 -- ARGV[6] "1" if the worker's previous claim found nothing, else "0"
 -- ARGV[7] how many jobs to claim; 0 only acknowledges
 -- ARGV[8] n, the number of jobs to acknowledge
--- ARGV[9..] n pairs: id, claim token
+-- ARGV[9..] n pairs: id, claim token; then, with named queues, their count
 -- Returns {acked, id, attempt, token, nfields, field, value, ..., id, ...}:
 -- how many acknowledgements were applied (the others were stale), then each
 -- claimed job with its hash as nfields items.
@@ -38,8 +41,20 @@ local reply = {acked}
 if want < 1 then
   return reply
 end
+local sources, idle_from = {KEYS[2], KEYS[3]}, #KEYS + 1
+if #KEYS > 5 then
+  local count = tonumber(ARGV[9 + 2 * n])
+  sources = {KEYS[2]}
+  for i = 1, count do
+    sources[i + 1] = KEYS[5 + i]
+  end
+  idle_from = 6 + count
+end
 if ARGV[6] == '1' then
   redis.call('HDEL', KEYS[5], ARGV[4])
+  for i = idle_from, #KEYS do
+    redis.call('HDEL', KEYS[i], ARGV[4])
+  end
 end
 -- Own list first, from the right (its ids stay where they are), then the
 -- manager's queue, then the shared one (moved to the right end of ours).
@@ -55,13 +70,11 @@ for _ = 1, want + 100 do
     id = redis.call('LINDEX', KEYS[1], -(claimed + 1))
     own = id and true or false
   end
-  if not id then
-    origin = KEYS[2]
-    id = redis.call('LMOVE', KEYS[2], KEYS[1], 'RIGHT', 'RIGHT')
-  end
-  if not id then
-    origin = KEYS[3]
-    id = redis.call('LMOVE', KEYS[3], KEYS[1], 'RIGHT', 'RIGHT')
+  local i = 1
+  while not id and sources[i] do
+    origin = sources[i]
+    id = redis.call('LMOVE', origin, KEYS[1], 'RIGHT', 'RIGHT')
+    i = i + 1
   end
   if not id then
     break
@@ -99,5 +112,8 @@ for _ = 1, want + 100 do
 end
 if claimed == 0 and ARGV[5] ~= '' then
   redis.call('HSET', KEYS[5], ARGV[4], ARGV[5])
+  for i = idle_from, #KEYS do
+    redis.call('HSET', KEYS[i], ARGV[4], ARGV[5])
+  end
 end
 return reply

@@ -1,7 +1,8 @@
 -- Move jobs whose retry time has come from the scheduled set back to the
--- head of their queue: all:jobs, or their manager's queue (a job queued to
--- one worker goes to that worker's manager). Each move is atomic, so two
--- managers promoting at once never move the same job twice.
+-- head of their queue: all:jobs, their named queue (all:queue:<name>), or
+-- their manager's queue (a job queued to one worker goes to that worker's
+-- manager). Each move is atomic, so two managers promoting at once never move
+-- the same job twice.
 -- KEYS[1] all:scheduled
 -- KEYS[2] all:jobs
 -- ARGV[1] now (unix seconds)
@@ -18,7 +19,9 @@ for _, id in ipairs(due) do
     if origin and string.sub(origin, 1, #ARGV[3]) == ARGV[3] then
       local rest = string.sub(origin, #ARGV[3] + 1)
       local manager = string.match(rest, '^([^:]+):jobs$') or string.match(rest, '^([^:]+):[^:]+:jobs$')
-      if manager and manager ~= 'all' then
+      if string.match(rest, '^all:queue:[^:]+$') then
+        queue = origin  -- a named queue, under our namespace
+      elseif manager and manager ~= 'all' then
         queue = ARGV[3] .. manager .. ':jobs'
       end
     end

@@ -24,6 +24,12 @@ if ARGV[6] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
   return -1
 end
 local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+-- A job taken from a named queue goes back there: all:queue:<name> under
+-- our namespace (the hash prefix less its "job:").
+local named = string.sub(ARGV[1], 1, #ARGV[1] - 4) .. 'all:queue:'
+local function is_named(origin)
+  return origin and string.sub(origin, 1, #named) == named and not string.find(origin, ':', #named + 1, true)
+end
 local kept = {}
 local moved = 0
 -- Left to right, each pushed on the head (right end): the id at the right end,
@@ -59,7 +65,7 @@ for i = 1, #ids do
   end
   if failed then
     -- done with it
-  elseif origin == KEYS[2] or origin == KEYS[3] then
+  elseif origin == KEYS[2] or origin == KEYS[3] or is_named(origin) then
     redis.call('RPUSH', origin, id)
     moved = moved + 1
   elseif ARGV[2] == '1' then
