@@ -18,6 +18,7 @@ from .control import Command, Inbox
 from .exceptions import QwError
 from .guard import Guard
 from .lifecycle import Lifecycle
+from .loading import load_code
 from .options import RELOADABLE, Settings
 from .pool import Pool
 from .process import Switch
@@ -126,7 +127,8 @@ class Commands:
         prepared = self.settings.prepare(fresh)
         # The new code is imported in the manager first: the fork gives every
         # new worker that code, and an import error leaves the old pool alone.
-        self.code.reload(fresh["target"])
+        _function, prepared["task_map"] = self.code.reload_with(load_code, prepared["target"],
+                                                                prepared["tasks"] or ())
         self.settings.apply(prepared)
         if options is not None:
             self.last_read = options

@@ -19,7 +19,7 @@ import sys
 from typing import Any, Optional, Sequence
 
 from .exceptions import ConfigError, QwError, TargetError, one_line
-from .target import TargetSpec
+from .target import TargetSpec, resolve
 from .tasks import Task, tasks_in
 
 FUNCTION = "function"
@@ -118,3 +118,14 @@ def _import(name: str) -> None:
         raise  # already one line that says where: a duplicate task name, an unknown option
     except Exception as exc:  # the module itself raised while importing
         raise TargetError(f"cannot import task module {name!r}: {one_line(exc)}") from None
+
+
+def load_code(target: Optional[TargetSpec], modules: Sequence[str]) -> tuple[Any, dict[str, Task]]:
+    """Import what a manager runs: its function target (or None) and its task modules' tasks.
+
+    What the manager calls through ``CodeTracker.track`` (at start) and
+    ``reload_with`` (on reload), so every module either imports is imported
+    afresh on a reload.
+    """
+    function = resolve(target) if target is not None else None
+    return function, load_task_modules(modules) if modules else {}

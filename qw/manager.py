@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from .client import Client
 from .commands import Commands
@@ -40,6 +40,7 @@ from .exceptions import QwError
 from .guard import Guard
 from .lease import NameLease
 from .lifecycle import Lifecycle, Waker
+from .loading import load_code
 from .options import ARGUMENTS, Settings
 from .pool import Pool
 from .process import CONTROL_SIGNALS, STOP_SIGNALS, Switch, describe_exit  # noqa: F401 - describe_exit: as before
@@ -76,13 +77,18 @@ class Manager:
     per-day statistics kept in Redis); ``metrics_port`` and ``metrics_host``
     (serve Prometheus metrics there); ``options_source`` (called on reload
     for fresh keyword options, such as a configuration file read again);
-    ``prefetch`` (jobs a worker claims per round trip; see the README).
+    ``prefetch`` (jobs a worker claims per round trip; see the README);
+    ``tasks`` (modules whose ``@qw.task`` functions and ``qw.Job`` classes
+    the workers run; a module given as ``target`` is one too), ``queues``
+    (named queues to serve, in order, ``"name:weight"`` for weighted;
+    ``"all"`` is the shared queue) and ``allow`` (module patterns whose
+    import-path jobs may run).
     Each option is described once, in :data:`qw.options.OPTIONS`.
     """
 
     def __init__(
         self,
-        target: TargetSpec,
+        target: Optional[TargetSpec] = None,
         host: str = "localhost",
         port: int = 6379,
         db: int = 0,
@@ -108,12 +114,16 @@ class Manager:
         metrics_host: str = "127.0.0.1",
         options_source: Optional[Callable[[], dict[str, Any]]] = None,
         prefetch: int = 1,
+        tasks: Optional[Sequence[str]] = None,
+        queues: Optional[Sequence[str]] = None,
+        allow: Sequence[str] = (),
     ) -> None:
         given = {name: value for name, value in locals().items() if name in ARGUMENTS}
         self.settings = Settings(given)
-        # A target that cannot be imported stops us before any worker starts.
+        # Code that cannot be imported stops us before any worker starts.
         self._code = CodeTracker()
-        self._code.resolve(target)
+        _function, self.settings.task_map = self._code.track(load_code, self.settings.target,
+                                                              self.settings.tasks or ())
         self.name: str = self.settings.name
         self.client = client or Client(host, port, db, url=url, namespace=namespace, embedded=embedded)
         self.options_source = options_source

@@ -16,9 +16,12 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from .dispatch import AllowList
 from .exceptions import ConfigError
 from .keys import validate_manager_name
+from .loading import MODULE, classify
 from .process import Limits
+from .queues import QueueSpec, parse_queues
 from .retry import RetryPolicy
 from .stats import DEFAULT_HISTORY
 
@@ -107,6 +110,36 @@ def _keep(option: str, value: Any) -> Any:
     return value
 
 
+def _names(option: str, value: Any) -> Optional[tuple[str, ...]]:
+    """None, or a list of names (a comma-separated string is split)."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    return names or None
+
+
+def _queues(option: str, value: Any) -> Optional[tuple[QueueSpec, ...]]:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    # Already checked once (a reload passes the current value back): "name:weight" again.
+    specs = [f"{i[0]}:{i[1]}" if isinstance(i, tuple) and i[1] is not None else
+             i[0] if isinstance(i, tuple) else str(i) for i in items]
+    return tuple(parse_queues(specs)) or None
+
+
+def _allow(option: str, value: Any) -> tuple[str, ...]:
+    patterns = _names(option, value) or ()
+    AllowList(patterns)  # refuses a pattern that is not one, with a one-line reason
+    return patterns
+
+
+def listed(text: str, option: str) -> list[str]:
+    """A repeatable flag's texts, or a comma-separated one, as a list."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: its ``Manager`` keyword, default, check, CLI flag and help line, and whether
@@ -131,6 +164,7 @@ class Option:
     reload: bool = False
     keyword: str = ""
     group: str = ""
+    repeat: bool = False  # the flag may be given many times (docopt gives a list)
 
     @property
     def argument(self) -> str:
@@ -155,6 +189,14 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("target", None, reload=True, check=_keep),  # the usage's <target>; resolved by the manager
+    Option("tasks", None, "Task modules whose tasks the workers run, comma-separated (a module given "
+           "as <target> is one too).", "--tasks=<modules>", listed, _names, reload=True),
+    Option("queues", None, "A named queue to take jobs from, in the order given (weighted, Sidekiq-"
+           "style, with name:weight on each); 'all' is the shared queue. Default: the shared queue "
+           "only. Repeat for more.", "--queue=<queue>", check=_queues, reload=True, repeat=True),
+    Option("allow", (), "Also run import-path jobs (client.enqueue('pkg.mod:fn')) from modules "
+           "matching this pattern ('myapp.*'); default: none. Repeat for more.", "--allow=<pattern>",
+           check=_allow, reload=True, repeat=True),
     Option("num_workers", None, "Number of worker processes; default: the CPU count.",
            "--workers=<num-workers>", whole(1), _worker_count, reload=True),
     Option("name", None, "Manager name, unique among live managers; no ':' or whitespace. "
@@ -224,6 +266,11 @@ def from_text(given: dict[str, Optional[str]]) -> dict[str, Any]:
     for option in OPTIONS:
         if option.flag and not option.group:
             raw = given.get(option.cli)
+            if option.repeat:
+                raw = [item for text in ([raw] if isinstance(raw, str) else raw or [])
+                       for item in listed(text, option.cli)] or None
+                values[option.name] = option.default if raw is None else raw
+                continue
             values[option.name] = option.default if raw is None else option.parse(raw, option.cli)
     values["history"] = (values.pop("history_hours"), values.pop("history_days"))
     return values
@@ -258,7 +305,19 @@ class Settings:
                                    merged["job_timeout"], merged["max_jobs_per_worker"],
                                    merged["max_memory_per_worker"])
         checked["heartbeat_interval"] = heartbeat or min(1.0, lease / 3)
+        if "target" in checked:
+            self._what_runs(checked)
         return {"given": {**self.given, **given}, **checked}
+
+    @staticmethod
+    def _what_runs(checked: dict[str, Any]) -> None:
+        # A module named as the target is a task module (qw-manager myapp.tasks).
+        target, tasks = checked["target"], checked["tasks"] or ()
+        if target is not None and classify(target) == MODULE:
+            checked["target"], tasks = None, (target, *(t for t in tasks if t != target))
+        checked["tasks"] = tuple(tasks) or None
+        if checked["target"] is None and not tasks and not checked["allow"]:
+            raise ConfigError("nothing to run: name a target ('pkg.mod:fn') or a module of tasks")
 
     def apply(self, prepared: dict[str, Any]) -> None:
         """Set what :meth:`prepare` checked."""

@@ -110,6 +110,8 @@ class Pool:
             self.client, settings.target, self.name,
             name=worker_name(self.name, index), poll_interval=settings.poll_interval,
             limits=settings.limits, paused=self.paused, prefetch=settings.prefetch,
+            tasks=settings.task_map, allow=settings.allow,
+            queues=list(settings.queues) if settings.queues else None,
         )
         # Blocked while forking: a signal must not reach the child before it
         # has replaced the handlers it inherits from us.

@@ -57,23 +57,32 @@ class CodeTracker:
 
     def resolve(self, spec: TargetSpec) -> Target:
         """:func:`resolve`, noting the modules the import added."""
+        return self.track(resolve, spec)
+
+    def track(self, load: Callable[..., Any], *args: Any) -> Any:
+        """Call ``load(*args)`` (an import of application code), noting the modules it added."""
         before = set(sys.modules)
-        target = resolve(spec)
+        loaded = load(*args)
         self._theirs |= {name for name in set(sys.modules) - before if _is_app_source(sys.modules[name])}
-        return target
+        return loaded
 
     def reload(self, spec: TargetSpec) -> Target:
         """Import the target's code again; on failure the modules in use are kept."""
+        return self.reload_with(resolve, spec)
+
+    def reload_with(self, load: Callable[..., Any], *args: Any) -> Any:
+        """Import the application's code again through ``load(*args)``; on failure the modules in use
+        are kept."""
         saved = {name: sys.modules.pop(name) for name in self._theirs if name in sys.modules}
         importlib.invalidate_caches()
         try:
-            target = self.resolve(spec)
+            loaded = self.track(load, *args)
         except BaseException:
             for name in [n for n in self._theirs if n not in saved]:
                 sys.modules.pop(name, None)
             sys.modules.update(saved)
             raise
-        return target
+        return loaded
 
 
 def _is_app_source(module: Any) -> bool:

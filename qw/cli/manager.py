@@ -1,11 +1,12 @@
 """qw-manager: run worker processes on jobs queued in Redis.
 
 Usage:
-  qw-manager [--level=<log-level>] [--workers=<num-workers>] [--name=<name>] [--host=<host>] [--port=<port>] [--db=<db>] [options] [<target>]
+  qw-manager [--level=<log-level>] [--workers=<num-workers>] [--name=<name>] [--host=<host>] [--port=<port>] [--db=<db>] [--queue=<queue>]... [--allow=<pattern>]... [options] [<target>]
   qw-manager (-h | --help | --version)
 
 <target> names the function each job is given to, as 'pkg.mod:fn' or
-'pkg.mod.fn'; it is called as fn(job_id, job_data).
+'pkg.mod.fn'; it is called as fn(job_id, job_data). Or it names a module of
+tasks ('myapp.tasks'): a job that names a task runs it with its arguments.
 
 Options:
   --config=<file>          Read options from this TOML file: each key is an
@@ -37,7 +38,7 @@ from typing import Any, Optional
 
 from ..exceptions import ConfigError
 from ..manager import Manager
-from ..options import from_text, usage_lines
+from ..options import OPTIONS, from_text, usage_lines
 from ..version import __version__
 from .common import CONNECTION_OPTIONS, connection_kwargs, parse, run
 
@@ -55,6 +56,8 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 # given at all; these two are the CLI's own, and the manager's are in OPTIONS.
 DEFAULTS = {"--level": "info", "--log-format": "text"}
 NOT_IN_FILE = ("--config", "--help", "--version")
+REPEATED = {option.cli for option in OPTIONS if option.repeat}  # docopt gives these as lists
+LISTS = REPEATED | {"--tasks"}  # a file may give these as a TOML list of strings
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -82,11 +85,12 @@ def merged(given: dict[str, Any]) -> dict[str, Any]:
     from_file = read_config(given["--config"]) if given["--config"] else {}
     args = {}
     for option, value in given.items():
-        if value is None or (option == "--namespace" and value == ""):
-            value = from_file.get(option, DEFAULTS.get(option))
+        if value is None or value == [] or (option == "--namespace" and value == ""):
+            value = from_file.get(option, DEFAULTS.get(option, value))
         args[option] = value
-    if not args["<target>"]:
-        raise ConfigError("no target: name one ('pkg.mod:fn'), or set target in the --config file")
+    if not (args["<target>"] or args["--tasks"] or args["--allow"]):
+        raise ConfigError("no target: name one ('pkg.mod:fn') or a module of tasks, or set target in the "
+                          "--config file")
     return args
 
 
@@ -105,9 +109,12 @@ def read_config(path: str) -> dict[str, Any]:
         option = "<target>" if key == "target" else "--" + key.replace("_", "-")
         if option not in known and option != "<target>":
             raise ConfigError(f"configuration file {path}: unknown option {key!r}")
+        if isinstance(value, list) and option in LISTS and all(isinstance(v, str) for v in value):
+            options[option] = value if option in REPEATED else ",".join(value)
+            continue
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ConfigError(f"configuration file {path}: {key} must be a string or a number, got {value!r}")
-        options[option] = str(value)
+        options[option] = [str(value)] if option in REPEATED else str(value)
     return options
 
 
