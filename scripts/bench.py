@@ -394,6 +394,10 @@ def plan(sizes: Sizes, systems: list[str]) -> list[Case]:
     cases += [Case("drain", s, sizes.drain) for s in systems]
     if "qw" in systems:
         cases.append(Case("drain", "qw", sizes.drain, 2, "prefetch"))
+        # The same no-op as a task: queued with .delay() / .map(), run by name.
+        cases += [Case(workload, "qw", size, 2, "task") for workload, size in
+                  (("single", sizes.queue), ("bulk", sizes.queue), ("drain", sizes.drain))]
+        cases.append(Case("drain", "qw", sizes.drain, 2, "task-prefetch"))
     if "qw" in systems:
         cases += [Case("latency", "qw", sizes.latency, 1, route) for route in ("", "manager", "worker")]
     cases += [Case("latency", s, sizes.latency, 1) for s in peers]
@@ -632,6 +636,16 @@ def render_markdown(cases: list[Case], ctx: dict[str, Any], sizes: Sizes) -> str
             if prefetching:
                 lines.append(f"| qw, `--prefetch={PREFETCH}` | {cell(values(prefetching, 'rate'))} | | | | | "
                              f"{others([prefetching])} |")
+            tasks = [find(cases, w, "qw", "task") for w in ("drain", "single", "bulk")]
+            if all(tasks):
+                drain, single, bulk = tasks
+                lines.append(f"| qw, a task (`.delay()`, `.map()`) | {cell(values(drain, 'rate'))} | "
+                             f"{cell(values(single, 'rate'))} | {cell(values(bulk, 'rate'))} | | | "
+                             f"{others(tasks)} |")
+            prefetching = find(cases, "drain", "qw", "task-prefetch")
+            if prefetching:
+                lines.append(f"| qw, a task, `--prefetch={PREFETCH}` | {cell(values(prefetching, 'rate'))} "
+                             f"| | | | | {others([prefetching])} |")
             for route in ("manager", "worker"):
                 lat = find(cases, "latency", "qw", route)
                 if lat:

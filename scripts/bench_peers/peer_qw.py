@@ -4,7 +4,9 @@ Variants (``--variant``) choose where single jobs are queued, for the latency
 run: ``all`` (``all:jobs``, which idle workers wait on with BLMOVE),
 ``manager`` (``bench:jobs``, polled in 50 ms slices) or ``worker`` (the
 first worker's own list, ``bench:1:jobs``); ``prefetch`` runs the workers
-with ``--prefetch`` PREFETCH.
+with ``--prefetch`` PREFETCH. ``task`` runs the same no-op as a task
+(``noop_task.delay`` to queue one, ``noop_task.map`` in bulk, the manager
+started on this module), and ``task-prefetch`` does so with the prefetch.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Callable, Optional
 
 import bench_job
 
+import qw
 from qw import Client
+from qw.tasks import set_default_client
 
 PACKAGES: list[str] = []  # runs in the interpreter running the bench: this checkout's qw
 VERSIONS = ["qw", "redis", "hiredis"]
@@ -28,6 +32,8 @@ PREFETCH = 10
 _client: Optional[Client] = None
 _route: dict[str, str] = {}
 _worker_options: list[str] = []
+_code = ["peer_qw:noop"]
+_tasks = False
 
 
 def noop(job_id: str, job_data: dict) -> None:
@@ -35,11 +41,23 @@ def noop(job_id: str, job_data: dict) -> None:
     bench_job.ran(job_data["m"])
 
 
+@qw.task
+def noop_task(mode: int) -> None:
+    """The same job as a task: its only argument is the mode."""
+    bench_job.ran(mode)
+
+
 def setup(host: str, port: int, variant: str) -> None:
     """Connect the producer."""
-    global _client
+    global _client, _tasks
     _client = Client(host, port)
     _client.ping()
+    if variant.startswith("task"):
+        set_default_client(_client)
+        _code[:] = ["peer_qw"]  # a module of tasks: the manager runs noop_task
+        _tasks = True
+        if variant == "task-prefetch":
+            _worker_options[:] = ["--prefetch", str(PREFETCH)]
     if variant == "manager":
         _route.update(manager=MANAGER)
     elif variant == "worker":
@@ -52,7 +70,7 @@ def worker_commands(host: str, port: int, processes: int) -> list[list[str]]:
     """One manager with ``processes`` workers."""
     return [[sys.executable, "-m", "qw.cli.manager", "--host", host, "--port", str(port),
              "--name", MANAGER, "--workers", str(processes), "--level", "warning", *_worker_options,
-             "peer_qw:noop"]]
+             *_code]]
 
 
 def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]] = None) -> None:
@@ -63,6 +81,13 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
     # Warm-up jobs go to all:jobs: the worker of the "worker" variant is not
     # registered until it has started.
     route = {} if mode == bench_job.WARM else _route
+    if _tasks:
+        delay = noop_task.delay
+        for _ in range(count):
+            if before_each:
+                before_each()
+            delay(mode)
+        return
     for _ in range(count):
         if before_each:
             before_each()
@@ -72,4 +97,7 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
 def queue_bulk(count: int) -> None:
     """Queue ``count`` jobs with the bulk API."""
     assert _client is not None
+    if _tasks:
+        noop_task.map([(0,)] * count)
+        return
     _client.queue_jobs(({"m": 0} for _ in range(count)), **_route)
