@@ -240,7 +240,10 @@ def main() -> int:
         pids = [p for m in managers for p in m.worker_pids()]
         if pids:
             victim = random.choice(pids)
-            os.kill(victim, signal.SIGKILL)
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:  # it left (recycled, retired) since it was listed
+                return
             kills.append((time.time(), victim))
             tracker.watch(time.time(), victim, "worker")
 
