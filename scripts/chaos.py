@@ -240,7 +240,10 @@ def main() -> int:
         pids = [p for m in managers for p in m.worker_pids()]
         if pids:
             victim = random.choice(pids)
-            os.kill(victim, signal.SIGKILL)
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:  # it left (recycled, retired) since it was listed
+                return
             kills.append((time.time(), victim))
             tracker.watch(time.time(), victim, "worker")
 
@@ -339,7 +342,10 @@ def main() -> int:
         else:
             dones[job_id] += 1
             done_by[job_id].append((int(pid), float(at)))
-    failed = {f.id for f in client.get_failed_jobs()}
+    failed_jobs = client.get_failed_jobs()
+    failed = {f.id for f in failed_jobs}
+    # Why they failed: the last error of each, counted (attempts used up, most likely).
+    reasons = Counter(f"{f.error[:80]} (attempts {f.attempts})" for f in failed_jobs)
     lost = sorted(queued - set(dones) - failed)
     unexpected = sorted(set(starts) - queued)
     duplicated = [j for j, n in dones.items() if n > 1]
@@ -375,6 +381,8 @@ def main() -> int:
     print(f"queued:             {len(queued)}")
     print(f"completed:          {len(set(dones) & queued)}")
     print(f"failed:             {len(failed)}")
+    for reason, n in reasons.most_common(5):
+        print(f"    {n} x {reason}")
     print(f"lost:               {len(lost)}{'  ' + ' '.join(lost[:10]) if lost else ''}")
     print(f"duplicated:         {len(duplicated)} "
           f"({sum(map(explained, duplicated))} explained by a kill or an outage)")
