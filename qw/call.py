@@ -107,10 +107,10 @@ class Call:
 class CallQueue(Protocol):
     """What a task needs of a client: queue one call, or many in one round trip per batch.
 
-    Each returns the job ids, in order. ``qw.Client`` gets both in the
-    integration of issue 10 (``queue_call`` as ``queue_job`` does, with
+    Each returns the job ids, in order. ``qw.Client`` provides both
+    (:mod:`qw.task_queuing`): ``queue_call`` as ``queue_job`` does, with
     ``call.meta()`` as the hash's fields and ``call.queue`` naming the list
-    through ``Keys.named_queue``; ``queue_calls`` as ``queue_jobs``).
+    through ``Keys.named_queue``; ``queue_calls`` as ``queue_jobs``.
     """
 
     def queue_call(self, call: Call) -> str: ...

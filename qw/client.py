@@ -6,7 +6,8 @@ else. Names and ids come back as ``str``.
 
 The Client is a front: each method hands over to the module that does that
 one job, through the client's :class:`~qw.store.Store`: :mod:`qw.queuing`
-(queue one or many jobs), :mod:`qw.seed` (registration, ``fetch_next_job``,
+(queue one or many jobs), :mod:`qw.task_queuing` (queue task
+calls), :mod:`qw.seed` (registration, ``fetch_next_job``,
 ``finish_job``), :mod:`qw.inspection` (the ``get_*`` readers),
 :mod:`qw.failed` (the failed list) and :mod:`qw.control` (commands to a
 manager). A new feature adds a module and a few delegates here.
@@ -14,14 +15,16 @@ manager). A new feature adds a module and a few delegates here.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import redis
 
-from . import failed, inspection, seed
+from . import failed, inspection, seed, task_queuing
+from .call import Call
 from .connection import RedisConfig, translated
 from .control import send
 from .failed import FailedJob
+from .handle import JobHandle
 from .keys import Keys, validate_manager_name
 from .queuing import DEFAULT_BATCH, STATS_TTLS, Producer
 from .scripts import Scripts
@@ -123,6 +126,7 @@ class Client:
         manager: Optional[str] = None,
         worker: Optional[str] = None,
         *,
+        queue: Optional[str] = None,
         job_id: Optional[str] = None,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
@@ -130,13 +134,15 @@ class Client:
         """Queue one job in one atomic step and return its id.
 
         With ``manager`` only that manager's workers may take it; with
-        ``worker`` (a registered worker name) it lands in that worker's list.
+        ``worker`` (a registered worker name) it lands in that worker's list;
+        with ``queue`` it goes to that named queue (``all:queue:<name>``;
+        ``"all"``: ``all:jobs``), not together with a manager or a worker.
         A ``job_id`` that already exists is not queued again, so a caller
         can safely repeat a queue call whose reply it did not get.
         ``max_attempts`` and ``timeout`` (seconds) override the manager's
         defaults for this job.
         """
-        return self._producer.queue_job(job_data, manager, worker, job_id, max_attempts, timeout)
+        return self._producer.queue_job(job_data, manager, worker, job_id, max_attempts, timeout, queue)
 
     def queue_jobs(
         self,
@@ -144,6 +150,7 @@ class Client:
         manager: Optional[str] = None,
         worker: Optional[str] = None,
         *,
+        queue: Optional[str] = None,
         batch_size: int = DEFAULT_BATCH,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
@@ -152,9 +159,62 @@ class Client:
 
         Every job is checked before the first is sent, so bad data queues
         nothing. Each job is queued atomically; a batch cut short by a lost
-        connection leaves the jobs before the cut queued.
+        connection leaves the jobs before the cut queued. ``queue``: as for
+        :meth:`queue_job`.
         """
-        return self._producer.queue_jobs(jobs, manager, worker, batch_size, max_attempts, timeout)
+        return self._producer.queue_jobs(jobs, manager, worker, batch_size, max_attempts, timeout, queue)
+
+    # -- queuing tasks -------------------------------------------------------
+
+    def queue_call(self, call: Call) -> str:
+        """Queue one task call (a :class:`~qw.call.Call`) as :meth:`queue_job` would; return its id.
+
+        What ``Task.delay`` and ``send_with`` use. The call says where it
+        goes (``worker``, else ``manager``, else ``queue``) and holds its own
+        ``job_id``, ``max_attempts`` and ``timeout``.
+        """
+        return task_queuing.queue_call(self._producer, call)
+
+    def queue_calls(self, calls: Iterable[Call], batch_size: int = DEFAULT_BATCH) -> list[str]:
+        """Queue many task calls, one round trip per batch, as :meth:`queue_jobs`; return the ids in order.
+
+        What ``Task.map`` uses. Calls to different lists may be mixed; each
+        keeps its place in its list's order.
+        """
+        return task_queuing.queue_calls(self._producer, calls, batch_size)
+
+    def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> JobHandle:
+        """Queue ``task(*args, **kwargs)`` by import path (``"myapp.tasks:add"``) or task name.
+
+        Every keyword argument is the task's own: the job goes to ``all:jobs``
+        with the manager's limits. For a queue, a manager, a worker, an id or
+        limits, use :meth:`submit`. The task need not be importable here.
+        """
+        return JobHandle(self.queue_call(Call(task, args, kwargs)), self)
+
+    def submit(
+        self,
+        task: str,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Mapping[str, Any]] = None,
+        *,
+        queue: Optional[str] = None,
+        manager: Optional[str] = None,
+        worker: Optional[str] = None,
+        job_id: Optional[str] = None,
+        max_attempts: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> JobHandle:
+        """Queue a call of ``task`` (a task name or an import path) with every option.
+
+        ``args`` and ``kwargs`` are the task's arguments (JSON); the options
+        are those of :meth:`queue_job`. Only what is given here counts: a
+        task declared in this process does not lend its own queue or limits
+        (``task.send_with`` does).
+        """
+        call = Call(task, args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
+                    max_attempts=max_attempts, timeout=timeout)
+        return JobHandle(self.queue_call(call), self)
 
     # -- taking jobs (the seed API; Worker uses Claimer directly) ----------
 

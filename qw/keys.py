@@ -22,6 +22,9 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
     ("<worker>:jobs", "list", "the worker's in-progress list; a job queued to one worker lands here"),
     ("all:queue:<name>", "list",
      "a named queue (`--queue`); producers LPUSH ids, workers take from the right"),
+    ("all:queue:<name>:idle", "hash",
+     "idle worker name -> client id it blocks on, for the workers serving that queue; at most one entry "
+     "per such worker, removed when it claims or leaves"),
     ("all:failed", "list", "ids of failed jobs; their hashes keep qw:error, qw:errors and qw:traceback"),
     ("all:scheduled", "zset", "ids waiting for a retry, scored by when they are due (unix seconds)"),
     ("all:orphaned", "set", "names of departed managers whose own queue still holds jobs"),
@@ -183,5 +186,13 @@ class Keys:
         return f"{self.namespace}all:queue:{validate_queue_name(name)}"
 
     def named_queue_idle(self, name: str) -> str:
-        """``all:queue:<name>:idle``: idle workers serving that queue, and the client ids they block on."""
-        return f"{self.namespace}all:queue:{validate_queue_name(name)}:idle"
+        """The idle hash of queue ``name``: ``all:queue:<name>:idle`` (worker name -> client id).
+
+        Workers serving the queue list themselves there while they wait, as
+        in ``<manager>:idle``, so that a producer can wake one the moment a
+        job arrives. ``all`` has none: its waiters block on ``all:jobs``
+        itself, and an LPUSH there wakes them.
+        """
+        if name == SHARED_QUEUE:
+            raise ConfigError("the shared queue 'all' has no idle hash: its waiters block on all:jobs")
+        return f"{self.named_queue(name)}:idle"

@@ -4,6 +4,9 @@
 connection of its own (:class:`~qw.scripts.DirectCaller`) and remembers, per
 thread and target queue, the idle worker it woke last (the wake hint); a
 batch goes as ``enqueue_many-5.lua`` calls, one round trip per batch.
+:mod:`qw.task_queuing` queues task calls through the same parts
+(:meth:`Producer.target`, :meth:`~Producer.enqueue_args`,
+:meth:`~Producer.send`, :meth:`~Producer.send_batch`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from . import job as jobcodec
 from . import stats
 from .connection import translated
 from .exceptions import ConfigError, UnknownWorker
-from .keys import manager_of_worker, validate_manager_name
+from .keys import SHARED_QUEUE, manager_of_worker, validate_manager_name
 from .scripts import DirectCaller
 from .store import Store, text
 
@@ -28,6 +31,14 @@ DEFAULT_BATCH = 1000
 # How long the stats hashes a producer creates are kept; each manager's own
 # history setting takes over as soon as it writes to them.
 STATS_TTLS = (int(stats.DEFAULT_HISTORY[0] * 3600), stats.DEFAULT_HISTORY[1] * 86400)
+
+#: Where a job goes, as the enqueue scripts take it: (the list it is pushed
+#: on, the workers set to check, the idle hash to wake from, the wake mode
+#: "worker" / "manager" / "", the worker that must be registered or "").
+#: A plain tuple: it is made once per queued job, and compared to group a batch.
+Target = tuple[str, str, str, str, str]
+#: One job of a batch: its id and its hash fields.
+Encoded = tuple[str, dict[str, str]]
 
 
 class Producer:
@@ -50,14 +61,96 @@ class Producer:
         job_id: Optional[str],
         max_attempts: Optional[int],
         timeout: Optional[float],
+        queue: Optional[str] = None,
     ) -> str:
         """Queue one job in one atomic step and return its id (see ``Client.queue_job``)."""
-        options = _job_options(max_attempts, timeout)
-        job_id, keys, args = self._enqueue_call(job_data, manager, worker, job_id, options)
-        # A job for a manager or a worker must wake an idle worker. The one
-        # woken last time is likely idle again: it is unblocked right behind
-        # the queuing call, in the same round trip, and the script takes it
-        # off the idle list if the guess is right.
+        options = job_options(max_attempts, timeout)
+        fields = jobcodec.encode(job_data)
+        job_id = job_id or new_id()
+        keys, args = self.enqueue_args(job_id, fields, options, self.target(manager, worker, queue))
+        self.send(keys, args)
+        return job_id
+
+    def queue_jobs(
+        self,
+        jobs: Iterable[Mapping[str, Any]],
+        manager: Optional[str],
+        worker: Optional[str],
+        batch_size: int,
+        max_attempts: Optional[int],
+        timeout: Optional[float],
+        queue: Optional[str] = None,
+    ) -> list[str]:
+        """Queue many jobs, one round trip per batch; their ids in order (see ``Client.queue_jobs``)."""
+        check_batch_size(batch_size)
+        options = job_options(max_attempts, timeout)
+        target = self.target(manager, worker, queue)
+        origin = target[0]
+        queued_at = repr(time.time())
+        # Encode everything first: bad data must queue nothing.
+        encoded = []
+        for data in jobs:
+            fields = jobcodec.encode(data)
+            fields["qw:queued_at"] = queued_at
+            fields["qw:origin"] = origin
+            fields.update(options)
+            encoded.append((new_id(), fields))
+        for start in range(0, len(encoded), batch_size):
+            self.send_batch([(target, encoded[start : start + batch_size])])
+        return [job_id for job_id, _fields in encoded]
+
+    def close(self) -> None:
+        """Close this thread's own connection, if it has one."""
+        caller = getattr(self._local, "caller", None)
+        if caller is not None:
+            caller.close()
+
+    def target(self, manager: Optional[str], worker: Optional[str], queue: Optional[str] = None) -> Target:
+        """Where a job for ``worker``, else ``manager``, else ``queue`` (None: ``all:jobs``) goes.
+
+        A queue given with a manager or a worker is a :class:`ConfigError`.
+        """
+        if queue is not None:
+            if manager or worker:
+                raise ConfigError("a job goes to a queue or to a manager/worker, not both")
+            if queue != SHARED_QUEUE:
+                # A named queue's waiters are listed in its idle hash: wake
+                # one as for a manager's queue. No worker is checked, so the
+                # list itself stands in for the workers set, as for all:jobs.
+                key = self.keys.named_queue(queue)
+                return key, key, self.keys.named_queue_idle(queue), "manager", ""
+        if worker:
+            manager = manager or manager_of_worker(worker)
+            return (self.keys.worker_jobs(worker), self.keys.manager_workers(manager),
+                    self.keys.manager_idle(manager), "worker", worker)
+        if manager:
+            validate_manager_name(manager)
+            return (self.keys.manager_jobs(manager), self.keys.manager_workers(manager),
+                    self.keys.manager_idle(manager), "manager", "")
+        # Waiters block on all:jobs itself: the LPUSH wakes them.
+        all_jobs = self.keys.all_jobs
+        return all_jobs, all_jobs, all_jobs, "", ""
+
+    def enqueue_args(
+        self, job_id: str, fields: dict[str, str], options: dict[str, str], target: Target
+    ) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of ``enqueue-6.lua`` for one job; adds qw's fields to ``fields``."""
+        queue, workers, idle, wake, check = target
+        fields["qw:queued_at"] = repr(time.time())
+        fields["qw:origin"] = queue
+        fields.update(options)
+        minute, day = self._stats_keys()
+        args = [job_id, check, wake, *STATS_TTLS, "", ""]
+        for name, value in fields.items():
+            args += [name, value]
+        return [self.keys.job(job_id), queue, workers, idle, minute, day], args
+
+    def send(self, keys: list[str], args: list[str]) -> None:
+        """Run ``enqueue-6.lua`` on this thread's connection and wake the worker it names."""
+        # A job for a manager, a worker or a named queue must wake an idle
+        # worker. The one woken last time is likely idle again: it is
+        # unblocked right behind the queuing call, in the same round trip,
+        # and the script takes it off the idle list if the guess is right.
         hints = self._hints()
         guess = hints.get(keys[1], ("", "")) if args[2] else ("", "")
         args[5:7] = guess
@@ -85,74 +178,53 @@ class Producer:
                     # error: the worker polls anyway.
                     with contextlib.suppress(redis.ResponseError):
                         caller.command("CLIENT", "UNBLOCK", int(wake))
-        return job_id
 
-    def queue_jobs(
-        self,
-        jobs: Iterable[Mapping[str, Any]],
-        manager: Optional[str],
-        worker: Optional[str],
-        batch_size: int,
-        max_attempts: Optional[int],
-        timeout: Optional[float],
-    ) -> list[str]:
-        """Queue many jobs, one round trip per batch; their ids in order (see ``Client.queue_jobs``)."""
-        options = _job_options(max_attempts, timeout)
-        queue, workers, idle, wake = self._target(manager, worker)
-        queued_at = repr(time.time())
-        # Encode everything first: bad data must queue nothing.
-        encoded = []
-        for data in jobs:
-            fields = jobcodec.encode(data)
-            fields["qw:queued_at"] = queued_at
-            fields["qw:origin"] = queue
-            fields.update(options)
-            encoded.append((_new_id(), fields))
+    def send_batch(self, segments: list[tuple[Target, list[Encoded]]]) -> None:
+        """Queue one batch in one round trip: each segment's jobs go to its target, in order.
+
+        One ``enqueue_many-5.lua`` call per run of jobs with the same target
+        and number of fields (a batch of one shape is one call), pipelined.
+        """
+        minute, day = self._stats_keys()
+        prefix = self.keys.job_prefix
+        calls = []
+        for (queue, workers, idle, wake, check), jobs in segments:
+            keys = (queue, workers, idle, minute, day)
+            for width, jobs_args in _runs(jobs):
+                calls.append((keys, (prefix, check, wake, width, *STATS_TTLS, *jobs_args)))
         with translated(self.config):
-            for start in range(0, len(encoded), batch_size):
-                try:
-                    batch = encoded[start : start + batch_size]
-                    self._send_batch(batch, [queue, workers, idle, *self._stats_keys()], worker, wake)
-                except Exception as exc:
-                    _raise_unknown_worker(exc)
-                    raise
-        return [job_id for job_id, _fields in encoded]
+            try:
+                self._pipelined(calls)
+            except Exception as exc:
+                _raise_unknown_worker(exc)
+                raise
 
-    def close(self) -> None:
-        """Close this thread's own connection, if it has one."""
-        caller = getattr(self._local, "caller", None)
-        if caller is not None:
-            caller.close()
-
-    def _send_batch(
-        self, batch: list[tuple[str, dict[str, str]]], keys: list[str], worker: Optional[str], wake: str
-    ) -> None:
-        # One script call per run of jobs with the same number of fields (a
-        # batch of one shape is one call); runs keep the queue order.
-        runs: list[tuple[int, list[str]]] = []
-        for job_id, fields in batch:
-            if not runs or runs[-1][0] != len(fields):
-                runs.append((len(fields), []))
-            args = runs[-1][1]
-            args.append(job_id)
-            for item in fields.items():
-                args.extend(item)
+    def _pipelined(self, calls: list[tuple[tuple[str, ...], tuple[Any, ...]]]) -> None:
         script = self.scripts.enqueue_many
+        pending, errors, wake = calls, [], []
         for attempt in (1, 2):
             pipe = self.redis.pipeline(transaction=False)
-            for width, jobs_args in runs:
-                pipe.evalsha(script.sha, len(keys), *keys, self.keys.job_prefix, worker or "", wake, width,
-                             *STATS_TTLS, *jobs_args)
-            try:
-                replies = pipe.execute()
+            for keys, args in pending:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            # Every reply is read, errors included, so that the jobs of the
+            # other calls still wake their workers before an error is raised.
+            retry = []
+            for call, reply in zip(pending, pipe.execute(raise_on_error=False)):
+                if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 1:
+                    retry.append(call)
+                elif isinstance(reply, Exception):
+                    errors.append(reply)
+                else:
+                    wake.extend(reply)
+            if not retry:
                 break
-            except redis.exceptions.NoScriptError:
-                # Redis lost its script cache: load it and send the batch
-                # again (jobs already queued are skipped).
-                if attempt == 2:
-                    raise
-                self.redis.script_load(script.script)
-        self._wake([i for reply in replies for i in reply])
+            # Redis lost its script cache: load it and send those calls again
+            # (any of their jobs already queued are skipped).
+            self.redis.script_load(script.script)
+            pending = retry
+        self._wake(wake)
+        if errors:
+            raise errors[0]
 
     def _direct(self) -> DirectCaller:
         # One connection per thread (and per process: a forked child must not
@@ -172,8 +244,8 @@ class Producer:
         return hints
 
     def _wake(self, replies: list[Any]) -> None:
-        # The enqueue script names idle workers whose own or manager's queue
-        # just got a job: unblock their wait on all:jobs so they claim it now.
+        # The enqueue script names idle workers whose own, manager's or named
+        # queue just got a job: unblock their wait so they claim it now.
         ids = [int(r) for r in replies if isinstance(r, bytes) and r]
         if not ids:
             return
@@ -181,28 +253,8 @@ class Producer:
         for client_id in ids:
             pipe.client_unblock(client_id)
         # An ACL user without CLIENT UNBLOCK still gets its jobs run: the
-        # worker's wait on all:jobs is short anyway.
+        # worker's wait is short anyway.
         pipe.execute(raise_on_error=False)
-
-    def _enqueue_call(
-        self,
-        data: Mapping[str, Any],
-        manager: Optional[str],
-        worker: Optional[str],
-        job_id: Optional[str],
-        options: dict[str, str],
-    ) -> tuple[str, list[str], list[str]]:
-        fields = jobcodec.encode(data)
-        queue, workers, idle, wake = self._target(manager, worker)
-        fields["qw:queued_at"] = repr(time.time())
-        fields["qw:origin"] = queue
-        fields.update(options)
-        job_id = job_id or _new_id()
-        minute, day = self._stats_keys()
-        args = [job_id, worker or "", wake, *STATS_TTLS, "", ""]
-        for name, value in fields.items():
-            args += [name, value]
-        return job_id, [self.keys.job(job_id), queue, workers, idle, minute, day], args
 
     def _stats_keys(self) -> tuple[str, str]:
         """This minute's and this day's ``all:stats`` hashes, where queuing counts ``queued``."""
@@ -210,16 +262,22 @@ class Producer:
         return (self.keys.all_stats(stats.MINUTE, int(now // 60)),
                 self.keys.all_stats(stats.DAY, int(now // 86400)))
 
-    def _target(self, manager: Optional[str], worker: Optional[str]) -> tuple[str, str, str, str]:
-        """The list a job goes on, the workers set and idle hash to check, whom to wake."""
-        if worker:
-            manager = manager or manager_of_worker(worker)
-            queue, wake = self.keys.worker_jobs(worker), "worker"
-        elif manager:
-            queue, wake = self.keys.manager_jobs(validate_manager_name(manager)), "manager"
-        else:
-            return self.keys.all_jobs, self.keys.all_jobs, self.keys.all_jobs, ""
-        return queue, self.keys.manager_workers(manager), self.keys.manager_idle(manager), wake
+
+def _runs(jobs: list[Encoded]) -> list[tuple[int, list[str]]]:
+    """The jobs as runs of the same number of fields, each flattened to id, field, value, ...
+
+    ``enqueue_many-5.lua`` takes jobs of one width per call; runs keep the
+    queue order.
+    """
+    runs: list[tuple[int, list[str]]] = []
+    for job_id, fields in jobs:
+        if not runs or runs[-1][0] != len(fields):
+            runs.append((len(fields), []))
+        args = runs[-1][1]
+        args.append(job_id)
+        for item in fields.items():
+            args.extend(item)
+    return runs
 
 
 def _raise_unknown_worker(exc: Exception) -> None:
@@ -229,12 +287,19 @@ def _raise_unknown_worker(exc: Exception) -> None:
         raise UnknownWorker(f"worker {name!r} is not registered") from None
 
 
-def _new_id() -> str:
+def new_id() -> str:
     """A random job id: 32 hex digits, as uuid4().hex looks, at a third of its cost."""
     return os.urandom(16).hex()
 
 
-def _job_options(max_attempts: Optional[int], timeout: Optional[float]) -> dict[str, str]:
+def new_ids(n: int) -> list[str]:
+    """``n`` ids as :func:`new_id` makes them, from one read of the random source (a third of the cost)."""
+    digits = os.urandom(16 * n).hex()
+    return [digits[i : i + 32] for i in range(0, 32 * n, 32)]
+
+
+def job_options(max_attempts: Optional[int], timeout: Optional[float]) -> dict[str, str]:
+    """The hash fields of a job's own limits (``qw:max_attempts``, ``qw:timeout``), if given."""
     options = {}
     if max_attempts is not None:
         if int(max_attempts) < 1:
@@ -245,3 +310,10 @@ def _job_options(max_attempts: Optional[int], timeout: Optional[float]) -> dict[
             raise ConfigError(f"timeout must be positive, got {timeout}")
         options["qw:timeout"] = repr(float(timeout))
     return options
+
+
+def check_batch_size(batch_size: int) -> int:
+    """``batch_size`` if it is a whole number of at least 1, else :class:`ConfigError`."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
+    return batch_size

@@ -6,6 +6,7 @@ Usage:
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] jobs [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue string <data> [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue file <file> [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue task <task> [<args>] [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] failed
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] retry (--all | <job_id>...)
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] purge
@@ -28,6 +29,10 @@ Commands:
   queue file      Queue the JSON object in <file>, or one job per line of a
                   JSON Lines file ('-' reads stdin); print the ids. A bad line
                   queues nothing.
+  queue task      Queue a call of <task> (a task name, or an import path
+                  'pkg.mod:fn') with the positional arguments in <args>, a
+                  JSON array, and the keyword arguments in --kwargs; print
+                  its id. With a <manager>, give '[]' for no arguments.
   failed          List failed jobs: id, when, attempts, last error.
   retry           Queue failed jobs again, attempts reset.
   purge           Delete every failed job.
@@ -53,9 +58,12 @@ Commands:
   and print what changed.
 
 Options:
-{connection}  --worker=<worker>        queue: put the job on this worker's own list.
-  --id=<job_id>            queue string: the job's id; queuing an id that exists
-                           does nothing, so a repeated command is harmless.
+{connection}  --queue=<queue>          queue: put the job on this named queue (all: all:jobs).
+  --worker=<worker>        queue: put the job on this worker's own list.
+  --kwargs=<json>          queue task: the keyword arguments, a JSON object.
+  --id=<job_id>            queue string, queue task: the job's id; queuing an id
+                           that exists does nothing, so a repeated command is
+                           harmless.
   --max-attempts=<n>       queue: runs the job gets before it fails for good.
   --timeout=<seconds>      queue: the job's time limit.
   --json                   managers, workers, jobs, failed, stats, info: print JSON.
@@ -72,12 +80,13 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from ..call import Call
 from ..client import Client, FailedJob
 from ..exceptions import ConfigError, QwError
 from ..job import parse_object
 from ..version import __version__
 from .common import CONNECTION_OPTIONS, EXIT_ERROR, EXIT_OK, connection_kwargs, integer, number, parse, run
-from .input import parse_jobs, read_text
+from .input import parse_arguments, parse_jobs, read_text
 from .watch import dumps, format_info, format_stats, info_report, top
 
 COMMANDS = ("scale", "expand", "contract", "reload", "pause", "resume", "stop")
@@ -95,6 +104,12 @@ def _main(argv: Optional[list[str]]) -> int:
     limit = integer(args["--limit"], "--limit", minimum=0)
     if args["queue"]:
         # Check the input before touching Redis: bad data never half-queues.
+        if args["task"]:
+            call = task_call(args)
+            print(Client(**connection_kwargs(args)).queue_call(call))
+            return EXIT_OK
+        if args["--kwargs"] is not None:
+            raise ConfigError("--kwargs is for 'queue task'")
         if args["string"]:
             jobs = [parse_object(args["<data>"])]
         else:
@@ -143,10 +158,7 @@ def _main(argv: Optional[list[str]]) -> int:
 
 
 def queue(client: Client, jobs: list[dict[str, Any]], args: dict[str, Any]) -> int:
-    options = {
-        "max_attempts": None if args["--max-attempts"] is None else integer(args["--max-attempts"], "--max-attempts", 1),
-        "timeout": None if args["--timeout"] is None else number(args["--timeout"], "--timeout"),
-    }
+    options = {"queue": args["--queue"], **limits(args)}
     if args["--id"]:
         if len(jobs) != 1:
             raise ConfigError("--id names one job: use it with 'queue string' or a one-job file")
@@ -156,6 +168,21 @@ def queue(client: Client, jobs: list[dict[str, Any]], args: dict[str, Any]) -> i
     for job_id in ids:
         print(job_id)
     return EXIT_OK
+
+
+def task_call(args: dict[str, Any]) -> Call:
+    """The call ``queue task`` queues, checked (arguments, names, options) before Redis is reached."""
+    positional, keywords = parse_arguments(args["<args>"], args["--kwargs"])
+    return Call(args["<task>"], positional, keywords, queue=args["--queue"], manager=args["<manager>"],
+                worker=args["--worker"], job_id=args["--id"], **limits(args))
+
+
+def limits(args: dict[str, Any]) -> dict[str, Any]:
+    """``--max-attempts`` and ``--timeout`` as queue_job's keyword arguments."""
+    return {
+        "max_attempts": None if args["--max-attempts"] is None else integer(args["--max-attempts"], "--max-attempts", 1),
+        "timeout": None if args["--timeout"] is None else number(args["--timeout"], "--timeout"),
+    }
 
 
 def control(client: Client, manager: str, command: str, args: dict[str, Any]) -> int:

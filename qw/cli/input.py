@@ -1,10 +1,10 @@
-"""Reading jobs for ``qw-client queue``: one JSON object, or JSON Lines."""
+"""Reading jobs for ``qw-client queue``: one JSON object, or JSON Lines; a task's arguments."""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Any, Optional
 
 from ..exceptions import JobDataError
 from ..job import json_kind, parse_object
@@ -48,3 +48,33 @@ def _line(number: int, line: str, source: str) -> dict[str, Any]:
         return parse_object(line)
     except JobDataError as exc:
         raise JobDataError(f"{source}, line {number}: {exc}") from None
+
+
+def parse_arguments(args: Optional[str], kwargs: Optional[str]) -> tuple[list[Any], dict[str, Any]]:
+    """A task's positional arguments (a JSON array) and keyword arguments (a JSON object), from text.
+
+    Either may be None: none of that kind. NaN and Infinity, which Python
+    reads but JSON does not have, are refused here, as the call would.
+    """
+    positional = [] if args is None else _strict_json(args, "task arguments")
+    if not isinstance(positional, list):
+        raise JobDataError(f"task arguments must be a JSON array, not {_kind(positional)}")
+    keywords = {} if kwargs is None else _strict_json(kwargs, "--kwargs")
+    if not isinstance(keywords, dict):
+        raise JobDataError(f"--kwargs must be a JSON object, not {_kind(keywords)}")
+    return positional, keywords
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        raise JobDataError(f"{what}: invalid JSON: {exc}") from None
+
+
+def _kind(value: Any) -> str:
+    return "an object" if isinstance(value, dict) else json_kind(value)

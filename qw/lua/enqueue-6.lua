@@ -1,14 +1,17 @@
 -- Queue one job: write its hash and push its id, as one atomic step.
 -- KEYS[1] job:<id>            the job's hash
--- KEYS[2] the list to push on  all:jobs, <manager>:jobs or <worker>:jobs
--- KEYS[3] <manager>:workers    checked when queuing to one worker
+-- KEYS[2] the list to push on  all:jobs, all:queue:<name>, <manager>:jobs or <worker>:jobs
+-- KEYS[3] <manager>:workers    checked when queuing to one worker; for all:jobs and
+--                              named queues, unused: KEYS[2] again
 -- KEYS[4] <manager>:idle       idle workers and the client ids they block on
+--         (all:queue:<name>:idle for a named queue; for all:jobs, unused: KEYS[2] again)
 -- KEYS[5] all:stats:m:<minute> this minute's counts, where `queued` is added
 -- KEYS[6] all:stats:d:<day>    today's counts
 -- ARGV[1] job id
 -- ARGV[2] worker name that must be a member of KEYS[3], or "" for no check
 -- ARGV[3] "worker": wake that worker if idle; "manager": wake one idle worker
---         of the manager; "": none (idle workers wait on all:jobs itself)
+--         of the manager (or of the named queue); "": none (all:jobs: its
+--         waiters block on it, so the LPUSH wakes them)
 -- ARGV[4] seconds KEYS[5] is kept, ARGV[5] seconds KEYS[6] is kept
 -- ARGV[6] name of the idle worker the producer unblocks right behind this
 --         call (it woke that one last time, and guesses it is idle again), or ""

@@ -1,13 +1,15 @@
 -- Queue a batch of jobs onto one list, as one atomic step: each job's hash
--- and id together, as enqueue-4.lua does for one job.
--- KEYS[1] the list to push on  all:jobs, <manager>:jobs or <worker>:jobs
--- KEYS[2] <manager>:workers    checked when queuing to one worker
+-- and id together, as enqueue-6.lua does for one job.
+-- KEYS[1] the list to push on  all:jobs, all:queue:<name>, <manager>:jobs or <worker>:jobs
+-- KEYS[2] <manager>:workers    checked when queuing to one worker; for all:jobs and
+--                              named queues, unused: KEYS[1] again
 -- KEYS[3] <manager>:idle       idle workers and the client ids they block on
+--         (all:queue:<name>:idle for a named queue; for all:jobs, unused: KEYS[1] again)
 -- KEYS[4] all:stats:m:<minute> this minute's counts, where `queued` is added
 -- KEYS[5] all:stats:d:<day>    today's counts
 -- ARGV[1] prefix of job hashes, "<namespace>job:"
 -- ARGV[2] worker name that must be a member of KEYS[2], or "" for no check
--- ARGV[3] "worker" / "manager" / "": whom to wake (see enqueue-4.lua)
+-- ARGV[3] "worker" / "manager" / "": whom to wake (see enqueue-6.lua)
 -- ARGV[4] number of fields, n, that every job in the batch has
 -- ARGV[5] seconds KEYS[4] is kept, ARGV[6] seconds KEYS[5] is kept
 -- ARGV[7..] the jobs, each as: id, then n fields as field, value pairs
