@@ -30,9 +30,9 @@ def add(directory: str, a: int, b: int) -> int:
     return a + b
 
 
-@qw.task(name="mail.send", queue="emails", max_attempts=2)
+@qw.task(name="app.mail.send", queue="emails", max_attempts=2)
 def send_mail(directory: str, to: str, subject: str = "", **extra: Any) -> None:
-    _note(directory, {"task": "mail.send", "to": to, "subject": subject, "extra": extra})
+    _note(directory, {"task": "app.mail.send", "to": to, "subject": subject, "extra": extra})
 
 
 @qw.task(max_attempts=5)

@@ -51,7 +51,7 @@ def test_each_flag_is_a_configuration_file_key(option, tmp_path: Path) -> None:
     path = tmp_path / "qw.toml"
     path.write_text(f'{key} = "{value}"\n{key.replace("-", "_")} = "{value}"\n' if "-" in key
                     else f'{key} = "{value}"\n')
-    assert read_config(str(path))[option.cli] == value
+    assert read_config(str(path))[option.cli] == ([value] if option.repeat else value)
 
 
 def test_an_unknown_file_key_is_refused(tmp_path: Path) -> None:

@@ -62,11 +62,11 @@ def out(tmp_path: Path) -> Path:
 def test_a_task_module_runs_its_tasks_with_their_arguments(start_manager, client: Client, out: Path) -> None:
     start_manager(CODE, num_workers=1)
     first = queue_raw(client, "all:jobs", "tasks_app.add", [str(out), 4, 5])
-    second = queue_raw(client, "all:jobs", "mail.send", [str(out), "a@b.c"], {"subject": "hi", "tag": [1]})
+    second = queue_raw(client, "all:jobs", "app.mail.send", [str(out), "a@b.c"], {"subject": "hi", "tag": [1]})
     report = queue_raw(client, "all:jobs", "tasks_app.Report", [str(out)], {"month": "2026-11"})
     wait_for(lambda: all(runs(out, j) for j in (first, second, report)), what="three task jobs")
     assert runs(out, first)[0]["sum"] == 9
-    assert runs(out, second)[0] | {"pid": 0} == {"task": "mail.send", "to": "a@b.c", "subject": "hi",
+    assert runs(out, second)[0] | {"pid": 0} == {"task": "app.mail.send", "to": "a@b.c", "subject": "hi",
                                                   "extra": {"tag": [1]}, "pid": 0, "attempt": 1}
     assert runs(out, report)[0]["month"] == "2026-11"
     # Done: nothing is left behind, as for plain jobs.
@@ -95,7 +95,7 @@ def test_a_function_target_and_tasks_run_side_by_side(start_manager, client: Cli
 
 
 @pytest.mark.parametrize(("task", "args", "reason"), [
-    ("nope", [], "unknown task 'nope'; this manager runs: mail.send, tasks_app.Report, tasks_app.add, "
+    ("nope", [], "unknown task 'nope'; this manager runs: app.mail.send, tasks_app.Report, tasks_app.add, "
                  "tasks_app.give_up, tasks_app.later"),
     ("os:remove", ["/tmp/x"], "import path 'os:remove' is not allowed (qw-manager --allow)"),
     ("tasks_app:helper", [], "import path 'tasks_app:helper' is not allowed (qw-manager --allow)"),

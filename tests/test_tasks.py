@@ -1,8 +1,8 @@
 """Tasks without a worker: declaring, calling, queuing (to a stand-in), resolving, loading.
 
-The stand-in client records the calls handed to it: it replaces the
-``queue_call`` / ``queue_calls`` methods the client does not have yet, not
-Redis. Tests that queue through Redis come with the integration.
+The stand-in client records the calls handed to it, to check what a task
+hands the client before anything reaches Redis; tests/test_task_queuing.py
+and tests/test_task_running.py queue and run tasks through a real Redis.
 """
 
 from __future__ import annotations
