@@ -7,6 +7,7 @@ the wire format the README documents.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 from qw import Client
 from qw.claim import FAILED, RETRYING, Claimer, Job, promote_due
 from qw.recovery import requeue
+from qw.tasks import set_default_client
 
 from conftest import RedisServer, cli_env, wait_for
 
@@ -217,3 +219,52 @@ def test_qw_manager_refuses_bad_task_options_in_one_line(redis_server: RedisServ
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("qw-manager: error: ") and error in lines[0], done.stderr
+
+
+def test_delay_map_and_send_with_run_on_the_queues_their_tasks_name(start_manager, client: Client,
+                                                                     out: Path) -> None:
+    import tasks_app
+
+    set_default_client(client)
+    try:
+        start_manager(CODE, num_workers=2, queues=["emails", "reports", "all"])
+        handles = [tasks_app.add.delay(str(out), 1, 2), tasks_app.add.fire(str(out), 3, 4),
+                   tasks_app.send_mail.delay(str(out), "a@b.c", subject="x"),  # on the emails queue
+                   tasks_app.Report.delay(str(out), "2026-11"),                # on the reports queue
+                   *tasks_app.add.map([(str(out), 5, 6), (str(out), 7, 8)]),
+                   tasks_app.add.send_with(args=(str(out), 9, 9), queue="emails", max_attempts=1)]
+        wait_for(lambda: all(runs(out, h.id) for h in handles), what="every task job")
+        sums = [runs(out, h.id)[0].get("sum") for h in handles]
+        assert sums == [3, 7, None, None, 11, 15, 18]
+        assert runs(out, handles[2].id)[0]["to"] == "a@b.c"
+        assert runs(out, handles[3].id)[0]["month"] == "2026-11"
+    finally:
+        set_default_client(None)
+
+
+def test_the_tasks_demo_runs_every_kind_of_task_job(tmp_path_factory) -> None:
+    import os
+    import signal
+    import sys
+
+    directory = Path(tmp_path_factory.mktemp("demo"))  # short: the embedded server's socket lives here
+    proc = subprocess.Popen([sys.executable, "-m", "qw.tasks_demo", str(directory)], env=cli_env(),
+                            stderr=subprocess.PIPE, text=True)
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        wanted = ["hello, Ada", "hello, Grace", "hello, Linus", "mail to ken@example.com", "report for 2026-11",
+                  "not an address: 'barbara'"]
+        while time.monotonic() < deadline and not all(any(w in line for line in seen) for w in wanted):
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+        assert all(any(w in line for line in seen) for w in wanted), "".join(seen)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+        pidfile = directory / "redis.pid"
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
