@@ -268,3 +268,34 @@ def test_the_tasks_demo_runs_every_kind_of_task_job(tmp_path_factory) -> None:
         if pidfile.exists():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("queues", [None, [("emails", None), ("all", None)], [("emails", 3), ("sms", 1)]],
+                         ids=["shared queue", "named queues", "weighted queues"])
+def test_running_task_jobs_costs_one_round_trip_per_job(client: Client, queues) -> None:
+    import tasks_app
+
+    from qw import Worker
+
+    from tests_support import commands_run
+
+    set_default_client(client)
+    try:
+        queue = queues[0][0] if queues else None
+        tasks_app.add.map([("/nonexistent", n, n) for n in range(101)], queue=queue)
+    finally:
+        set_default_client(None)
+    worker = Worker(client, None, "box", name="box:1", tasks={"tasks_app.add": tasks_app.add}, queues=queues)
+    claimer, dispatcher = worker._setup()
+    claimer.ack_id("warm-up")  # loads the claim script (an ack of nothing changes nothing)
+    with commands_run(client.redis) as seen:
+        ack, resolved = None, 0
+        while True:
+            job = claimer.claim(ack)
+            if job is None:
+                break
+            assert dispatcher.resolve(job.meta).args[1:] == [resolved, resolved]
+            resolved += 1
+            ack = job
+    top_level = {k: v for k, v in seen().items() if k in ("evalsha", "eval", "blmove", "script", "multi")}
+    assert resolved == 101 and top_level == {"evalsha": 102}  # and one last claim that found nothing
