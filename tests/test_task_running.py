@@ -299,3 +299,51 @@ def test_running_task_jobs_costs_one_round_trip_per_job(client: Client, queues) 
             ack = job
     top_level = {k: v for k, v in seen().items() if k in ("evalsha", "eval", "blmove", "script", "multi")}
     assert resolved == 101 and top_level == {"evalsha": 102}  # and one last claim that found nothing
+
+
+def write_task_app(directory: Path, version: int, extra: str = "") -> None:
+    """A task module of the user's own, whose VERSION each run records."""
+    import textwrap
+
+    (directory / "task_app_under_test.py").write_text(textwrap.dedent(f"""
+        import json, uuid
+        from pathlib import Path
+        import qw
+
+        VERSION = {version}
+
+        @qw.task
+        def record(directory):
+            job = qw.current_job()
+            (Path(directory) / f"{{job.id}}.done.{{uuid.uuid4().hex}}").write_text(
+                json.dumps({{"version": VERSION}}))
+    """) + extra)
+    for cached in (directory / "__pycache__").glob("task_app_under_test*"):
+        cached.unlink()
+
+
+def test_a_reload_imports_task_modules_afresh_and_keeps_the_old_ones_if_the_new_fail(
+        start_manager, client: Client, out: Path, tmp_path: Path, monkeypatch) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    write_task_app(code, 1)
+    monkeypatch.syspath_prepend(str(code))
+    manager = start_manager("task_app_under_test", name="box", num_workers=1)
+    first = queue_raw(client, "all:jobs", "task_app_under_test.record", [str(out)])
+    wait_for(lambda: runs(out, first), what="the job on version 1")
+    write_task_app(code, 2, "\n@qw.task\ndef more():\n    pass\n")
+    old = set(manager.worker_pids.values())
+    answer = client.control("box", "reload")
+    assert answer["ok"] is True, answer
+    # An old worker's wait in flight may still claim a job: queue once it is gone.
+    wait_for(lambda: not old & set(manager.worker_pids.values()), what="the old worker to leave")
+    second = queue_raw(client, "all:jobs", "task_app_under_test.record", [str(out)])
+    third = queue_raw(client, "all:jobs", "task_app_under_test.more", [])
+    wait_for(lambda: runs(out, second) and client.redis.exists(f"job:{third}") == 0, what="jobs on version 2")
+    assert [runs(out, j)[0]["version"] for j in (first, second)] == [1, 2]
+    (code / "task_app_under_test.py").write_text("import qw\n@qw.task\ndef broken(:\n")
+    answer = client.control("box", "reload")
+    assert answer["ok"] is False and "SyntaxError" in answer["message"]
+    fourth = queue_raw(client, "all:jobs", "task_app_under_test.record", [str(out)])
+    wait_for(lambda: runs(out, fourth), what="the job, on the code that last imported")
+    assert runs(out, fourth)[0]["version"] == 2
