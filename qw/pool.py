@@ -22,7 +22,7 @@ from . import recovery
 from .client import Client
 from .connection import translated
 from .guard import Guard
-from .keys import worker_name
+from .keys import SHARED_QUEUE, worker_name
 from .lifecycle import Lifecycle
 from .options import Settings
 from .process import CONTROL_SIGNALS, EXIT_TARGET, STOP_SIGNALS, Switch, describe_exit
@@ -244,10 +244,18 @@ class Pool:
         keys = self.client.keys
         pipe = self.client.redis.pipeline()
         pipe.srem(keys.manager_workers(self.name), name)
-        pipe.hdel(keys.manager_idle(self.name), name)
+        for idle in self.idle_hashes():
+            pipe.hdel(idle, name)
         pipe.execute()
         return recovery.requeue(self.client, self.name, name, keep_own=False, cause=cause,
                                 max_attempts=max_attempts)
+
+    def idle_hashes(self) -> list[str]:
+        """Where this manager's idle workers list themselves: ``<manager>:idle`` and the idle hash
+        of each named queue it serves (whose entries its workers leave behind when they go)."""
+        keys = self.client.keys
+        named = [name for name, _weight in self.settings.queues or () if name != SHARED_QUEUE]
+        return [keys.manager_idle(self.name), *(keys.named_queue_idle(name) for name in named)]
 
     # -- stopping --------------------------------------------------------------------
 

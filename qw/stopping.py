@@ -121,6 +121,7 @@ class Stopper:
                         log.info("manager %s: stopped; handing over", self.name)
                         return
                     self.lifecycle.reexec = False  # lost the name meanwhile: stop for good
+                self._forget_idle(names)
                 self.lease.release()
                 log.info("manager %s: stopped", self.name)
                 return
@@ -134,6 +135,15 @@ class Stopper:
             self.name,
         )
         self.lifecycle.fail(stop=False)
+
+    def _forget_idle(self, names: list[str]) -> None:
+        # Named queues' idle hashes are shared with other managers: take our
+        # workers out, or producers would try to wake workers that are gone.
+        pipe = self.client.redis.pipeline()
+        for idle in self.pool.idle_hashes()[1:]:
+            if names:
+                pipe.hdel(idle, *names)
+        pipe.execute()
 
     def _requeue_all(self, names: list[str]) -> None:
         for worker in names:

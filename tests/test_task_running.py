@@ -347,3 +347,13 @@ def test_a_reload_imports_task_modules_afresh_and_keeps_the_old_ones_if_the_new_
     fourth = queue_raw(client, "all:jobs", "task_app_under_test.record", [str(out)])
     wait_for(lambda: runs(out, fourth), what="the job, on the code that last imported")
     assert runs(out, fourth)[0]["version"] == 2
+
+
+def test_a_stopped_manager_leaves_no_idle_entry_in_the_named_queues(start_manager, client: Client) -> None:
+    manager = start_manager(CODE, num_workers=2, queues=["emails", "sms", "all"])
+    wait_for(lambda: client.redis.hlen("all:queue:emails:idle") == 2 and client.redis.hlen("all:queue:sms:idle") == 2,
+             what="both idle workers listed in both named queues")
+    manager.scale(1)
+    wait_for(lambda: client.redis.hlen("all:queue:sms:idle") == 1, what="the retired worker unlisted")
+    manager.stop(20)
+    assert not client.redis.exists("all:queue:emails:idle", "all:queue:sms:idle")
