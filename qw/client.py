@@ -9,8 +9,8 @@ one job, through the client's :class:`~qw.store.Store`: :mod:`qw.queuing`
 (queue one or many jobs), :mod:`qw.task_queuing` (queue task
 calls), :mod:`qw.seed` (registration, ``fetch_next_job``,
 ``finish_job``), :mod:`qw.inspection` (the ``get_*`` readers),
-:mod:`qw.failed` (the failed list) and :mod:`qw.control` (commands to a
-manager). A new feature adds a module and a few delegates here.
+:mod:`qw.census` (the table of tasks), :mod:`qw.failed` (the failed list) and
+:mod:`qw.control` (commands to a manager). A new feature adds a module and a few delegates here.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import redis
 
-from . import failed, inspection, seed, task_queuing
+from . import census, failed, inspection, seed, task_queuing
 from .call import Call
 from .connection import RedisConfig, translated
 from .control import send
@@ -269,14 +269,27 @@ class Client:
         """Jobs waiting for a retry, as ``(job_id, due_at)`` (unix seconds), soonest first."""
         return inspection.get_scheduled_jobs(self._store)
 
-    def get_stats(self, manager: Optional[str] = None) -> dict[str, Any]:
-        """Throughput, failures, wait and run time percentiles: of ``manager``, or of all.
+    def get_stats(self, manager: Optional[str] = None, *, task: Optional[str] = None,
+                  queue: Optional[str] = None) -> dict[str, Any]:
+        """Throughput, failures, wait and run time percentiles: of ``manager``, of one ``task`` or
+        named ``queue`` (over all managers), or of all.
 
         Windows of the last 1, 5, 15 and 60 minutes and of the whole history
         by minute, then one entry per day, newest first. The history is the
-        one the manager (or, for all, the first live manager) keeps.
+        one the manager (or, for all, the first live manager) keeps. Per
+        task and queue, ``queued`` and ``requeued`` are not kept (None).
         """
-        return inspection.get_stats(self._store, manager)
+        return inspection.get_stats(self._store, manager, task=task, queue=queue)
+
+    def get_tasks(self, manager: Optional[str] = None, name_filter: str = "") -> dict[str, Any]:
+        """Per task: how many live workers can run it, how many of its jobs run now, how many wait.
+
+        Over every live manager, or ``manager`` only; tasks whose name
+        contains ``name_filter``. See :func:`qw.census.task_table`, which
+        caps the ids read per queue (``queued_capped`` says when it did).
+        """
+        with translated(self._store.config):
+            return census.task_table(self._store, manager, name_filter)
 
     def get_manager_info(self, manager: str) -> dict[str, Any]:
         """What a live manager publishes about itself each tick (``<manager>:info``); {} if none."""

@@ -87,6 +87,11 @@ def get_manager_info(store: Store, manager: str) -> dict[str, Any]:
     """``<manager>:info``, each field decoded from JSON where it is JSON; {} if none."""
     with translated(store.config):
         raw = store.redis.hgetall(store.keys.manager_info(manager))
+    return decode_info(raw)
+
+
+def decode_info(raw: dict[Any, Any]) -> dict[str, Any]:
+    """A ``<manager>:info`` hash as Redis returned it, each field decoded from JSON where it is JSON."""
     info: dict[str, Any] = {}
     for field, value in raw.items():
         value_text = text(value)
@@ -97,18 +102,23 @@ def get_manager_info(store: Store, manager: str) -> dict[str, Any]:
     return info
 
 
-def get_stats(store: Store, manager: Optional[str] = None) -> dict[str, Any]:
-    """:func:`qw.stats.report` of ``manager`` (or of all) over the history its manager keeps.
+def get_stats(store: Store, manager: Optional[str] = None, *, task: Optional[str] = None,
+              queue: Optional[str] = None) -> dict[str, Any]:
+    """:func:`qw.stats.report` of ``manager``, ``task`` or named ``queue`` (or of all) over the history
+    its manager keeps.
 
-    For all, the history is that of the first live manager (by name), else
-    the default.
+    For all, a task or a queue, the history is that of the first live
+    manager (by name), else the default. A task or a queue with a manager,
+    or both, is a :class:`~qw.exceptions.ConfigError`: those figures are
+    kept over all managers, one kind at a time.
     """
+    scope = stats.Scope(manager=manager, task=task, queue=queue)
     info = get_manager_info(store, manager) if manager else next(
         (i for i in (get_manager_info(store, m) for m in get_all_managers(store)) if i), {})
     history = (float(info.get("history_hours", stats.DEFAULT_HISTORY[0])),
                int(info.get("history_days", stats.DEFAULT_HISTORY[1])))
     with translated(store.config):
-        return stats.report(store.redis, store.keys, manager, history)
+        return stats.report(store.redis, store.keys, scope, history)
 
 
 def _members(store: Store, key: str) -> list[str]:

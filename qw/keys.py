@@ -33,12 +33,17 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
     ("<manager>:health", "hash",
      "worker name -> JSON: pid, how long its job has run, seconds since Redis last answered it"),
     ("<manager>:idle", "hash", "idle worker name -> client id it blocks on, so a producer can wake it"),
-    ("<manager>:info", "hash", "the manager's pid, host, version, target, worker count, paused, history"),
+    ("<manager>:info", "hash",
+     "the manager's pid, host, version, target, worker count, paused, history; task names, queues, allow"),
     ("<manager>:control", "list", "commands to the manager (JSON), from `qw-client scale` and the like"),
     ("<manager>:reply:<id>", "list", "the manager's answer to command <id> (JSON), expiring"),
     ("<manager>:stats:<period>:<n>", "hash",
      "counts and histogram buckets of the manager's jobs in minute (m) or day (d) number n"),
     ("all:stats:<period>:<n>", "hash", "the same over all managers, plus `queued`; both expire"),
+    ("all:stats:task:<task>:<period>:<n>", "hash",
+     "the same for the jobs of one task that managers loaded, over all managers; expires likewise"),
+    ("all:stats:queue:<name>:<period>:<n>", "hash",
+     "the same for the jobs taken from one named queue, over all managers; expires likewise"),
 )
 
 RESERVED_MANAGER_NAMES = frozenset({"all", "job"})
@@ -79,6 +84,21 @@ def validate_queue_name(name: str) -> str:
         if len(name) > 64:
             raise ConfigError(f"queue name {name[:20]!r}... is longer than 64 characters")
         raise ConfigError(f"queue name {name!r} may hold only letters, digits, '_', '.' and '-'")
+    return name
+
+
+def validate_task_name(name: str) -> str:
+    """Return ``name`` if it may name a registered task, else raise :class:`ConfigError`.
+
+    The rule ``qw.tasks`` registers names under: not empty, no ``:`` (that
+    marks an import path), no whitespace; so a task name is safe in a key.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"a task name must be a non-empty string, got {name!r}")
+    if ":" in name:
+        raise ConfigError(f"task name {name!r} must not contain ':', which marks an import path")
+    if any(c.isspace() for c in name):
+        raise ConfigError(f"task name {name!r} must not contain whitespace")
     return name
 
 
@@ -171,6 +191,14 @@ class Keys:
 
     def all_stats(self, period: str, n: int) -> str:
         return f"{self.namespace}all:stats:{period}:{n}"
+
+    def task_stats(self, task: str, period: str, n: int) -> str:
+        """``all:stats:task:<task>:<period>:<n>``; the name is checked (:func:`validate_task_name`)."""
+        return f"{self.namespace}all:stats:task:{validate_task_name(task)}:{period}:{n}"
+
+    def queue_stats(self, queue: str, period: str, n: int) -> str:
+        """``all:stats:queue:<name>:<period>:<n>``; the name is checked (:func:`validate_queue_name`)."""
+        return f"{self.namespace}all:stats:queue:{validate_queue_name(queue)}:{period}:{n}"
 
     def worker_jobs(self, worker: str) -> str:
         return f"{self.namespace}{worker}:jobs"

@@ -38,13 +38,14 @@ from .duties.stats import FlushStats
 from .duties.time_limits import EnforceTimeLimits
 from .exceptions import QwError
 from .guard import Guard
+from .keeper import Keeper
 from .lease import NameLease
 from .lifecycle import Lifecycle, Waker
 from .loading import load_code
 from .options import ARGUMENTS, Settings
 from .pool import Pool
 from .process import CONTROL_SIGNALS, STOP_SIGNALS, Switch, describe_exit  # noqa: F401 - describe_exit: as before
-from .stats import DEFAULT_HISTORY, Keeper
+from .stats import DEFAULT_HISTORY
 from .stopping import URGENT_GRACE, Stopper  # noqa: F401 - URGENT_GRACE: importable from here, as before
 from .supervisor import Supervisor
 from .target import CodeTracker, TargetSpec

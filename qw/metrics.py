@@ -3,7 +3,8 @@
 Served from the manager's supervising loop, one request at a time, with no
 thread of its own: the manager forks its workers while single-threaded.
 Figures are read at scrape time: counts from the workers' shared memory,
-queue depths from Redis.
+queue depths from Redis. Job counters and histograms carry ``task`` and
+``queue`` labels, bounded by the tasks and named queues the manager loaded.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from .client import Client
 from .exceptions import ConfigError
+from .keeper import Keeper
+from .keys import SHARED_QUEUE
 from .pool import Pool
 from .process import Switch
-from .stats import Keeper, bound_label
+from .stats import bound_label
 
 REQUEST_TIMEOUT = 2.0  # seconds a scraper gets to send its request: the loop waits for it
 
@@ -52,25 +55,9 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         manager = self.manager
         manager.collect_stats()
-        totals = manager.stats.totals
+        yield from self._jobs()
         labels = ["manager"]
         name = [manager.name]
-        for counter, text in (("processed", "Jobs whose target returned"),
-                              ("failed", "Jobs that failed for good (to the failed list)"),
-                              ("retried", "Failed runs scheduled for another attempt"),
-                              ("requeued", "Jobs put back in their queue after their worker died")):
-            family = CounterMetricFamily(f"qw_jobs_{counter}", text, labels=labels)
-            family.add_metric(name, totals.counters.get(counter, 0))
-            yield family
-        for kind, text in (("run", "Time jobs ran, target call to return"),
-                           ("wait", "Time jobs waited, queued to started")):
-            family = HistogramMetricFamily(f"qw_job_{kind}_seconds", text, labels=labels)
-            cumulative, buckets = 0, []
-            for index, count in enumerate(getattr(totals, kind)):
-                cumulative += count
-                buckets.append((bound_label(index), cumulative))
-            family.add_metric(name, buckets, getattr(totals, f"{kind}_sum"))
-            yield family
         now = time.time()
         slots = manager.pool.slots.values()
         busy = sum(1 for slot in slots if slot.process.shared.started.value)
@@ -91,17 +78,49 @@ class _Collector:
         yield age
         yield from self._depths()
 
+    def _jobs(self) -> Iterator[Metric]:
+        """The job counters and histograms, one series per (task, named queue) that counted anything.
+
+        Each job counts in exactly one series, so they add up; plain jobs
+        outside named queues (and requeued jobs, counted without their task)
+        have task="" and queue="", which Prometheus stores as the unlabelled
+        series of before. Bounded by the tasks and queues the manager loaded.
+        """
+        manager = self.manager
+        labels = ["manager", "task", "queue"]
+        series = sorted(manager.stats.series.items())
+        for counter, text in (("processed", "Jobs whose target returned"),
+                              ("failed", "Jobs that failed for good (to the failed list)"),
+                              ("retried", "Failed runs scheduled for another attempt"),
+                              ("requeued", "Jobs put back in their queue after their worker died")):
+            family = CounterMetricFamily(f"qw_jobs_{counter}", text, labels=labels)
+            for (task, queue), figures in series:
+                family.add_metric([manager.name, task, queue], figures.counters.get(counter, 0))
+            yield family
+        for kind, text in (("run", "Time jobs ran, target call to return"),
+                           ("wait", "Time jobs waited, queued to started")):
+            family = HistogramMetricFamily(f"qw_job_{kind}_seconds", text, labels=labels)
+            for (task, queue), figures in series:
+                cumulative, buckets = 0, []
+                for index, count in enumerate(getattr(figures, kind)):
+                    cumulative += count
+                    buckets.append((bound_label(index), cumulative))
+                family.add_metric([manager.name, task, queue], buckets, getattr(figures, f"{kind}_sum"))
+            yield family
+
     def _depths(self) -> Iterator[Metric]:
         manager = self.manager
         keys = manager.client.keys
         up = GaugeMetricFamily("qw_redis_up", "1 when Redis answered this scrape", labels=["manager"])
+        served = manager.pool.settings.queues or ()
+        named = [keys.named_queue(q) for q, _weight in served if q != SHARED_QUEUE]
         try:
             pipe = manager.client.redis.pipeline(transaction=False)
-            pipe.llen(keys.all_jobs)
-            pipe.llen(keys.manager_jobs(manager.name))
+            for key in (keys.all_jobs, keys.manager_jobs(manager.name), *named):
+                pipe.llen(key)
             pipe.zcard(keys.all_scheduled)
             pipe.llen(keys.all_failed)
-            shared, own, scheduled, failed = pipe.execute()
+            *lengths, scheduled, failed = pipe.execute()
         except redis.RedisError:
             up.add_metric([manager.name], 0)
             yield up
@@ -109,8 +128,8 @@ class _Collector:
         up.add_metric([manager.name], 1)
         yield up
         depth = GaugeMetricFamily("qw_queue_depth", "Jobs waiting in a queue", labels=["queue"])
-        depth.add_metric([keys.all_jobs], shared)
-        depth.add_metric([keys.manager_jobs(manager.name)], own)
+        for key, length in zip((keys.all_jobs, keys.manager_jobs(manager.name), *named), lengths):
+            depth.add_metric([key], length)
         yield depth
         waiting = GaugeMetricFamily("qw_scheduled_jobs", "Jobs waiting for a retry (all:scheduled)")
         waiting.add_metric([], scheduled)

@@ -22,11 +22,11 @@ from . import recovery
 from .client import Client
 from .connection import translated
 from .guard import Guard
+from .keeper import Keeper
 from .keys import SHARED_QUEUE, worker_name
 from .lifecycle import Lifecycle
 from .options import Settings
 from .process import CONTROL_SIGNALS, EXIT_TARGET, STOP_SIGNALS, Switch, describe_exit
-from .stats import Keeper
 from .worker import Worker
 
 log = logging.getLogger("qw.manager")
@@ -177,8 +177,8 @@ class Pool:
         process = slot.process
         process.join()
         del self.slots[slot.index]
-        self.stats.collect([process.shared.tally])
-        self.stats.forget(process.shared.tally)
+        self.stats.collect([process.shared])
+        self.stats.forget(process.shared)
         if process.exitcode == EXIT_TARGET:
             log.error("manager %s: %s cannot import its target; stopping", self.name, process.name)
             self.lifecycle.fail()

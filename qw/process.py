@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .breakdown import Breakdown
 from .retry import RetryPolicy
 from .stats import Tally
 
@@ -31,15 +32,20 @@ class Limits:
 
 
 class Shared:
-    """Numbers a worker publishes to its manager through shared memory."""
+    """Numbers a worker publishes to its manager through shared memory.
 
-    def __init__(self) -> None:
+    ``breakdown`` holds its counts per task and named queue, allocated before
+    the fork from what the manager loaded; None when it has neither.
+    """
+
+    def __init__(self, breakdown: Optional[Breakdown] = None) -> None:
         ctx = multiprocessing.get_context("fork")
         self.deadline = ctx.Value("d", 0.0, lock=False)  # time.monotonic() bound of the running job
         self.started = ctx.Value("d", 0.0, lock=False)  # time.time() the running job started; 0: idle
         self.last_ok = ctx.Value("d", time.time(), lock=False)  # last time Redis answered the worker
         self.jobs = ctx.Value("i", 0, lock=False)  # jobs started by this worker process
         self.tally = Tally()  # jobs settled, wait and run times
+        self.breakdown = breakdown  # the same per task and per named queue
         self.holding = ctx.Value("b", 0, lock=False)  # 1: paused, and no claim of ours is in flight
 
 

@@ -3,9 +3,15 @@
 A worker counts each job it settles, and its wait (queued to started) and
 run time, in shared memory: no round trip is added to a job. Its manager adds
 the counts up once a tick and writes them into per-minute and per-day hashes
-(``<manager>:stats:<period>:<n>`` and ``all:stats:<period>:<n>``) that expire
-after the configured history, so memory in Redis stays bounded. Producers
-count ``queued`` in the same hashes from the queuing scripts.
+(``<manager>:stats:<period>:<n>`` and ``all:stats:<period>:<n>``, and per
+task and per named queue ``all:stats:task:<task>:...`` and
+``all:stats:queue:<name>:...``) that expire after the configured history, so
+memory in Redis stays bounded. Producers count ``queued`` in the overall
+hashes from the queuing scripts.
+
+This module holds the counting (:class:`Tally`), the figures and how they
+are read back (:func:`report`); :mod:`qw.keeper` is the manager's side that
+writes them, :mod:`qw.breakdown` a worker's counts per task and queue.
 
 What a manager had counted but not yet written when it died is lost: the
 figures are for watching, never for accounting.
@@ -18,11 +24,12 @@ import math
 import multiprocessing
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import redis
 
-from .keys import Keys
+from .exceptions import ConfigError
+from .keys import SHARED_QUEUE, Keys, validate_queue_name, validate_task_name
 
 # Upper bounds of the histogram buckets, in seconds; the last one is +Inf.
 BOUNDS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -38,6 +45,7 @@ _N = len(BOUNDS)
 # Layout of a worker's integer array: outcomes, then wait buckets, then run buckets.
 _WAIT0 = len(OUTCOMES)
 _RUN0 = _WAIT0 + _N
+ROW_SIZE = _RUN0 + _N  # integers per tally (qw.breakdown keeps one such row per task and queue)
 
 
 def bucket_of(seconds: float) -> int:
@@ -56,7 +64,7 @@ class Tally:
 
     def __init__(self) -> None:
         ctx = multiprocessing.get_context("fork")
-        self.counts = ctx.Array("q", _RUN0 + _N, lock=False)
+        self.counts = ctx.Array("q", ROW_SIZE, lock=False)
         self.sums = ctx.Array("d", 2, lock=False)  # wait, run: seconds in all
 
     def record(self, outcome: int, wait: Optional[float], run: float) -> None:
@@ -87,6 +95,12 @@ class Figures:
     @classmethod
     def empty(cls) -> Figures:
         return cls({name: 0 for name in COUNTERS}, [0] * _N, [0] * _N)
+
+    @classmethod
+    def from_row(cls, counts: Sequence[int], wait_sum: float, run_sum: float) -> Figures:
+        """Figures from a tally's integers (:data:`ROW_SIZE` of them, as :class:`Tally` lays them out)."""
+        return cls({name: counts[i] for i, name in enumerate(OUTCOMES)},
+                   list(counts[_WAIT0:_RUN0]), list(counts[_RUN0:ROW_SIZE]), wait_sum, run_sum)
 
     def add(self, other: Figures) -> None:
         for name, value in other.counters.items():
@@ -150,80 +164,80 @@ class Figures:
         return getattr(self, f"{kind}_sum") / total if total else None
 
 
-class Keeper:
-    """A manager's side: add up its workers' tallies, keep totals, write them to Redis."""
-
-    def __init__(self, keys: Keys, manager: str, history: tuple[float, int] = DEFAULT_HISTORY) -> None:
-        self.keys = keys
-        self.manager = manager
-        self.history = history
-        self.totals = Figures.empty()  # since this manager started (for Prometheus)
-        self.pending = Figures.empty()  # counted, not yet in Redis
-        self._seen: dict[int, tuple[list[int], list[float]]] = {}  # id(tally) -> last snapshot
-
-    def collect(self, tallies: Iterable[Tally]) -> None:
-        """Take what the workers counted since the last call."""
-        for tally in tallies:
-            counts, sums = tally.snapshot()
-            before_counts, before_sums = self._seen.get(id(tally), ([0] * len(counts), [0.0, 0.0]))
-            self._seen[id(tally)] = (counts, sums)
-            delta = [a - b for a, b in zip(counts, before_counts)]
-            figures = Figures(
-                {name: delta[i] for i, name in enumerate(OUTCOMES)},
-                delta[_WAIT0:_RUN0], delta[_RUN0:],
-                sums[0] - before_sums[0], sums[1] - before_sums[1],
-            )
-            self._count(figures)
-
-    def forget(self, tally: Tally) -> None:
-        """Call after a final :meth:`collect` of a worker that is gone."""
-        self._seen.pop(id(tally), None)
-
-    def count_requeued(self, n: int) -> None:
-        if n > 0:
-            figures = Figures.empty()
-            figures.counters["requeued"] = n
-            self._count(figures)
-
-    def _count(self, figures: Figures) -> None:
-        self.totals.add(figures)
-        self.pending.add(figures)
-
-    def flush(self, client: redis.Redis, now: Optional[float] = None) -> None:
-        """Add the pending counts into this minute's and day's hashes; kept if Redis fails."""
-        if self.pending.is_empty():
-            return
-        now = time.time() if now is None else now
-        pending, self.pending = self.pending, Figures.empty()
-        fields = pending.fields()
-        pipe = client.pipeline(transaction=True)
-        for period, ttl in ((MINUTE, int(self.history[0] * 3600)), (DAY, int(self.history[1] * 86400))):
-            n = int(now // PERIOD_SECONDS[period])
-            for key in (self.keys.manager_stats(self.manager, period, n), self.keys.all_stats(period, n)):
-                for field, value in fields.items():
-                    if isinstance(value, float):
-                        pipe.hincrbyfloat(key, field, value)
-                    else:
-                        pipe.hincrby(key, field, value)
-                pipe.expire(key, max(ttl, PERIOD_SECONDS[period]))
-        try:
-            pipe.execute()
-        except redis.RedisError:
-            pending.add(self.pending)
-            self.pending = pending
-            raise
+# Producers count `queued` and managers `requeued` per job, knowing neither
+# the task nor, for requeued, the queue: per task and per queue they are not kept.
+TASK_UNCOUNTED = ("queued", "requeued")
 
 
-def read(client: redis.Redis, keys: Keys, manager: Optional[str], period: str, count: int,
+@dataclass(frozen=True)
+class Scope:
+    """Whose figures: all managers (the default), one ``manager``, one ``task`` or one named ``queue``.
+
+    Tasks and queues are kept over all managers only, and without ``queued``
+    and ``requeued`` (see :data:`TASK_UNCOUNTED`).
+    """
+
+    manager: Optional[str] = None
+    task: Optional[str] = None
+    queue: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        # Checked here, so a bad scope is one line before any key is built.
+        if self.task is not None and self.queue is not None:
+            raise ConfigError("figures are kept per task or per queue, not per task and queue: "
+                              "name one of them")
+        if (self.task is not None or self.queue is not None) and self.manager:
+            raise ConfigError("figures per task and per queue are kept over all managers only")
+        if self.queue == SHARED_QUEUE:
+            raise ConfigError("the shared queue all:jobs has no figures of its own (the overall "
+                              "figures cover every job); name a named queue")
+        if self.task is not None:
+            validate_task_name(self.task)
+        if self.queue is not None:
+            validate_queue_name(self.queue)
+
+    def key(self, keys: Keys, period: str, n: int) -> str:
+        """The hash holding this scope's figures of period ``n``."""
+        if self.task is not None:
+            return keys.task_stats(self.task, period, n)
+        if self.queue is not None:
+            return keys.queue_stats(self.queue, period, n)
+        return keys.manager_stats(self.manager, period, n) if self.manager else keys.all_stats(period, n)
+
+    @property
+    def label(self) -> str:
+        """How ``qw-client stats`` names it: "all managers", "box", "task mail.send", "queue emails"."""
+        if self.task is not None:
+            return f"task {self.task}"
+        if self.queue is not None:
+            return f"queue {self.queue}"
+        return self.manager or "all managers"
+
+    @property
+    def uncounted(self) -> tuple[str, ...]:
+        """Counters this scope does not keep (shown as none, not as 0)."""
+        return TASK_UNCOUNTED if self.task is not None or self.queue is not None else ()
+
+
+ScopeLike = Union[Scope, str, None]  # a manager's name, or None, is that manager's scope, or all
+
+
+def as_scope(scope: ScopeLike) -> Scope:
+    """A :class:`Scope` from a Scope, a manager name or None (all managers)."""
+    return scope if isinstance(scope, Scope) else Scope(manager=scope)
+
+
+def read(client: redis.Redis, keys: Keys, scope: ScopeLike, period: str, count: int,
          now: Optional[float] = None) -> list[tuple[int, Figures]]:
-    """The last ``count`` periods (current one last) as (period start, figures)."""
+    """The last ``count`` periods (current one last) of ``scope`` as (period start, figures)."""
     now = time.time() if now is None else now
     seconds = PERIOD_SECONDS[period]
     first = int(now // seconds) - count + 1
     numbers = range(first, first + count)
+    whose = as_scope(scope)
     pipe = client.pipeline(transaction=False)
     for n in numbers:
-        pipe.hgetall(keys.manager_stats(manager, period, n) if manager else keys.all_stats(period, n))
+        pipe.hgetall(whose.key(keys, period, n))
     return [(n * seconds, Figures.from_hash(raw)) for n, raw in zip(numbers, pipe.execute())]
 
 
@@ -238,11 +252,11 @@ def total(periods: Sequence[tuple[int, Figures]]) -> Figures:
 WINDOWS_MINUTES = (1, 5, 15, 60)
 
 
-def summary(figures: Figures, seconds: float) -> dict[str, Any]:
-    """What ``qw-client stats`` shows for one span of ``seconds``."""
+def summary(figures: Figures, seconds: float, uncounted: Sequence[str] = ()) -> dict[str, Any]:
+    """What ``qw-client stats`` shows for one span of ``seconds``; ``uncounted`` counters are None."""
     counters = figures.counters
     settled = sum(counters.get(name, 0) for name in OUTCOMES)
-    row: dict[str, Any] = {name: counters.get(name, 0) for name in COUNTERS}
+    row: dict[str, Any] = {name: None if name in uncounted else counters.get(name, 0) for name in COUNTERS}
     row["jobs_per_s"] = round(settled / seconds, 2) if seconds > 0 else 0.0
     row["failure_rate"] = round((counters.get("failed", 0) + counters.get("retried", 0)) / settled, 4) \
         if settled else None
@@ -252,25 +266,29 @@ def summary(figures: Figures, seconds: float) -> dict[str, Any]:
     return row
 
 
-def report(client: redis.Redis, keys: Keys, manager: Optional[str] = None,
+def report(client: redis.Redis, keys: Keys, scope: ScopeLike = None,
            history: tuple[float, int] = DEFAULT_HISTORY, now: Optional[float] = None) -> dict[str, Any]:
-    """Throughput, failures and latency percentiles over the last minutes, hours and days."""
+    """Throughput, failures and latency percentiles over the last minutes, hours and days, of
+    ``scope`` (a :class:`Scope`, a manager's name, or None: all managers)."""
     now = time.time() if now is None else now
+    whose = as_scope(scope)
+    uncounted = whose.uncounted
     into_minute = now % 60
-    minutes = read(client, keys, manager, MINUTE, int(history[0] * 60) + 1, now)
+    minutes = read(client, keys, whose, MINUTE, int(history[0] * 60) + 1, now)
     windows: dict[str, Any] = {}
     spans = [w for w in WINDOWS_MINUTES if w < history[0] * 60] + [int(history[0] * 60)]
     for span in spans:
         # The current, partial minute and the `span` whole minutes before it.
         figures = total(minutes[-(span + 1):])
         label = f"{span} min" if span < 60 else f"{span // 60} h"
-        windows[label] = summary(figures, span * 60 + into_minute)
+        windows[label] = summary(figures, span * 60 + into_minute, uncounted)
     days = []
     into_day = now % 86400
-    for start, figures in reversed(read(client, keys, manager, DAY, int(history[1]), now)):
+    for start, figures in reversed(read(client, keys, whose, DAY, int(history[1]), now)):
         elapsed = into_day if start + 86400 > now else 86400
-        days.append({"day": time.strftime("%Y-%m-%d", time.gmtime(start)), **summary(figures, elapsed)})
-    return {"scope": manager or "all managers", "history_hours": history[0], "history_days": history[1],
+        days.append({"day": time.strftime("%Y-%m-%d", time.gmtime(start)),
+                     **summary(figures, elapsed, uncounted)})
+    return {"scope": whose.label, "history_hours": history[0], "history_days": history[1],
             "windows": windows, "days": days}
 
 
@@ -278,8 +296,10 @@ def _rounded(value: Optional[float]) -> Optional[float]:
     return None if value is None else round(value, 6)
 
 
-def recent(client: redis.Redis, keys: Keys, manager: Optional[str] = None, minutes: int = 1,
+def recent(client: redis.Redis, keys: Keys, scope: ScopeLike = None, minutes: int = 1,
            now: Optional[float] = None) -> dict[str, Any]:
     """:func:`summary` of the last ``minutes`` whole minutes and the current one."""
     now = time.time() if now is None else now
-    return summary(total(read(client, keys, manager, MINUTE, minutes + 1, now)), minutes * 60 + now % 60)
+    whose = as_scope(scope)
+    return summary(total(read(client, keys, whose, MINUTE, minutes + 1, now)), minutes * 60 + now % 60,
+                   whose.uncounted)

@@ -20,12 +20,12 @@ from . import recovery
 from .client import Client
 from .connection import TRANSIENT
 from .guard import Guard
+from .keeper import Keeper
 from .lease import NameLease, Renewal
 from .lifecycle import Lifecycle
 from .options import Settings
 from .pool import Pool, Slot
 from .process import describe_exit
-from .stats import Keeper
 
 log = logging.getLogger("qw.manager")
 
@@ -57,7 +57,7 @@ class Stopper:
                             self.name, slot.process.name)
                 slot.process.kill()
             slot.process.join()
-        self.stats.collect(slot.process.shared.tally for slot in slots)
+        self.stats.collect(slot.process.shared for slot in slots)
         self.guard(self.stats.flush, self.client.redis)
         names = [slot.process.name for slot in slots + pool.dead]
         pool.slots.clear()

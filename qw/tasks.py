@@ -38,7 +38,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequenc
 from .call import Call, CallQueue, check_max_attempts, check_timeout
 from .exceptions import ConfigError
 from .handle import JobHandle
-from .keys import validate_queue_name
+from .keys import validate_queue_name, validate_task_name
 
 #: Every task declared in this process, by name.
 registry: dict[str, Task] = {}
@@ -46,13 +46,7 @@ registry: dict[str, Task] = {}
 
 def check_registered_name(name: Any) -> str:
     """A name a task may be registered under: non-empty, no ``:`` (that marks an import path), no spaces."""
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"a task name must be a non-empty string, got {name!r}")
-    if ":" in name:
-        raise ConfigError(f"task name {name!r} must not contain ':', which marks an import path")
-    if any(c.isspace() for c in name):
-        raise ConfigError(f"task name {name!r} must not contain whitespace")
-    return name
+    return validate_task_name(name)  # the rule lives with the key names: a task name goes in stats keys
 
 
 # The options a task may declare, each once, with the check its value must

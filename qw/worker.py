@@ -20,10 +20,12 @@ from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 import redis
 
 from . import recovery
+from .breakdown import Breakdown
+from .call import TASK_FIELD
 from .claim import FAILED, REFUSED, Claimer, Job
 from .client import Client
 from .connection import SOCKET_TIMEOUT, TRANSIENT, is_transient  # noqa: F401 - importable from here too
-from .dispatch import Dispatcher, Outcome, outcome
+from .dispatch import Dispatcher, Outcome, Resolved, outcome
 from .exceptions import Refused, TargetError
 from .keys import worker_name
 from .process import (  # noqa: F401 - importable from here too, as before
@@ -45,6 +47,7 @@ log = logging.getLogger("qw.worker")
 T = TypeVar("T")
 
 PROCESSED, FAILED_FOR_GOOD, RETRIED = 0, 1, 2  # indexes into qw.stats.OUTCOMES
+ORIGIN_FIELD = "qw:origin"  # the queue a claim took the job from (full key name)
 # With a prefetch, finished jobs are acknowledged together with the next
 # claim, or as soon as the jobs run since the last round trip took this long:
 # the work a worker's death can make run again is bounded in time too.
@@ -107,7 +110,9 @@ class Worker(multiprocessing.Process):
         # timeout, or a quiet wait would look like a dead connection.
         self.poll_interval = max(0.001, min(poll_interval, timeout, SOCKET_TIMEOUT / 2))
         self.limits = limits or Limits()
-        self.shared = Shared()
+        # Counts per task and named queue: the rows are fixed before the fork.
+        named = [name for name, _weight in queues or ()]
+        self.shared = Shared(Breakdown.build(list(self.tasks), named, client.keys))
         self.paused = paused if paused is not None else Switch()  # set: finish the job, claim no more
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
@@ -291,11 +296,16 @@ class Worker(multiprocessing.Process):
     def _run_job(self, claimer: Claimer, target: Dispatcher, job: Job) -> bool:
         """Run the job's task or the target; True when it returned, else the failure is settled here."""
         global _current
+        breakdown = self.shared.breakdown  # None without tasks or named queues: plain jobs pay this check
         try:
             call = target.resolve(job.meta)
         except Refused as exc:  # an unknown task, a disallowed import path: no retry can help
-            self._settle_failure(claimer, job, str(exc), "", None, 0.0, outcome(exc))
+            # By the name it gives: a known task with bad arguments still counts as that task.
+            meta = job.meta
+            row = 0 if breakdown is None else breakdown.row(meta.get(TASK_FIELD), meta.get(ORIGIN_FIELD))
+            self._settle_failure(claimer, job, str(exc), "", None, 0.0, outcome(exc), row=row)
             return False
+        row = 0 if breakdown is None else breakdown.row(_task_name(call), job.meta.get(ORIGIN_FIELD))
         limit = job.timeout or call.timeout or self.limits.job_timeout
         _current = job
         self.shared.started.value = started = time.time()
@@ -312,13 +322,13 @@ class Worker(multiprocessing.Process):
         except JobTimeout:
             self._settle_failure(claimer, job, f"JobTimeout: ran past its time limit of {limit:g} s",
                                  traceback.format_exc(), wait, time.perf_counter() - begun,
-                                 max_attempts=call.max_attempts)
+                                 max_attempts=call.max_attempts, row=row)
             return False
         except (Exception, SystemExit) as exc:  # a job's failure must never end the worker
             # Abort fails it now, Retry asks for its own delay, the rest back off.
             run = time.perf_counter() - begun
             self._settle_failure(claimer, job, "", traceback.format_exc(), wait, run, outcome(exc),
-                                 call.max_attempts)
+                                 call.max_attempts, row=row)
             return False
         finally:
             if limit:
@@ -327,12 +337,16 @@ class Worker(multiprocessing.Process):
             self.shared.started.value = 0.0
             self.shared.deadline.value = 0.0
             _current = None
-        self.shared.tally.record(PROCESSED, wait, time.perf_counter() - begun)
+        run = time.perf_counter() - begun
+        self.shared.tally.record(PROCESSED, wait, run)
+        if breakdown is not None:
+            breakdown.record(row, PROCESSED, wait, run)
         return True
 
     def _settle_failure(self, claimer: Claimer, job: Job, error: str, tb: str, wait: Optional[float],
                         run: float, how: Optional[Outcome] = None,
-                        max_attempts: Optional[int] = None) -> None:
+                        max_attempts: Optional[int] = None, row: int = 0) -> None:
+        """Retry or fail a run that did not return, and count it (into ``row`` of the breakdown)."""
         policy = self.limits.retry
         if how is not None:
             error = error or how.error
@@ -343,7 +357,10 @@ class Worker(multiprocessing.Process):
             retry_at = time.time() + delay
         result = self._retrying(claimer.fail, job, error, tb, retry_at, max_attempts or policy.max_attempts)
         if result != REFUSED:
-            self.shared.tally.record(FAILED_FOR_GOOD if result == FAILED else RETRIED, wait, run)
+            how_it_ended = FAILED_FOR_GOOD if result == FAILED else RETRIED
+            self.shared.tally.record(how_it_ended, wait, run)
+            if self.shared.breakdown is not None:
+                self.shared.breakdown.record(row, how_it_ended, wait, run)
         if result == REFUSED:
             log.warning("%s: job %s attempt %d failed, but it was requeued meanwhile: %s",
                         self.name, job.id, job.attempt, error)
@@ -443,6 +460,11 @@ class Worker(multiprocessing.Process):
             call(*args)
         except Exception as exc:  # leaving anyway: the manager cleans up after us
             log.debug("%s: %s", self.name, exc)
+
+
+def _task_name(call: Resolved) -> Optional[str]:
+    """The registered name of the task a job runs, or None for a plain job or a bare import path."""
+    return call.task.name if call.task is not None else None
 
 
 def rss_mb() -> float:

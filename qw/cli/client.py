@@ -13,6 +13,7 @@ Usage:
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] ping [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] stats [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] info [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] tasks [<filter>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] top [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] scale <manager> <n>
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] (expand | contract) <manager>
@@ -40,9 +41,13 @@ Commands:
                   live lease), else print why and exit 1: a liveness probe.
   stats           Jobs queued, processed, failed, retried, requeued; jobs/s,
                   failure rate, wait and run time percentiles: for the last
-                  1, 5, 15 and 60 minutes, the history, and each day.
+                  1, 5, 15 and 60 minutes, the history, and each day; of one
+                  task or named queue only with --task or --queue.
   info            Managers, their workers, what each runs and for how long,
-                  queue depths, in-progress, scheduled and failed counts, jobs/s.
+                  queue depths, in-progress, scheduled and failed counts, jobs/s,
+                  and the table of tasks.
+  tasks           Per task: the workers that can run it, its jobs running now
+                  and queued; only tasks whose name contains <filter>, if given.
   top             info, redrawn every --interval seconds until Ctrl-C.
   scale           Run <n> workers: start new ones, or let the surplus finish
                   their job and leave.
@@ -58,7 +63,8 @@ Commands:
   and print what changed.
 
 Options:
-{connection}  --queue=<queue>          queue: put the job on this named queue (all: all:jobs).
+{connection}  --queue=<queue>          queue: put the job on this named queue (all: all:jobs);
+                           stats: figures of this named queue only.
   --worker=<worker>        queue: put the job on this worker's own list.
   --kwargs=<json>          queue task: the keyword arguments, a JSON object.
   --id=<job_id>            queue string, queue task: the job's id; queuing an id
@@ -66,7 +72,8 @@ Options:
                            harmless.
   --max-attempts=<n>       queue: runs the job gets before it fails for good.
   --timeout=<seconds>      queue: the job's time limit.
-  --json                   managers, workers, jobs, failed, stats, info: print JSON.
+  --task=<name>            stats: figures of this task only.
+  --json                   managers, workers, jobs, failed, stats, info, tasks: print JSON.
   --limit=<n>              jobs: ids shown per list in text output [default: 20].
   --wait=<seconds>         How long a command waits for its manager [default: 10].
   --interval=<seconds>     top: seconds between redraws [default: 1].
@@ -87,6 +94,7 @@ from ..job import parse_object
 from ..version import __version__
 from .common import CONNECTION_OPTIONS, EXIT_ERROR, EXIT_OK, connection_kwargs, integer, number, parse, run
 from .input import parse_arguments, parse_jobs, read_text
+from .tasks_table import format_tasks
 from .watch import dumps, format_info, format_stats, info_report, top
 
 COMMANDS = ("scale", "expand", "contract", "reload", "pause", "resume", "stop")
@@ -134,8 +142,12 @@ def _main(argv: Optional[list[str]]) -> int:
             raise ConfigError("--interval must be positive")
         return top(client, manager, interval)
     if args["stats"]:
-        report = client.get_stats(manager)
+        report = client.get_stats(manager, task=args["--task"], queue=args["--queue"])
         print(dumps(report) if args["--json"] else format_stats(report))
+        return EXIT_OK
+    if args["tasks"]:
+        table = client.get_tasks(name_filter=args["<filter>"] or "")
+        print(dumps(table) if args["--json"] else format_tasks(table, args["<filter>"] or ""))
         return EXIT_OK
     if args["info"]:
         report = info_report(client, manager)

@@ -66,3 +66,9 @@ def run(prog: str, main: Callable[[], int]) -> NoReturn:
     except BrokenPipeError:  # output piped into `head`
         code = EXIT_OK
     sys.exit(code)
+
+
+def columns(rows: list[list[str]]) -> list[str]:
+    """Rows of cells as lines of left-aligned columns two spaces apart (the first row a header)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

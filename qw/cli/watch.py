@@ -1,4 +1,5 @@
-"""``qw-client stats``, ``info`` and ``top``: reports built from what managers publish."""
+"""``qw-client stats``, ``info`` and ``top``: reports built from what managers publish (``info``'s table
+of tasks: :mod:`qw.cli.tasks_table`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any, Optional
 
 from .. import stats
 from ..client import Client
-from .common import EXIT_OK
+from .common import EXIT_OK, columns
+from .tasks_table import format_tasks
 
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
 
@@ -53,7 +55,7 @@ def info_report(client: Client, manager: Optional[str]) -> dict[str, Any]:
               "in_progress": sum(1 for w in workers if w["job"])}
     overall = stats.recent(client.redis, client.keys)
     return {"at": now, "managers": managers, "workers": workers, "queues": queues,
-            "jobs_per_s": overall["jobs_per_s"]}
+            "jobs_per_s": overall["jobs_per_s"], "tasks": client.get_tasks(manager)}
 
 
 def format_info(report: dict[str, Any]) -> str:
@@ -66,14 +68,16 @@ def format_info(report: dict[str, Any]) -> str:
             count += f" (+{m['leaving']} leaving)"
         rows.append([m["name"], _dash(m["pid"]), _dash(m["host"]), count, state, str(m["queued_for_it"]),
                      _dash(m["jobs_per_s"]), _duration(m["up_for"]), _dash(m["target"])])
-    lines += _table(rows) if len(rows) > 1 else ["no managers registered"]
+    lines += columns(rows) if len(rows) > 1 else ["no managers registered"]
     lines.append("")
     rows = [["WORKER", "PID", "STATE", "JOB", "FOR", "LAST CLAIM", "WAITING"]]
     for w in report["workers"]:
         rows.append([w["worker"], _dash(w["pid"]), w["state"], _dash(w["job"]), _duration(w["busy_for"]),
                      _duration(w["since_last_claim"]) + " ago" if w["since_last_claim"] is not None else "-",
                      str(w["waiting_in_its_list"])])
-    lines += _table(rows) if len(rows) > 1 else ["no workers registered"]
+    lines += columns(rows) if len(rows) > 1 else ["no workers registered"]
+    if report["tasks"]["tasks"]:  # a deployment of plain jobs only sees no change
+        lines += ["", format_tasks(report["tasks"])]
     q = report["queues"]
     lines.append("")
     lines.append(f"queued in all:jobs: {q['all:jobs']}   in progress: {q['in_progress']}   "
@@ -92,7 +96,7 @@ def format_stats(report: dict[str, Any]) -> str:
         rows.append(_stats_row(f"last {label}", row))
     for row in report["days"]:
         rows.append(_stats_row(row["day"], row))
-    return "\n".join(lines + _table(rows))
+    return "\n".join(lines + columns(rows))
 
 
 def top(client: Client, manager: Optional[str], interval: float, rounds: Optional[int] = None) -> int:
@@ -117,8 +121,9 @@ def dumps(report: Any) -> str:
 
 def _stats_row(label: str, row: dict[str, Any]) -> list[str]:
     rate = row["failure_rate"]
-    return [label, str(row["queued"]), str(row["processed"]), str(row["failed"]), str(row["retried"]),
-            str(row["requeued"]), f"{row['jobs_per_s']:g}", "-" if rate is None else f"{rate * 100:.1f}",
+    # queued and requeued are None where they are not kept (per task, per queue): "-", not 0.
+    return [label, _dash(row["queued"]), str(row["processed"]), str(row["failed"]), str(row["retried"]),
+            _dash(row["requeued"]), f"{row['jobs_per_s']:g}", "-" if rate is None else f"{rate * 100:.1f}",
             _percentiles(row["wait"]), _percentiles(row["run"])]
 
 
@@ -142,8 +147,3 @@ def _duration(seconds: Optional[float]) -> str:
 
 def _dash(value: Any) -> str:
     return "-" if value is None else str(value)
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

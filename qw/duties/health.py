@@ -6,9 +6,10 @@ import json
 import os
 import socket
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from ..client import Client
+from ..keys import SHARED_QUEUE
 from ..options import Settings
 from ..pool import Pool
 from ..process import Switch
@@ -29,6 +30,19 @@ class PublishHealth(Duty):
     @property
     def every(self) -> Optional[float]:
         return self.settings.heartbeat_interval
+
+    def _what_it_runs(self) -> dict[str, Any]:
+        """The task names it loaded and the queues it serves, for ``qw-client tasks``.
+
+        Names only, one JSON list each: the hash grows with the tasks loaded
+        (bounded by code, not by jobs) and holds no figures, which live in
+        the workers' shared memory and the stats hashes.
+        """
+        settings = self.settings
+        queues = [name for name, _weight in settings.queues] if settings.queues else [SHARED_QUEUE]
+        return {"tasks": json.dumps(sorted(getattr(settings, "task_map", None) or ())),
+                "queues": json.dumps(queues), "allow": json.dumps(list(settings.allow)),
+                "prefetch": settings.prefetch}
 
     def run(self) -> None:
         now = time.time()
@@ -56,6 +70,7 @@ class PublishHealth(Duty):
             "workers": settings.num_workers, "running": pool.active_count(), "paused": int(bool(self.paused)),
             "leaving": pool.retiring_count(), "started": self.started_at, "at": now,
             "history_hours": settings.history[0], "history_days": settings.history[1],
+            **self._what_it_runs(),
         })
         pipe.pexpire(keys.manager_info(pool.name), ttl)
         pipe.execute()

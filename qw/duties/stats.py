@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Optional
 
 from ..client import Client
+from ..keeper import Keeper
 from ..options import Settings
 from ..pool import Pool
-from ..stats import Keeper
 from . import Duty
 
 
@@ -26,7 +26,7 @@ class FlushStats(Duty):
 
     def collect(self) -> None:
         """Take the workers' counts into the keeper (no Redis: the metrics endpoint calls it too)."""
-        self.stats.collect(slot.process.shared.tally for slot in self.pool.slots.values())
+        self.stats.collect(slot.process.shared for slot in self.pool.slots.values())
 
     def run(self) -> None:
         self.collect()
