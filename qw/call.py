@@ -20,7 +20,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Protocol
+from typing import Any, Mapping, Optional, Protocol, Sequence, overload
 
 from .exceptions import ConfigError, JobDataError
 from .job import json_kind
@@ -102,6 +102,42 @@ class Call:
     def meta(self) -> dict[str, str]:
         """The ``qw:task``, ``qw:args`` and (when there are any) ``qw:kwargs`` fields, as strings."""
         return dict(self._meta)
+
+
+class CallBatch(Sequence[Call]):
+    """Many calls of one task with the same options and no keyword arguments: what ``Task.map`` builds.
+
+    One object for the whole batch rather than a :class:`Call` per job
+    (each job holds only its encoded arguments), so that queuing many is as
+    cheap as ``queue_jobs``: ``qw.task_queuing`` reads it directly. It is
+    still a sequence of calls, built on demand, for any other reader.
+    """
+
+    def __init__(self, task: str, args: list[str], *, queue: Optional[str] = None,
+                 manager: Optional[str] = None, worker: Optional[str] = None,
+                 max_attempts: Optional[int] = None, timeout: Optional[float] = None) -> None:
+        # The first call checks the name and the options for all of them.
+        self._first = Call(task, [], queue=queue, manager=manager, worker=worker,
+                           max_attempts=max_attempts, timeout=timeout)
+        self.task = task
+        self.args = args  # each a JSON array, made by encode_args
+        self.queue, self.manager, self.worker = queue, manager, worker
+        self.max_attempts, self.timeout = max_attempts, timeout
+
+    def __len__(self) -> int:
+        return len(self.args)
+
+    @overload
+    def __getitem__(self, index: int) -> Call: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Call]: ...
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return Call(self.task, _loads(self.args[index]), queue=self.queue, manager=self.manager,
+                    worker=self.worker, max_attempts=self.max_attempts, timeout=self.timeout)
 
 
 class CallQueue(Protocol):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable
 
-from .call import Call
+from .call import ARGS_FIELD, TASK_FIELD, Call, CallBatch
 from .queuing import DEFAULT_BATCH, Encoded, Producer, Target, check_batch_size, job_options, new_id, new_ids
 
 #: One round trip's jobs: runs of consecutive jobs with one destination, in order.
@@ -54,7 +54,10 @@ def queue_calls(producer: Producer, calls: Iterable[Call], batch_size: int = DEF
     later batches are not sent.
     """
     check_batch_size(batch_size)
-    ids, batches = _encode(producer, list(calls), batch_size)
+    if isinstance(calls, CallBatch):
+        ids, batches = _encode_batch(producer, calls, batch_size)
+    else:
+        ids, batches = _encode(producer, list(calls), batch_size)
     for batch in batches:
         producer.send_batch(batch)
     return ids
@@ -94,6 +97,19 @@ def _encode(producer: Producer, calls: list[Call], batch_size: int) -> tuple[lis
             batch.append((target, []))
         batch[-1][1].append((job_id, fields))
         ids.append(job_id)
+    return ids, batches
+
+
+def _encode_batch(producer: Producer, calls: CallBatch, batch_size: int) -> tuple[list[str], list[Batch]]:
+    """:func:`_encode` for a :class:`CallBatch`: one destination and one set of fields but the
+    arguments, so each job costs one small dict."""
+    target = producer.target(calls.manager, calls.worker, calls.queue)
+    common = {TASK_FIELD: calls.task, "qw:queued_at": repr(time.time()), "qw:origin": target[0],
+              **job_options(calls.max_attempts, calls.timeout)}
+    ids = new_ids(len(calls))
+    jobs = [(job_id, {**common, ARGS_FIELD: args}) for job_id, args in zip(ids, calls.args)]
+    batches: list[Batch] = [[(target, jobs[start : start + batch_size])]
+                            for start in range(0, len(jobs), batch_size)]
     return ids, batches
 
 

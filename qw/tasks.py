@@ -35,7 +35,7 @@ import threading
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, overload
 
-from .call import Call, CallQueue, check_max_attempts, check_timeout
+from .call import Call, CallBatch, CallQueue, check_max_attempts, check_timeout, encode_args
 from .exceptions import ConfigError
 from .handle import JobHandle
 from .keys import validate_queue_name, validate_task_name
@@ -177,15 +177,21 @@ class Task:
         in one ``queue_calls``, which sends one round trip per batch: bad
         arguments anywhere queue nothing. Returns the handles in order.
         """
-        calls = []
+        encoded = []
+        name = self.name
         for i, item in enumerate(items):
             if not isinstance(item, (tuple, list)):
-                raise TypeError(f"{self.name}.map takes a tuple of arguments per job; item {i} is a "
+                raise TypeError(f"{name}.map takes a tuple of arguments per job; item {i} is a "
                                 f"{type(item).__name__}")
-            calls.append(self._call(item, {}, queue=queue, manager=manager, worker=worker,
-                                    max_attempts=max_attempts, timeout=timeout))
-        if not calls:
+            self._check_fits(item, {})
+            encoded.append(encode_args(name, item))
+        if not encoded:
             return []
+        if queue is None and manager is None and worker is None:
+            queue = self.queue
+        calls = CallBatch(name, encoded, queue=queue, manager=manager, worker=worker,
+                          max_attempts=self.max_attempts if max_attempts is None else max_attempts,
+                          timeout=self.timeout if timeout is None else timeout)
         sender = _client(client)
         return [JobHandle(job_id, sender) for job_id in sender.queue_calls(calls)]
 
