@@ -265,6 +265,7 @@ def main() -> int:
     next_kill = time.time() + args.kill_every
     dead_manager: Manager | None = None
     manager_killed_at = 0.0
+    gone: set[str] = set()  # managers that exited though nobody killed them
     while True:
         now = time.time()
         finished = count_done(log)
@@ -314,6 +315,12 @@ def main() -> int:
             dead_manager.start()  # back to full strength once the others have reaped it
             events.append(f"{time.time() - started:6.1f}s restarted manager {dead_manager.name}")
             dead_manager = None
+        for m in managers:
+            # A manager nobody killed must not leave: say so, with its exit code, once.
+            if m is not dead_manager and m.proc and m.proc.poll() is not None and m.name not in gone:
+                gone.add(m.name)
+                events.append(f"{time.time() - started:6.1f}s manager {m.name} exited on its own, "
+                              f"code {m.proc.returncode}")
         if finished >= args.jobs and not producer.is_alive():
             break
         if now - started > args.deadline:
