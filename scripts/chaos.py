@@ -170,10 +170,12 @@ class RecoveryTracker(threading.Thread):
 
 
 def count_done(log: Path) -> int:
+    """Jobs completed at least once: a job run twice must not make the run end while another
+    is still queued (it would be counted as lost)."""
     if not log.exists():
         return 0
     with open(log) as lines:
-        return sum(1 for line in lines if line.startswith("done"))
+        return len({line.split()[1] for line in lines if line.startswith("done")})
 
 
 def children(pid: int) -> list[int]:
