@@ -11,7 +11,10 @@ chore is a new file here and one line there.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # only for the annotation: options does not import the duties
+    from ..options import Settings
 
 
 class Duty:
@@ -36,3 +39,13 @@ class Duty:
 
     def close(self) -> None:
         """Release what the duty holds, once the manager has stopped."""
+
+
+class EveryTick(Duty):
+    """A duty run once per manager tick (``heartbeat``); its ``settings`` say how long that is now."""
+
+    settings: Settings
+
+    @property
+    def every(self) -> Optional[float]:
+        return self.settings.heartbeat_interval

@@ -6,7 +6,7 @@ import json
 import os
 import socket
 import time
-from typing import Any, Optional
+from typing import Any
 
 from ..client import Client
 from ..keys import SHARED_QUEUE
@@ -14,10 +14,10 @@ from ..options import Settings
 from ..pool import Pool
 from ..process import Switch
 from ..version import __version__
-from . import Duty
+from . import EveryTick
 
 
-class PublishHealth(Duty):
+class PublishHealth(EveryTick):
     name = "publish_health"
 
     def __init__(self, client: Client, settings: Settings, pool: Pool, paused: Switch) -> None:
@@ -26,10 +26,6 @@ class PublishHealth(Duty):
         self.pool = pool
         self.paused = paused
         self.started_at = time.time()
-
-    @property
-    def every(self) -> Optional[float]:
-        return self.settings.heartbeat_interval
 
     def _what_it_runs(self) -> dict[str, Any]:
         """The task names it loaded and the queues it serves, for ``qw-client tasks``.

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional
+from typing import Callable
 
 from ..client import Client
 from ..lease import NameLease, Renewal
 from ..lifecycle import Lifecycle
 from ..options import Settings
-from . import Duty
+from . import EveryTick
 
 log = logging.getLogger("qw.manager")
 
 
-class RenewLease(Duty):
+class RenewLease(EveryTick):
     name = "renew_lease"
 
     def __init__(self, client: Client, lease: NameLease, settings: Settings, lifecycle: Lifecycle,
@@ -24,10 +24,6 @@ class RenewLease(Duty):
         self.settings = settings
         self.lifecycle = lifecycle
         self.workers = workers
-
-    @property
-    def every(self) -> Optional[float]:
-        return self.settings.heartbeat_interval
 
     def run(self) -> None:
         name = self.lease.name

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from .. import recovery
 from ..client import Client
 from ..options import Settings
-from . import Duty
+from . import EveryTick
 
 
-class ReapDeparted(Duty):
+class ReapDeparted(EveryTick):
     name = "reap_departed"
 
     def __init__(self, client: Client, settings: Settings, manager: str) -> None:
         self.client = client
         self.settings = settings
         self.manager = manager
-
-    @property
-    def every(self) -> Optional[float]:
-        return self.settings.heartbeat_interval
 
     def run(self) -> None:
         # The lock lasts one tick: a reaper that dies mid-way holds it no longer.

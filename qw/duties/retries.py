@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 from .. import recovery
 from ..client import Client
 from ..options import Settings
-from . import Duty
+from . import EveryTick
 
 log = logging.getLogger("qw.manager")
 
 
-class PromoteRetries(Duty):
+class PromoteRetries(EveryTick):
     name = "promote"
 
     def __init__(self, client: Client, settings: Settings, manager: str) -> None:
         self.client = client
         self.settings = settings
         self.manager = manager
-
-    @property
-    def every(self) -> Optional[float]:
-        return self.settings.heartbeat_interval
 
     def run(self) -> None:
         moved = recovery.promote(self.client)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from ..client import Client
 from ..keeper import Keeper
 from ..options import Settings
 from ..pool import Pool
-from . import Duty
+from . import EveryTick
 
 
-class FlushStats(Duty):
+class FlushStats(EveryTick):
     name = "flush_stats"
 
     def __init__(self, client: Client, settings: Settings, pool: Pool, stats: Keeper) -> None:
@@ -19,10 +17,6 @@ class FlushStats(Duty):
         self.settings = settings
         self.pool = pool
         self.stats = stats
-
-    @property
-    def every(self) -> Optional[float]:
-        return self.settings.heartbeat_interval
 
     def collect(self) -> None:
         """Take the workers' counts into the keeper (no Redis: the metrics endpoint calls it too)."""

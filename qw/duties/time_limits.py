@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Optional
 
 from ..options import Settings
 from ..pool import Pool
-from . import Duty
+from . import EveryTick
 
 log = logging.getLogger("qw.manager")
 
 
-class EnforceTimeLimits(Duty):
+class EnforceTimeLimits(EveryTick):
     name = "enforce_time_limits"
 
     def __init__(self, pool: Pool, settings: Settings) -> None:
         self.pool = pool
         self.settings = settings
-
-    @property
-    def every(self) -> Optional[float]:
-        return self.settings.heartbeat_interval
 
     def run(self) -> None:
         # Workers stop their own jobs at the limit (SIGALRM); this is for a
