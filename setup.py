@@ -17,7 +17,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["qw", "qw.*"]),
-    package_data={"qw": ["lua/*.lua", "py.typed"]},
+    package_data={"qw": ["lua/*.lua", "lua/lib/*.lua", "py.typed"]},
     install_requires=[
         "redis>=5",
         "docopt-ng>=0.9",

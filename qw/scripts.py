@@ -10,6 +10,7 @@ worker's hot path.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from functools import cache
 from importlib import resources
@@ -19,6 +20,11 @@ import redis
 from redis.commands.core import Script
 
 
+# A script that needs the shared helpers of qw/lua/lib/<name>.lua says so on a
+# line of its own; the line is replaced by that file's text when loading.
+_INCLUDE = re.compile(r"^-- #include ([a-z_]+)$", re.MULTILINE)
+
+
 @cache
 def _sources() -> dict[str, str]:
     folder = resources.files("qw") / "lua"
@@ -26,8 +32,13 @@ def _sources() -> dict[str, str]:
     for entry in folder.iterdir():
         if entry.name.endswith(".lua"):
             name = entry.name[: -len(".lua")].rsplit("-", 1)[0]
-            sources[name] = entry.read_text(encoding="utf-8")
+            sources[name] = _INCLUDE.sub(lambda m: _library(m.group(1)), entry.read_text(encoding="utf-8"))
     return sources
+
+
+@cache
+def _library(name: str) -> str:
+    return (resources.files("qw") / "lua" / "lib" / f"{name}.lua").read_text(encoding="utf-8")
 
 
 class Scripts:
