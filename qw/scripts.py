@@ -19,7 +19,6 @@ from typing import Any, Sequence
 import redis
 from redis.commands.core import Script
 
-
 # A script that needs the shared helpers of qw/lua/lib/<name>.lua says so on a
 # line of its own; the line is replaced by that file's text when loading.
 _INCLUDE = re.compile(r"^-- #include ([a-z_]+)$", re.MULTILINE)
