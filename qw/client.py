@@ -325,6 +325,10 @@ class Client:
         """:meth:`retry_failed` on every id in the failed list."""
         return failed.retry_all_failed(self._store)
 
+    def delete_failed(self, job_ids: Iterable[str]) -> dict[str, str]:
+        """Delete failed jobs (id and hash); each id maps to ``"deleted"`` or ``"not failed"``."""
+        return failed.delete_failed(self._store, job_ids)
+
     def purge_failed(self) -> int:
         """Delete every failed job (its id and its hash); return how many."""
         return failed.purge_failed(self._store)

@@ -84,6 +84,24 @@ def purge_failed(store: Store) -> int:
             count += len(ids)
 
 
+def delete_failed(store: Store, job_ids: Iterable[str]) -> dict[str, str]:
+    """Delete failed jobs (each id and its hash); each id maps to ``"deleted"`` or ``"not failed"``.
+
+    The id leaves the failed list first: only the caller that removed it
+    deletes the hash, so a retry of the same id at the same moment wins or
+    loses whole, and a job that is no longer failed is never deleted.
+    """
+    keys = store.keys
+    result = {}
+    with translated(store.config):
+        for job_id in job_ids:
+            removed = store.redis.lrem(keys.all_failed, 0, job_id)
+            if removed:
+                store.redis.delete(keys.job(job_id))
+            result[job_id] = "deleted" if removed else "not failed"
+    return result
+
+
 def _failed_job(job_id: str, raw: dict[bytes, bytes]) -> FailedJob:
     try:
         data, meta = jobcodec.decode(raw)

@@ -18,6 +18,7 @@ Usage:
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] scale <manager> <n>
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] (expand | contract) <manager>
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] (reload | pause | resume | stop) <manager>
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] web [--bind=<address>] [--read-only] [--token-file=<file>] [--allow-host=<names>]
   qw-client (-h | --help | --version)
 
 Commands:
@@ -59,6 +60,10 @@ Commands:
   pause           Stop claiming jobs; running jobs finish.
   resume          Claim jobs again.
   stop            Stop the manager gracefully (as TERM).
+  web             Serve the web dashboard (pip install 'qw[web]'): overview,
+                  queues, workers, jobs, failed jobs; retry, delete, and the
+                  manager commands above. Changes need a token, from
+                  $QW_WEB_TOKEN or --token-file; without one it is read-only.
   Commands to a manager wait until it confirms (or --wait runs out: exit 1)
   and print what changed.
 
@@ -77,6 +82,13 @@ Options:
   --limit=<n>              jobs: ids shown per list in text output [default: 20].
   --wait=<seconds>         How long a command waits for its manager [default: 10].
   --interval=<seconds>     top: seconds between redraws [default: 1].
+  --bind=<address>         web: host[:port] to listen on; beyond 127.0.0.1 only
+                           with a token [default: 127.0.0.1:5010].
+  --read-only              web: show everything, change nothing, even with a token.
+  --token-file=<file>      web: read the token from the first line of <file>
+                           rather than $QW_WEB_TOKEN.
+  --allow-host=<names>     web: Host names to answer besides localhost, comma-separated
+                           (what the browser's address bar shows) [default: ].
   -h --help                Show this text.
   --version                Show the version.
 """
@@ -124,6 +136,11 @@ def _main(argv: Optional[list[str]]) -> int:
             jobs = parse_jobs(read_text(args["<file>"]), args["<file>"])
         return queue(Client(**connection_kwargs(args)), jobs, args)
     client = Client(**connection_kwargs(args))
+    if args["web"]:
+        # No ping: the dashboard starts while Redis is down and says so on every page.
+        from ..web.serve import serve
+
+        return serve(client, args["--bind"], args["--token-file"], args["--read-only"], args["--allow-host"])
     client.ping()
     if args["retry"]:
         return retry(client, args)

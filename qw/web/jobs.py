@@ -1,0 +1,173 @@
+"""Jobs: one job's whole record, short summaries of many, and search over a bounded window.
+
+A job's state is its ``qw:state`` where the results work writes one;
+before that (and for a plain producer's job) it is told from where the id
+is and from the fields qw left. Fields a version of qw does not write yet
+(``qw:result``, ``qw:history``, ``qw:tags``) are shown when present.
+Search reads at most :data:`SEARCH_WINDOW` ids (the next to run in each
+queue, the newest failed, the soonest scheduled), then their summaries in
+one pipelined round trip, and filters those: it never walks a whole list
+or the keyspace, and the page says how far it looked.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Optional
+
+from .. import job as jobcodec
+from ..client import Client
+from ..exceptions import JobDataError
+from ..store import text
+from .places import Place
+
+SEARCH_WINDOW = 2_000  # ids read per search, over all the places searched
+STATES = ("queued", "running", "scheduled", "failed")
+_SUMMARY = ("qw:task", "qw:queued_at", "qw:state", "qw:error", "qw:attempts", "qw:failed_at", "qw:running",
+            "qw:tags")
+
+
+def summaries(client: Client, ids: Iterable[str], where: Optional[list[str]] = None) -> list[dict[str, Any]]:
+    """For each id (in order): task, when queued, state, last error, attempts; ``exists`` False if gone.
+
+    ``where`` gives, per id, the state its place implies (used when no ``qw:state`` is stored).
+    """
+    ids = list(ids)
+    if not ids:
+        return []
+    pipe = client.redis.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.exists(client.keys.job(job_id))
+        pipe.hmget(client.keys.job(job_id), *_SUMMARY)
+    replies = pipe.execute()
+    rows = []
+    for i, job_id in enumerate(ids):
+        values = dict(zip(_SUMMARY, (text(v) if v is not None else None for v in replies[2 * i + 1])))
+        row = {"id": job_id, "exists": bool(replies[2 * i]), "task": values["qw:task"],
+               "queued_at": _number(values["qw:queued_at"]), "error": values["qw:error"],
+               "attempts": int(_number(values["qw:attempts"]) or 0), "failed_at": _number(values["qw:failed_at"]),
+               "tags": _tags(values["qw:tags"])}
+        row["state"] = values["qw:state"] or (where[i] if where and where[i] else _guess(values))
+        rows.append(row)
+    return rows
+
+
+def record(client: Client, job_id: str) -> Optional[dict[str, Any]]:
+    """Everything kept about ``job_id``, decoded for display; None when no hash is stored."""
+    keys = client.keys
+    pipe = client.redis.pipeline(transaction=False)
+    pipe.hgetall(keys.job(job_id))
+    pipe.zscore(keys.all_scheduled, job_id)
+    pipe.lpos(keys.all_failed, job_id)
+    raw, due, failed_at_index = pipe.execute()
+    if not raw:
+        return None
+    problem = None
+    try:
+        data, meta = jobcodec.decode(raw)
+    except (JobDataError, UnicodeDecodeError) as exc:
+        problem = f"its data cannot be decoded: {exc}"
+        pairs = {text(k): text(v) for k, v in raw.items()}
+        data = {k: v for k, v in pairs.items() if not k.startswith("qw:")}
+        meta = {k: v for k, v in pairs.items() if k.startswith("qw:")}
+    if meta.get("qw:state"):
+        state = meta["qw:state"]
+    elif failed_at_index is not None:
+        state = "failed"
+    elif due is not None:
+        state = "scheduled"
+    else:
+        state = _guess(meta)
+    shown = {"qw:task", "qw:args", "qw:kwargs", "qw:errors", "qw:error", "qw:traceback", "qw:result",
+             "qw:history", "qw:tags", "qw:state"}
+    return {
+        "id": job_id, "state": state, "due_at": float(due) if due is not None else None, "problem": problem,
+        "task": meta.get("qw:task"), "args": _json(meta.get("qw:args")), "kwargs": _json(meta.get("qw:kwargs")),
+        "data": data, "attempts": int(_number(meta.get("qw:attempts")) or 0),
+        "error": meta.get("qw:error"), "traceback": meta.get("qw:traceback"),
+        "errors": _list(meta.get("qw:errors")), "result": _json(meta.get("qw:result")),
+        "has_result": "qw:result" in meta, "history": _list(meta.get("qw:history")),
+        "tags": _tags(meta.get("qw:tags")),
+        "meta": {k: v for k, v in sorted(meta.items()) if k not in shown},
+    }
+
+
+def search(client: Client, places: list[Place], state: str, task: str, error: str,
+           window: int = SEARCH_WINDOW) -> dict[str, Any]:
+    """Jobs in the chosen ``state`` (or any) whose task contains ``task`` and error contains ``error``.
+
+    Reads at most ``window`` ids; ``places`` are the queues and workers'
+    lists to look in. Returns ``rows`` and ``looked_at`` (ids read) and
+    ``capped`` (True when some were left unread).
+    """
+    keys = client.keys
+    sources: list[tuple[str, str, str]] = []  # (key, how to read it, the state of what is there or "")
+    if state in ("", "queued"):
+        sources += [(p.key(client), "queue", "queued") for p in places if p.kind != "worker"]
+    if state in ("", "running"):
+        # A worker's list holds the job it runs and, with prefetch, some it holds: told by qw:running.
+        sources += [(p.key(client), "queue", "") for p in places if p.kind == "worker"]
+    if state in ("", "scheduled"):
+        sources.append((keys.all_scheduled, "zset", "scheduled"))
+    if state in ("", "failed"):
+        sources.append((keys.all_failed, "failed", "failed"))
+    pipe = client.redis.pipeline(transaction=False)
+    share = max(1, window // max(1, len(sources)))
+    for key, how, _state in sources:
+        if how == "queue":
+            pipe.lrange(key, -share, -1)
+        elif how == "zset":
+            pipe.zrange(key, 0, share - 1)
+        else:
+            pipe.lrange(key, 0, share - 1)
+        if how == "zset":
+            pipe.zcard(key)
+        else:
+            pipe.llen(key)
+    replies = pipe.execute() if sources else []
+    found: list[tuple[str, str]] = []
+    capped = False
+    for i, (_key, how, where) in enumerate(sources):
+        ids = [text(x) for x in replies[2 * i]]
+        capped = capped or int(replies[2 * i + 1]) > len(ids)
+        found += [(job_id, where) for job_id in (reversed(ids) if how == "queue" else ids)]
+    read = summaries(client, [job_id for job_id, _where in found], [where for _job_id, where in found])
+    task_l, error_l = task.lower(), error.lower()
+    matched = [r for r in read
+               if r["exists"] and (not task_l or task_l in (r["task"] or "").lower())
+               and (not error_l or error_l in (r["error"] or "").lower())]
+    return {"rows": matched, "looked_at": len(found), "capped": capped}
+
+
+def _guess(meta: dict[str, Any]) -> str:
+    """A state told from the fields qw leaves, where no ``qw:state`` is stored."""
+    if meta.get("qw:running"):
+        return "running"
+    if meta.get("qw:failed_at"):
+        return "failed"
+    return "queued"
+
+
+def _number(value: Optional[str]) -> Optional[float]:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _json(value: Optional[str]) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value  # shown as the text it is
+
+
+def _list(value: Optional[str]) -> list[Any]:
+    decoded = _json(value)
+    return decoded if isinstance(decoded, list) else []
+
+
+def _tags(value: Optional[str]) -> list[str]:
+    return [t for t in _list(value) if isinstance(t, str)]

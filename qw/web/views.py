@@ -1,0 +1,127 @@
+"""The pages (GET): each reads what it shows and names a template; none changes anything.
+
+A view is ``view(client, query, path) -> Page``; :mod:`qw.web.app` checks
+access, runs it in a thread (redis-py is blocking) and renders the page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import quote
+
+from ..client import Client
+from . import charts, failures, jobs, managers, params
+from .places import Place, depths, named, page_ids, served_queues
+
+
+@dataclass
+class Page:
+    """A template and what it shows."""
+
+    template: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Redirect:
+    """Go to another page of the dashboard (a path under its root, with its query)."""
+
+    path: str
+
+
+def overview(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    rows = managers.managers(client)
+    queues = _queue_rows(client, rows)
+    keys = client.keys
+    pipe = client.redis.pipeline(transaction=False)
+    pipe.zcard(keys.all_scheduled)
+    pipe.llen(keys.all_failed)
+    scheduled, failed = pipe.execute()
+    in_progress = sum(1 for m in rows for w in m["workers"] if w["job"])
+    hour = charts.last_hour(client)
+    return Page("overview.html", {
+        "managers": rows, "queues": queues, "scheduled": int(scheduled), "failed": int(failed),
+        "in_progress": in_progress, "queued": sum(q["depth"] for q in queues), "hour": hour,
+        "throughput": charts.throughput_svg(hour["series"]), "failure": charts.failure_svg(hour["series"]),
+    })
+
+
+def queues(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    return Page("queues.html", {"queues": _queue_rows(client, managers.managers(client))})
+
+
+def queue(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    kind, name = path.get("kind", "shared"), path.get("name", "")
+    if kind == "named":
+        place = named(params.queue_name(name))
+    elif kind == "manager":
+        place = Place("manager", params.manager_name(name))
+    elif kind == "worker":
+        manager, _, slot = name.rpartition(":")
+        if not slot.isdigit():
+            raise params.BadRequest(f"{name[:40]!r} is not a worker name (expected <manager>:<n>)")
+        place = Place("worker", f"{params.manager_name(manager)}:{slot}")
+    else:
+        place = Place("shared")
+    number, size = params.page(query)
+    ids, depth = page_ids(client, place, number, size)
+    row = depths(client, [place])[0]
+    return Page("queue.html", {"place": place, "row": row, "jobs": jobs.summaries(client, ids),
+                               "page": number, "size": size, "depth": depth,
+                               "pages": max(1, -(-depth // size))})
+
+
+def workers(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    wanted = params.text(query, "manager")
+    rows = managers.managers(client)
+    if wanted:
+        rows = [m for m in rows if m["name"] == params.manager_name(wanted)]
+    return Page("workers.html", {"managers": rows, "only": wanted})
+
+
+def search(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page | Redirect:
+    job_id = params.text(query, "id")
+    if job_id:
+        return Redirect(f"/jobs/{_quote(job_id)}")
+    state = params.choice(query, "state", jobs.STATES)
+    task, error = params.text(query, "task"), params.text(query, "error")
+    number, size = params.page(query)
+    found = None
+    if state or task or error or query.get("all"):
+        rows = managers.managers(client)
+        places = [q["place"] for q in _queue_rows(client, rows)]
+        places += [Place("worker", w["name"]) for m in rows for w in m["workers"]]
+        found = jobs.search(client, places, state, task, error)
+        found["shown"] = found["rows"][(number - 1) * size: number * size]
+        found["pages"] = max(1, -(-len(found["rows"]) // size))
+    return Page("jobs.html", {"state": state, "task": task, "error": error, "found": found, "states": jobs.STATES,
+                              "page": number, "size": size, "window": jobs.SEARCH_WINDOW})
+
+
+def job(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    job_id = path["job_id"]
+    if len(job_id) > params.TEXT_MAX:
+        raise params.BadRequest(f"a job id is longer than {params.TEXT_MAX} characters")
+    return Page("job.html", {"job_id": job_id, "job": jobs.record(client, job_id)})
+
+
+def failed(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    kind = params.text(query, "type")
+    number, size = params.page(query)
+    report = failures.read(client)
+    chosen = [j for j in report["jobs"] if not kind or j["type"] == kind]
+    return Page("failed.html", {"report": report, "type": kind, "jobs": chosen[(number - 1) * size: number * size],
+                                "matching": len(chosen), "page": number, "size": size,
+                                "pages": max(1, -(-len(chosen) // size))})
+
+
+def _queue_rows(client: Client, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The shared queue, the named queues some manager serves, and each manager's own queue."""
+    places = [Place("shared")] + [named(q) for q in served_queues(m["info"] for m in rows)]
+    places += [Place("manager", m["name"]) for m in rows]
+    return depths(client, places)
+
+
+def _quote(value: str) -> str:
+    return quote(value, safe="")
