@@ -1,0 +1,210 @@
+"""The dashboard's rules over plain HTTP, against a real ``qw-client web`` and a real Redis.
+
+Safe by default: loopback only unless a token is set, GET never changes
+anything, every change is a same-origin POST with the CSRF token, a wrong
+token is refused, read-only means read-only, Redis's text is escaped, bad
+parameters are a 400, an unreachable Redis is a 503 that recovers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import pytest
+from conftest import RedisServer, run_cli, wait_for
+from web_support import TOKEN, WebServer, failed_by_hand, serving, snapshot
+
+from qw import Client
+from qw.web.guard import is_loopback
+from qw.web.serve import parse_bind
+
+PAGES = ["/", "/queues", "/queues/shared", "/queues/named/emails", "/queues/manager/m1", "/workers",
+         "/jobs", "/jobs?state=failed&all=1", "/jobs?task=x&error=bad&all=1", "/jobs/j1", "/failed",
+         "/failed?type=ValueError", "/login"]
+
+
+@pytest.fixture(scope="module")
+def web(redis_server: RedisServer) -> Iterator[WebServer]:
+    yield from serving(redis_server.url)
+
+
+@pytest.fixture(scope="module")
+def open_web(redis_server: RedisServer) -> Iterator[WebServer]:
+    yield from serving(redis_server.url, None)
+
+
+@pytest.fixture(scope="module")
+def read_only_web(redis_server: RedisServer) -> Iterator[WebServer]:
+    yield from serving(redis_server.url, TOKEN, "--read-only")
+
+
+def test_it_listens_on_loopback_unless_told(redis_server: RedisServer) -> None:
+    from qw.cli import client as cli
+
+    default = re.search(r"--bind=<address>.*?\[default: ([^\]]+)\]", cli.__doc__, re.S).group(1)
+    assert parse_bind(default) == ("127.0.0.1", 5010) and is_loopback(parse_bind(default)[0])
+    refused = run_cli("qw-client", f"--url={redis_server.url}", "web", "--bind=0.0.0.0:0")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().count("\n") == 0 and "QW_WEB_TOKEN" in refused.stderr
+    bad = run_cli("qw-client", f"--url={redis_server.url}", "web", "--bind=127.0.0.1:http")
+    assert bad.returncode == 1 and "not a port number" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_page_needs_the_token_and_a_wrong_one_is_refused(web: WebServer, client: Client) -> None:
+    assert web.request("GET", "/").status == 303  # to the login form
+    assert web.request("GET", "/", {"Authorization": "Bearer wrong-token-of-length"}).status == 303
+    wrong = web.request("POST", "/login", form={"token": "not-the-token", "next": "/"})
+    assert wrong.status == 403 and "Wrong token" in wrong.text and not wrong.header("set-cookie")
+    right = web.request("POST", "/login", form={"token": TOKEN, "next": "/failed"})
+    assert right.status == 303 and right.header("location") == "/failed"
+    cookie = right.header("set-cookie")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    assert TOKEN not in cookie  # the cookie is a MAC, not the token
+    session = cookie.split(";")[0]
+    assert web.request("GET", "/", {"Cookie": session}).status == 200
+    assert web.request("GET", "/", {"Cookie": "qw_session=forged"}).status == 303
+    # Back to a page of ours only.
+    away = web.request("POST", "/login", form={"token": TOKEN, "next": "//evil.example/"})
+    assert away.header("location") == "/"
+
+
+def test_no_get_changes_anything(web: WebServer, client: Client) -> None:
+    failed_by_hand(client, "j1", {"x": 1}, "ValueError: bad")
+    client.queue_job({"x": 2}, job_id="j2")
+    before = snapshot(client)
+    for path in PAGES + ["/failed/retry?id=j1&all=1", "/failed/delete?id=j1", "/failed/purge",
+                         "/managers/m1/stop", "/logout"]:
+        answer = web.signed_in("GET", path)
+        assert answer.status in (200, 303, 405), (path, answer.status)
+    assert snapshot(client) == before
+
+
+def test_a_post_without_the_csrf_token_is_refused(web: WebServer, client: Client) -> None:
+    failed_by_hand(client, "j1", {"x": 1}, "ValueError: bad")
+    for form in ({"id": "j1"}, {"id": "j1", "csrf": "0" * 64}):
+        answer = web.signed_in("POST", "/failed/retry", form)
+        assert answer.status == 403 and "CSRF" in answer.text
+    assert client.redis.lrange(client.keys.all_failed, 0, -1) == [b"j1"]
+    answer = web.signed_in("POST", "/failed/retry", {"id": "j1", "csrf": web.csrf()})
+    assert answer.status == 200 and "j1: queued" in answer.text
+    assert client.get_all_queued_jobs() == ["j1"] and client.redis.llen(client.keys.all_failed) == 0
+
+
+def test_a_post_from_another_origin_is_refused_even_with_the_token(web: WebServer, client: Client) -> None:
+    failed_by_hand(client, "j1", {"x": 1}, "ValueError: bad")
+    csrf = web.csrf()
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"}):
+        answer = web.signed_in("POST", "/failed/delete", {"id": "j1", "csrf": csrf}, headers)
+        assert answer.status == 403 and "another site" in answer.text
+    assert client.redis.exists(client.keys.job("j1"))
+
+
+def test_delete_and_group_actions(web: WebServer, client: Client) -> None:
+    for i in range(3):
+        failed_by_hand(client, f"v{i}", {"i": i}, f"ValueError: bad {i}")
+    failed_by_hand(client, "k0", {}, "KeyError: 'x'")
+    csrf = web.csrf()
+    page = web.signed_in("GET", "/failed").text
+    assert 'data-type="ValueError"' in page and 'data-type="KeyError"' in page
+    answer = web.signed_in("POST", "/failed/delete", {"id": ["v0"], "csrf": csrf})
+    assert "v0: deleted" in answer.text and not client.redis.exists(client.keys.job("v0"))
+    answer = web.signed_in("POST", "/failed/retry", {"group": "ValueError", "csrf": csrf})
+    assert sorted(client.get_all_queued_jobs()) == ["v1", "v2"]
+    assert [f.id for f in client.get_failed_jobs()] == ["k0"]
+    web.signed_in("POST", "/failed/purge", {"csrf": csrf})
+    assert client.get_failed_jobs() == [] and not client.redis.exists(client.keys.job("k0"))
+
+
+def test_redis_text_is_shown_escaped(web: WebServer, client: Client) -> None:
+    payload = "<script>alert('x')</script>"
+    failed_by_hand(client, "xss", {"name": payload}, f"ValueError: {payload}<img src=x onerror=alert(1)>",
+                   traceback=f"Traceback:\n  {payload}\n")
+    for path in ("/jobs/xss", "/failed", "/jobs?error=script&all=1"):
+        text = web.signed_in("GET", path).text
+        assert "<script>alert" not in text and "<img src=x" not in text, path
+        assert "&lt;script&gt;alert(" in text, path
+
+
+def test_without_a_token_it_is_read_only_and_says_so(open_web: WebServer, client: Client) -> None:
+    failed_by_hand(client, "j1", {"x": 1}, "ValueError: bad")
+    page = open_web.request("GET", "/failed")
+    assert page.status == 200 and "read-only: no token is set" in page.text
+    assert 'action="/failed/retry"' not in page.text and 'name="csrf"' not in page.text
+    answer = open_web.request("POST", "/failed/retry", form={"id": "j1", "csrf": "x"})
+    assert answer.status == 403 and client.redis.llen(client.keys.all_failed) == 1
+
+
+def test_read_only_refuses_every_action_even_signed_in(read_only_web: WebServer, client: Client) -> None:
+    failed_by_hand(client, "j1", {"x": 1}, "ValueError: bad")
+    page = read_only_web.signed_in("GET", "/jobs/j1")
+    assert "read-only: started with --read-only" in page.text and 'id="retry"' not in page.text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]*)"', read_only_web.signed_in("GET", "/").text)
+    for path in ("/failed/retry", "/failed/purge", "/managers/m1/stop"):
+        answer = read_only_web.signed_in("POST", path, {"id": "j1", "csrf": csrf.group(1) if csrf else ""})
+        assert answer.status == 403, path
+    assert client.redis.llen(client.keys.all_failed) == 1
+
+
+def test_headers_and_host_allowlist(web: WebServer, client: Client) -> None:
+    answer = web.signed_in("GET", "/")
+    csp = answer.header("content-security-policy")
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert answer.header("x-content-type-options") == "nosniff"
+    assert answer.header("cache-control") == "no-store"
+    rebound = web.signed_in("GET", "/", headers={"Host": "evil.example:5010"})
+    assert rebound.status == 400 and "Host" in rebound.text
+    assert "<script>" not in answer.text.replace('<script src="/static/live.js" defer></script>', "")
+
+
+def test_bad_parameters_are_a_400_and_numbers_are_clamped(web: WebServer, client: Client) -> None:
+    for path in ("/failed?page=abc", "/jobs?state=nonsense", "/queues/named/bad%20name",
+                 "/queues/manager/all", "/queues/worker/m1", "/jobs?task=" + "x" * 500):
+        answer = web.signed_in("GET", path)
+        assert answer.status == 400 and "bad request" in answer.text, path
+    for path in ("/failed?size=100000&page=-5", "/?poll=100000", "/queues/shared?page=999999"):
+        assert web.signed_in("GET", path).status == 200, path
+    assert 'data-poll="60"' in web.signed_in("GET", "/?poll=100000").text
+    csrf = web.csrf()
+    answer = web.signed_in("POST", "/managers/m1/format-disk", {"csrf": csrf})
+    assert answer.status == 400 and "unknown command" in answer.text
+
+
+def test_pages_show_what_redis_holds(web: WebServer, client: Client) -> None:
+    ids = client.queue_jobs([{"n": i} for i in range(120)])
+    client.queue_job({"n": "named"}, queue="emails")
+
+    overview = web.signed_in("GET", "/").text
+    assert re.search(r'data-queue="all:jobs">120<', overview)
+    first = web.signed_in("GET", "/queues/shared").text
+    assert ids[0] in first and ids[49] in first and ids[50] not in first and "page 1 of 3" in first
+    third = web.signed_in("GET", "/queues/shared?page=3").text
+    assert ids[119] in third and ids[0] not in third
+    assert "1</span> job(s)" in web.signed_in("GET", "/queues/named/emails").text
+    found = web.signed_in("GET", f"/jobs?id={ids[3]}")
+    assert found.status == 303 and found.header("location") == f"/jobs/{ids[3]}"
+    assert '"n": 3' in web.signed_in("GET", f"/jobs/{ids[3]}").text.replace("&#34;", '"')
+    assert "No record of this job" in web.signed_in("GET", "/jobs/nope").text
+
+
+def test_an_unreachable_redis_is_one_line_and_recovers(private_redis: RedisServer) -> None:
+    server = WebServer(private_redis.url)
+    try:
+        assert server.signed_in("GET", "/").status == 200
+        private_redis.kill()
+        down = server.signed_in("GET", "/")
+        assert down.status == 503 and "cannot reach Redis" in down.text and "Traceback" not in down.text
+        private_redis.start()
+        wait_for(lambda: server.signed_in("GET", "/").status == 200, timeout=10, what="the dashboard to recover")
+    finally:
+        server.stop()
+
+
+def test_a_manager_scales_from_the_dashboard(web: WebServer, client: Client, start_manager) -> None:
+    start_manager(num_workers=1, name="m1")
+    wait_for(lambda: len(client.get_manager_workers("m1")) == 1, what="one worker")
+    answer = web.signed_in("POST", "/managers/m1/scale", {"n": "3", "csrf": web.csrf("/workers")})
+    assert answer.status == 200, answer.text
+    wait_for(lambda: len(client.get_manager_workers("m1")) == 3, what="three workers")
+    wait_for(lambda: web.signed_in("GET", "/workers").text.count('class="worker"') == 3, what="three rows")
+
