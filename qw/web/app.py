@@ -169,7 +169,9 @@ class Dashboard:
         return {"base": _base(request), "here": _here(request), "path": request.url.path[len(_base(request)):] or "/",
                 "poll": poll, "can_change": self.guard.can_change and signed_in,
                 "why_read_only": self.guard.why_read_only, "token_set": self.guard.token is not None,
-                "signed_in": signed_in, "csrf": self.guard.csrf() if signed_in else "", "now": time.time(),
+                "signed_in": signed_in, "now": time.time(),
+                # Only where a form may change something; never on a read-only dashboard.
+                "csrf": self.guard.csrf() if signed_in and self.guard.can_change else "",
                 "redis": self.client.config.address()}
 
     def _signed_in(self, request: Request) -> bool:
