@@ -141,6 +141,8 @@ class Dashboard:
             return self._refuse(request, 503, f"cannot reach Redis at {self.client.config.address()}: {exc}")
         except QwError as exc:
             return self._refuse(request, 400, f"bad request: {exc}")
+        except redis.RedisError as exc:  # an error reply: a key of an unexpected type, a script refused
+            return self._refuse(request, 502, f"Redis at {self.client.config.address()} answered: {exc}")
         if isinstance(result, views.Redirect):
             return RedirectResponse(_base(request) + result.path, 303)
         if isinstance(result, actions.Done):
@@ -209,7 +211,7 @@ class Dashboard:
 
 
 def create_app(client: Client, token: Optional[str] = None, read_only: bool = False, prefix: str = "",
-               allowed_hosts: tuple[str, ...] = ()) -> ASGIApp:
+               allowed_hosts: tuple[str, ...] = ()) -> Shield:
     """The dashboard as an ASGI app over ``client``.
 
     ``token``: the secret every page and action then needs (without one the

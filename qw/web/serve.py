@@ -103,7 +103,9 @@ def serve(client: Client, bind: str, token_file: Optional[str], read_only: bool,
     sock = bind_socket(host, port)
     shown = f"[{host}]" if ":" in host else host
     mode = "read-only" if read_only or token is None else "token required"
-    print(f"qw dashboard on http://{shown}:{sock.getsockname()[1]}/ ({mode}); Ctrl-C stops it", flush=True)
+    names = ", ".join(sorted(app.guard.allowed_hosts))
+    print(f"qw dashboard on http://{shown}:{sock.getsockname()[1]}/ ({mode}; answers Host {names}); "
+          f"Ctrl-C stops it", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, server_header=False,
                                            lifespan="off"))
     server.run(sockets=[sock])
