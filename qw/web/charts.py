@@ -1,5 +1,8 @@
 """Charts drawn on the server as SVG from the per-minute stats qw keeps: no chart library, no script.
 
+The managers keep minutes for their history (6 hours by default), so the
+overview offers 1 to 24 hours; beyond the history the bars are empty.
+
 Colours come from the stylesheet (classes on the shapes), since the
 Content-Security-Policy allows no inline style.
 """
@@ -15,23 +18,28 @@ from .. import stats
 from ..client import Client
 
 WIDTH, HEIGHT = 600, 120
+BARS = 60
 
 
-def last_hour(client: Client, minutes: int = 60, now: Optional[float] = None) -> dict[str, Any]:
-    """Per-minute figures of all managers over the last ``minutes`` (current minute last), and their summary."""
+def recent(client: Client, hours: int = 1, now: Optional[float] = None) -> dict[str, Any]:
+    """All managers' figures over the last ``hours``, in :data:`BARS` bars (current one last), and their summary."""
     now = time.time() if now is None else now
+    minutes = hours * 60
     periods = stats.read(client.redis, client.keys, None, stats.MINUTE, minutes, now)
+    step = max(1, minutes // BARS)  # minutes per bar
     series = []
-    for start, figures in periods:
+    for first in range(0, len(periods), step):
+        chunk = periods[first:first + step]
+        figures = stats.total(chunk)
         settled = sum(figures.counters.get(name, 0) for name in stats.OUTCOMES)
         failed = figures.counters.get("failed", 0) + figures.counters.get("retried", 0)
-        series.append({"start": start, "settled": settled, "failed": failed})
+        series.append({"start": chunk[0][0], "settled": settled, "failed": failed})
     summary = stats.summary(stats.total(periods), (minutes - 1) * 60 + now % 60)
-    return {"series": series, "summary": summary, "minutes": minutes}
+    return {"series": series, "summary": summary, "hours": hours, "step": step}
 
 
-def throughput_svg(series: list[dict[str, Any]]) -> Markup:
-    """Bars of jobs settled per minute, the failed part of each drawn over it."""
+def throughput_svg(series: list[dict[str, Any]], step: int = 1) -> Markup:
+    """Bars of jobs settled per ``step`` minutes, the failed part of each drawn over it."""
     top = max([s["settled"] for s in series] + [1])
     step = WIDTH / max(1, len(series))
     shapes = []
@@ -44,11 +52,11 @@ def throughput_svg(series: list[dict[str, Any]]) -> Markup:
                               f'width="{max(1.0, step - 2):.1f}" height="{h:.1f}">'
                               f'<title>{escape(_clock(point["start"]))}: {point["settled"]} settled, '
                               f'{point["failed"]} failed or retried</title></rect>')
-    return _svg("jobs settled per minute", shapes, f"max {top}/min")
+    return _svg(f"jobs settled per {step} min", shapes, f"max {top} per {step} min")
 
 
 def failure_svg(series: list[dict[str, Any]]) -> Markup:
-    """A line of the share of settled jobs that failed or were retried, minute by minute (0 to 100 %)."""
+    """A line of the share of settled jobs that failed or were retried, bar by bar (0 to 100 %)."""
     step = WIDTH / max(1, len(series))
     points = []
     shapes = []
@@ -61,7 +69,7 @@ def failure_svg(series: list[dict[str, Any]]) -> Markup:
                           f'<title>{escape(_clock(point["start"]))}: {rate * 100:.1f} %</title></circle>')
     if len(points) > 1:
         shapes.insert(0, f'<polyline class="line" points="{" ".join(points)}"/>')
-    return _svg("failure rate per minute", shapes, "100 %")
+    return _svg("failure rate", shapes, "100 %")
 
 
 def _svg(label: str, shapes: list[str], scale: str) -> Markup:

@@ -14,6 +14,8 @@ from ..client import Client
 from . import charts, failures, jobs, managers, params
 from .places import Place, depths, named, page_ids, served_queues
 
+HOURS_MAX = 24  # of charts on the overview
+
 
 @dataclass
 class Page:
@@ -39,11 +41,12 @@ def overview(client: Client, query: Mapping[str, str], path: Mapping[str, str]) 
     pipe.llen(keys.all_failed)
     scheduled, failed = pipe.execute()
     in_progress = sum(1 for m in rows for w in m["workers"] if w["job"])
-    hour = charts.last_hour(client)
+    hour = charts.recent(client, params.integer(query, "hours", 1, 1, HOURS_MAX))
     return Page("overview.html", {
         "managers": rows, "queues": queues, "scheduled": int(scheduled), "failed": int(failed),
         "in_progress": in_progress, "queued": sum(q["depth"] for q in queues), "hour": hour,
-        "throughput": charts.throughput_svg(hour["series"]), "failure": charts.failure_svg(hour["series"]),
+        "throughput": charts.throughput_svg(hour["series"], hour["step"]),
+        "failure": charts.failure_svg(hour["series"]), "hours_choices": (1, 6, 24),
     })
 
 
