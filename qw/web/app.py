@@ -83,6 +83,7 @@ class Dashboard:
             Route("/", page(views.overview)),
             Route("/queues", page(views.queues)),
             Route("/queues/shared", page(views.queue)),
+            Route("/queues/scheduled", page(views.scheduled)),
             Route("/queues/{kind:str}/{name:str}", page(views.queue)),
             Route("/workers", page(views.workers)),
             Route("/jobs", page(views.search)),

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 from urllib.parse import quote
 
 from ..client import Client
+from ..store import text
 from . import charts, failures, jobs, managers, params
 from .places import Place, depths, named, page_ids, served_queues
 
@@ -51,7 +52,8 @@ def overview(client: Client, query: Mapping[str, str], path: Mapping[str, str]) 
 
 
 def queues(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
-    return Page("queues.html", {"queues": _queue_rows(client, managers.managers(client))})
+    return Page("queues.html", {"queues": _queue_rows(client, managers.managers(client)),
+                                "scheduled": int(client.redis.zcard(client.keys.all_scheduled))})
 
 
 def queue(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
@@ -73,6 +75,22 @@ def queue(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> 
     return Page("queue.html", {"place": place, "row": row, "jobs": jobs.summaries(client, ids),
                                "page": number, "size": size, "depth": depth,
                                "pages": max(1, -(-depth // size))})
+
+
+def scheduled(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    """``all:scheduled``, soonest first, a page at a time (ZRANGE on the page only)."""
+    number, size = params.page(query)
+    key = client.keys.all_scheduled
+    pipe = client.redis.pipeline(transaction=False)
+    pipe.zcard(key)
+    pipe.zrange(key, (number - 1) * size, number * size - 1, withscores=True)
+    count, entries = pipe.execute()
+    due = {text(job_id): float(score) for job_id, score in entries}
+    rows = jobs.summaries(client, list(due), ["scheduled"] * len(due))
+    for row in rows:
+        row["due_at"] = due[row["id"]]
+    return Page("scheduled.html", {"jobs": rows, "count": int(count), "page": number, "size": size,
+                                   "pages": max(1, -(-int(count) // size))})
 
 
 def workers(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
