@@ -19,7 +19,7 @@ from qw import Client
 from qw.web.guard import is_loopback
 from qw.web.serve import parse_bind
 
-PAGES = ["/", "/queues", "/queues/shared", "/queues/named/emails", "/queues/manager/m1", "/workers",
+PAGES = ["/", "/?hours=24", "/queues", "/queues/shared", "/queues/scheduled", "/queues/named/emails", "/queues/manager/m1", "/workers",
          "/jobs", "/jobs?state=failed&all=1", "/jobs?task=x&error=bad&all=1", "/jobs/j1", "/failed",
          "/failed?type=ValueError", "/login"]
 
