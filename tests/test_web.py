@@ -208,3 +208,34 @@ def test_a_manager_scales_from_the_dashboard(web: WebServer, client: Client, sta
     wait_for(lambda: len(client.get_manager_workers("m1")) == 3, what="three workers")
     wait_for(lambda: web.signed_in("GET", "/workers").text.count('class="worker"') == 3, what="three rows")
 
+
+
+def test_create_app_mounts_under_a_prefix(redis_server: RedisServer, client: Client) -> None:
+    import threading
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from qw.web import create_app
+    from qw.web.serve import bind_socket
+
+    client.queue_jobs([{"n": 1}, {"n": 2}])
+    outer = Starlette(routes=[Mount("/ops", app=create_app(Client(url=redis_server.url), token=TOKEN,
+                                                              prefix="/qw"))])
+    sock = bind_socket("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(outer, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        web = WebServer.__new__(WebServer)
+        web.port = sock.getsockname()[1]
+        wait_for(lambda: server.started, what="uvicorn to start")
+        assert web.request("GET", "/ops/qw/").header("location") == "/ops/qw/login?next=%2F"
+        page = web.signed_in("GET", "/ops/qw/")
+        assert page.status == 200 and 'href="/ops/qw/failed"' in page.text
+        assert re.search(r'data-queue="all:jobs">2<', page.text)
+        assert web.signed_in("GET", "/ops/qw/static/style.css").status == 200
+    finally:
+        server.should_exit = True
+        thread.join(10)
