@@ -99,8 +99,6 @@ def test_login_then_depth_traceback_escaping_and_retry(browser: webdriver.Chrome
     assert _text(browser, "#count-queued") == "7"
     assert _text(browser, '[data-queue="all:jobs"]') == "7"
     assert _text(browser, "#count-failed") == "1"
-    if SCREENSHOT:
-        browser.save_screenshot(SCREENSHOT)
     browser.get(f"{web.url}/jobs/{job_id}")
     assert "ValueError: bad value" in _text(browser, "#traceback")
     assert "Traceback (most recent call last)" in _text(browser, "#traceback")
@@ -132,7 +130,7 @@ def test_live_refresh_without_reload(browser: webdriver.Chrome, web: WebServer, 
 
 
 def test_scaling_a_manager_from_the_workers_page(browser: webdriver.Chrome, web: WebServer, client: Client,
-                                                 start_manager: Callable[..., Manager]) -> None:
+                                                 start_manager: Callable[..., Manager], records) -> None:
     start_manager(num_workers=1, name="m1")
     wait_for(lambda: len(client.get_manager_workers("m1")) == 1, what="one worker")
     _sign_in(browser, web, "/workers")
@@ -148,6 +146,14 @@ def test_scaling_a_manager_from_the_workers_page(browser: webdriver.Chrome, web:
         browser.get(web.url + "/workers?poll=0")
         return len(browser.find_elements(By.CSS_SELECTOR, "#manager-m1 tr.worker"))
     wait_for(lambda: rows() == 3, what="three worker rows")
+    if SCREENSHOT:  # the README's picture: a real manager after real jobs
+        client.queue_jobs([{"dir": str(records.dir), "sleep": 0.05} for _ in range(60)])
+        client.queue_jobs([{"dir": str(records.dir), "sleep": 30} for _ in range(2)])
+        wait_for(lambda: records.total_done() >= 60, timeout=30, what="the jobs to run")
+        client.queue_jobs([{"dir": str(records.dir)} for _ in range(25)], queue="emails")
+        time.sleep(2)  # a tick of the manager: its counts reach the stats
+        browser.get(web.url + "/?poll=0")
+        browser.save_screenshot(SCREENSHOT)
 
 
 class _Evil(http.server.BaseHTTPRequestHandler):
