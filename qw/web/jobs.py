@@ -112,31 +112,52 @@ def search(client: Client, places: list[Place], state: str, task: str, error: st
     if state in ("", "failed"):
         sources.append((keys.all_failed, "failed", "failed"))
     pipe = client.redis.pipeline(transaction=False)
-    share = max(1, window // max(1, len(sources)))
     for key, how, _state in sources:
-        if how == "queue":
-            pipe.lrange(key, -share, -1)
-        elif how == "zset":
-            pipe.zrange(key, 0, share - 1)
-        else:
-            pipe.lrange(key, 0, share - 1)
         if how == "zset":
             pipe.zcard(key)
         else:
             pipe.llen(key)
-    replies = pipe.execute() if sources else []
+    sizes = [int(n) for n in pipe.execute()] if sources else []
+    shares = allot(sizes, window)
+    reads = [(source, share) for source, share in zip(sources, shares) if share]
+    pipe = client.redis.pipeline(transaction=False)
+    for (key, how, _state), share in reads:
+        if how == "queue":
+            pipe.lrange(key, -share, -1)  # the next to run
+        elif how == "zset":
+            pipe.zrange(key, 0, share - 1)  # the soonest due
+        else:
+            pipe.lrange(key, 0, share - 1)  # the newest failed
+    replies = pipe.execute() if reads else []
     found: list[tuple[str, str]] = []
-    capped = False
-    for i, (_key, how, where) in enumerate(sources):
-        ids = [text(x) for x in replies[2 * i]]
-        capped = capped or int(replies[2 * i + 1]) > len(ids)
+    for ids_raw, ((_key, how, where), _share) in zip(replies, reads):
+        ids = [text(x) for x in ids_raw]
         found += [(job_id, where) for job_id in (reversed(ids) if how == "queue" else ids)]
+    capped = sum(shares) < sum(sizes)
     read = summaries(client, [job_id for job_id, _where in found], [where for _job_id, where in found])
     task_l, error_l = task.lower(), error.lower()
     matched = [r for r in read
                if r["exists"] and (not task_l or task_l in (r["task"] or "").lower())
                and (not error_l or error_l in (r["error"] or "").lower())]
     return {"rows": matched, "looked_at": len(found), "capped": capped}
+
+
+def allot(sizes: list[int], budget: int) -> list[int]:
+    """How many ids to read from each place: a small one whole, the rest of ``budget`` shared evenly."""
+    shares = [0] * len(sizes)
+    pending = sorted(range(len(sizes)), key=lambda i: sizes[i])
+    remaining = budget
+    while pending:
+        share = remaining // len(pending)
+        smallest = pending[0]
+        if sizes[smallest] > share:
+            for i in pending:
+                shares[i] = share
+            break
+        shares[smallest] = sizes[smallest]
+        remaining -= sizes[smallest]
+        pending.pop(0)
+    return shares
 
 
 def _guess(meta: dict[str, Any]) -> str:
