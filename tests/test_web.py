@@ -239,3 +239,11 @@ def test_create_app_mounts_under_a_prefix(redis_server: RedisServer, client: Cli
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_search_reads_small_lists_whole_and_shares_the_rest() -> None:
+    from qw.web.jobs import allot
+
+    assert allot([100_000, 3, 0, 50_000], 2_000) == [998, 3, 0, 998]
+    assert allot([5, 6], 2_000) == [5, 6]
+    assert allot([], 2_000) == []
