@@ -11,6 +11,7 @@ parameter a 400, never a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Optional
@@ -33,6 +34,7 @@ from .guard import COOKIE, CSRF_FIELD, SECURITY_HEADERS, Guard
 
 HERE = Path(__file__).parent
 BODY_MAX = 64 * 1024  # bytes of a form; a longer one is refused
+WRONG_TOKEN_DELAY = 0.5  # seconds before a wrong sign-in is answered
 
 View = Callable[[Client, Mapping[str, str], Mapping[str, str]], Any]
 
@@ -195,6 +197,7 @@ class Dashboard:
             return self._refuse(request, 413, "refused: the form is too large")
         target = _next(form.get("next", [""])[0])
         if not self.guard.password_ok(form.get("token", [""])[0]):
+            await asyncio.sleep(WRONG_TOKEN_DELAY)  # guessing costs time; others are served meanwhile
             context = self._context(request)
             context.update(next=target, failed=True, render_ms=0.0)
             return HTMLResponse(self.templates.get_template("login.html").render(context), status_code=403)
