@@ -40,9 +40,11 @@ def read_only_web(redis_server: RedisServer) -> Iterator[WebServer]:
 
 
 def test_it_listens_on_loopback_unless_told(redis_server: RedisServer) -> None:
+    from docopt import docopt
+
     from qw.cli import client as cli
 
-    default = re.search(r"--bind=<address>.*?\[default: ([^\]]+)\]", cli.__doc__, re.S).group(1)
+    default = docopt(cli.__doc__, ["web"])["--bind"]
     assert parse_bind(default) == ("127.0.0.1", 5010) and is_loopback(parse_bind(default)[0])
     refused = run_cli("qw-client", f"--url={redis_server.url}", "web", "--bind=0.0.0.0:0")
     assert refused.returncode == 1
@@ -165,6 +167,7 @@ def test_bad_parameters_are_a_400_and_numbers_are_clamped(web: WebServer, client
     for path in ("/failed?size=100000&page=-5", "/?poll=100000", "/queues/shared?page=999999"):
         assert web.signed_in("GET", path).status == 200, path
     assert 'data-poll="60"' in web.signed_in("GET", "/?poll=100000").text
+    failed_by_hand(client, "j1", {}, "ValueError: bad")
     csrf = web.csrf()
     answer = web.signed_in("POST", "/managers/m1/format-disk", {"csrf": csrf})
     assert answer.status == 400 and "unknown command" in answer.text

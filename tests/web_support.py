@@ -111,6 +111,13 @@ def failed_by_hand(client: Client, job_id: str, data: dict[str, object], error: 
     client.redis.lpush(client.keys.all_failed, job_id)
 
 
-def snapshot(client: Client) -> dict[bytes, bytes]:
-    """Every key and its serialised value (DUMP), to show that nothing changed."""
-    return {key: client.redis.dump(key) for key in sorted(client.redis.keys("*"))}
+def snapshot(client: Client) -> dict[bytes, object]:
+    """Every key with its type, contents and expiry, to show that nothing changed."""
+    r = client.redis
+    read = {b"string": r.get, b"hash": r.hgetall, b"list": lambda k: r.lrange(k, 0, -1),
+            b"set": r.smembers, b"zset": lambda k: r.zrange(k, 0, -1, withscores=True)}
+    found = {}
+    for key in sorted(r.keys("*")):
+        kind = r.type(key)
+        found[key] = (kind, read[kind](key), r.ttl(key) > 0)
+    return found
