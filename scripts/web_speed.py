@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import redis
 
@@ -46,16 +45,17 @@ def fill(client: Client, queued: int, failed: int, managers: int) -> str:
     r, keys = client.redis, client.keys
     ids = []
     for start in range(0, queued, 10_000):
-        ids += client.queue_jobs([{"n": i, "to": f"user{i}@example.com"} for i in range(start, min(queued, start + 10_000))])
+        batch = range(start, min(queued, start + 10_000))
+        ids += client.queue_jobs([{"n": i, "to": f"user{i}@example.com"} for i in batch])
     now = time.time()
     pipe = r.pipeline(transaction=False)
     for i in range(failed):
         job = f"failed-{i}"
         error = ["ValueError: bad address", "TimeoutError: smtp", "KeyError: 'user'"][i % 3]
-        pipe.hset(keys.job(job), mapping={"qw:enc": "json", "to": json.dumps(f"u{i}@example.com"),
-                                          "qw:task": "mail.send", "qw:error": error, "qw:attempts": "3",
-                                          "qw:failed_at": repr(now - i), "qw:traceback": "Traceback ...\n" + error,
-                                          "qw:errors": json.dumps([{"attempt": 3, "error": error, "at": now}])})
+        pipe.hset(keys.job(job), mapping={
+            "qw:enc": "json", "to": json.dumps(f"u{i}@example.com"), "qw:task": "mail.send",
+            "qw:error": error, "qw:attempts": "3", "qw:failed_at": repr(now - i), "qw:traceback": "Traceback ...\n" + error,
+            "qw:errors": json.dumps([{"attempt": 3, "error": error, "at": now}])})
         pipe.lpush(keys.all_failed, job)
         if i % 1000 == 999:
             pipe.execute()
@@ -124,8 +124,9 @@ def main() -> None:
             job = fill(client, options.queued, options.failed, options.managers)
             web_port = free_port()
             env = {**os.environ, "QW_WEB_TOKEN": TOKEN}
-            web = subprocess.Popen([sys.executable, "-m", "qw.cli.client", f"--url=redis://127.0.0.1:{port}/0", "web",
-                                    f"--bind=127.0.0.1:{web_port}"], env=env, stdout=subprocess.DEVNULL)
+            web = subprocess.Popen([sys.executable, "-m", "qw.cli.client", f"--url=redis://127.0.0.1:{port}/0",
+                                    "web", f"--bind=127.0.0.1:{web_port}"], env=env,
+                                   stdout=subprocess.DEVNULL)
             for _ in range(200):
                 try:
                     get(web_port, "/login")

@@ -12,12 +12,13 @@ import re
 from typing import Iterator
 
 import pytest
-from conftest import RedisServer, run_cli, wait_for
 from web_support import TOKEN, WebServer, failed_by_hand, serving, snapshot
 
 from qw import Client
 from qw.web.guard import is_loopback
 from qw.web.serve import parse_bind
+
+from conftest import RedisServer, run_cli, wait_for
 
 PAGES = ["/", "/?hours=24", "/queues", "/queues/shared", "/queues/scheduled", "/queues/named/emails", "/queues/manager/m1", "/workers",
          "/jobs", "/jobs?state=failed&all=1", "/jobs?task=x&error=bad&all=1", "/jobs/j1", "/failed",

@@ -15,10 +15,11 @@ import time
 from typing import Callable, Iterator
 
 import pytest
-from conftest import RedisServer, free_port, wait_for
 from web_support import TOKEN, WebServer, serving
 
 from qw import Client, Manager
+
+from conftest import RedisServer, free_port, wait_for
 
 selenium = pytest.importorskip("selenium", reason="selenium is in the test extra: pip install -e '.[test]'")
 from selenium import webdriver  # noqa: E402

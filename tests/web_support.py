@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 from urllib.parse import urlencode
 
-from conftest import cli_env, free_port, wait_for
-
 from qw import Client
+
+from conftest import cli_env, free_port, wait_for
 
 TOKEN = "correct-horse-battery-staple"
 

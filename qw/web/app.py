@@ -109,7 +109,8 @@ class Dashboard:
             if not self._signed_in(request):
                 return RedirectResponse(f"{_base(request)}/login?next={quote(_here(request), safe='')}", 303)
             query = dict(request.query_params)
-            return await run_in_threadpool(self._run, request, lambda: view(self.client, query, request.path_params))
+            work = lambda: view(self.client, query, request.path_params)  # noqa: E731
+            return await run_in_threadpool(self._run, request, work)
         return endpoint
 
     def _act(self, action: Callable[[Client, dict[str, list[str]], Mapping[str, str]], actions.Done]
@@ -171,7 +172,8 @@ class Dashboard:
         except params.BadRequest:
             poll = params.POLL_DEFAULT
         signed_in = self._signed_in(request)
-        return {"base": _base(request), "here": _here(request), "path": request.url.path[len(_base(request)):] or "/",
+        base = _base(request)
+        return {"base": base, "here": _here(request), "path": request.url.path[len(base):] or "/",
                 "poll": poll, "can_change": self.guard.can_change and signed_in,
                 "why_read_only": self.guard.why_read_only, "token_set": self.guard.token is not None,
                 "signed_in": signed_in, "now": time.time(),

@@ -22,7 +22,7 @@ BARS = 60
 
 
 def recent(client: Client, hours: int = 1, now: Optional[float] = None) -> dict[str, Any]:
-    """All managers' figures over the last ``hours``, in :data:`BARS` bars (current one last), and their summary."""
+    """All managers' figures over the last ``hours`` in :data:`BARS` bars (the current last), and their summary."""
     now = time.time() if now is None else now
     minutes = hours * 60
     periods = stats.read(client.redis, client.keys, None, stats.MINUTE, minutes, now)
@@ -74,7 +74,8 @@ def failure_svg(series: list[dict[str, Any]]) -> Markup:
 
 def _svg(label: str, shapes: list[str], scale: str) -> Markup:
     body = "".join(shapes) or f'<text class="empty" x="{WIDTH / 2}" y="{HEIGHT / 2}">no jobs settled</text>'
-    return Markup(f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(label)}">'
+    return Markup(f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+                  f'aria-label="{escape(label)}">'
                   f'<line class="axis" x1="0" y1="{HEIGHT}" x2="{WIDTH}" y2="{HEIGHT}"/>'
                   f'<text class="scale" x="2" y="10">{escape(scale)}</text>{body}</svg>')
 

@@ -117,9 +117,7 @@ class Guard:
         if site is not None and site not in ("same-origin", "none"):
             return False
         origin = headers.get("origin")
-        if origin is not None and origin != f"{scheme}://{headers.get('host', '')}":
-            return False
-        return True
+        return origin is None or origin == f"{scheme}://{headers.get('host', '')}"
 
     def _mac(self, message: bytes) -> str:
         return hmac.new(self.key, message, hashlib.sha256).hexdigest()

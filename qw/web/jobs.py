@@ -45,7 +45,8 @@ def summaries(client: Client, ids: Iterable[str], where: Optional[list[str]] = N
         values = dict(zip(_SUMMARY, (text(v) if v is not None else None for v in replies[2 * i + 1])))
         row = {"id": job_id, "exists": bool(replies[2 * i]), "task": values["qw:task"],
                "queued_at": _number(values["qw:queued_at"]), "error": values["qw:error"],
-               "attempts": int(_number(values["qw:attempts"]) or 0), "failed_at": _number(values["qw:failed_at"]),
+               "attempts": int(_number(values["qw:attempts"]) or 0),
+               "failed_at": _number(values["qw:failed_at"]),
                "tags": _tags(values["qw:tags"])}
         row["state"] = values["qw:state"] or (where[i] if where and where[i] else _guess(values))
         rows.append(row)
@@ -82,7 +83,8 @@ def record(client: Client, job_id: str) -> Optional[dict[str, Any]]:
              "qw:history", "qw:tags", "qw:state"}
     return {
         "id": job_id, "state": state, "due_at": float(due) if due is not None else None, "problem": problem,
-        "task": meta.get("qw:task"), "args": _json(meta.get("qw:args")), "kwargs": _json(meta.get("qw:kwargs")),
+        "task": meta.get("qw:task"), "args": _json(meta.get("qw:args")),
+        "kwargs": _json(meta.get("qw:kwargs")),
         "data": data, "attempts": int(_number(meta.get("qw:attempts")) or 0),
         "error": meta.get("qw:error"), "traceback": meta.get("qw:traceback"),
         "errors": _list(meta.get("qw:errors")), "result": _json(meta.get("qw:result")),

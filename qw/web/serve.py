@@ -97,7 +97,8 @@ def serve(client: Client, bind: str, token_file: Optional[str], read_only: bool,
     try:
         import uvicorn
     except ImportError:
-        raise ConfigError("the web dashboard needs the web extra: pip install 'qw[web]' (no uvicorn)") from None
+        raise ConfigError("the web dashboard needs the web extra: pip install 'qw[web]' (no uvicorn)") \
+            from None
 
     app = create_app(client, token=token, read_only=read_only, allowed_hosts=tuple(allowed))
     sock = bind_socket(host, port)

@@ -116,8 +116,9 @@ def search(client: Client, query: Mapping[str, str], path: Mapping[str, str]) ->
         found = jobs.search(client, places, state, task, error)
         found["shown"] = found["rows"][(number - 1) * size: number * size]
         found["pages"] = max(1, -(-len(found["rows"]) // size))
-    return Page("jobs.html", {"state": state, "task": task, "error": error, "found": found, "states": jobs.STATES,
-                              "page": number, "size": size, "window": jobs.SEARCH_WINDOW})
+    return Page("jobs.html", {"state": state, "task": task, "error": error, "found": found,
+                              "states": jobs.STATES, "page": number, "size": size,
+                              "window": jobs.SEARCH_WINDOW})
 
 
 def job(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
@@ -132,8 +133,9 @@ def failed(client: Client, query: Mapping[str, str], path: Mapping[str, str]) ->
     number, size = params.page(query)
     report = failures.read(client)
     chosen = [j for j in report["jobs"] if not kind or j["type"] == kind]
-    return Page("failed.html", {"report": report, "type": kind, "jobs": chosen[(number - 1) * size: number * size],
-                                "matching": len(chosen), "page": number, "size": size,
+    return Page("failed.html", {"report": report, "type": kind,
+                                "jobs": chosen[(number - 1) * size: number * size], "matching": len(chosen),
+                                "page": number, "size": size,
                                 "pages": max(1, -(-len(chosen) // size))})
 
 
