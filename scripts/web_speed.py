@@ -54,7 +54,8 @@ def fill(client: Client, queued: int, failed: int, managers: int) -> str:
         error = ["ValueError: bad address", "TimeoutError: smtp", "KeyError: 'user'"][i % 3]
         pipe.hset(keys.job(job), mapping={
             "qw:enc": "json", "to": json.dumps(f"u{i}@example.com"), "qw:task": "mail.send",
-            "qw:error": error, "qw:attempts": "3", "qw:failed_at": repr(now - i), "qw:traceback": "Traceback ...\n" + error,
+            "qw:error": error, "qw:attempts": "3", "qw:failed_at": repr(now - i),
+            "qw:traceback": "Traceback ...\n" + error,
             "qw:errors": json.dumps([{"attempt": 3, "error": error, "at": now}])})
         pipe.lpush(keys.all_failed, job)
         if i % 1000 == 999:

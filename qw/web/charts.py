@@ -22,7 +22,7 @@ BARS = 60
 
 
 def recent(client: Client, hours: int = 1, now: Optional[float] = None) -> dict[str, Any]:
-    """All managers' figures over the last ``hours`` in :data:`BARS` bars (the current last), and their summary."""
+    """All managers' figures over the last ``hours`` in :data:`BARS` bars (current last), and a summary."""
     now = time.time() if now is None else now
     minutes = hours * 60
     periods = stats.read(client.redis, client.keys, None, stats.MINUTE, minutes, now)
