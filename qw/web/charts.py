@@ -41,15 +41,15 @@ def recent(client: Client, hours: int = 1, now: Optional[float] = None) -> dict[
 def throughput_svg(series: list[dict[str, Any]], step: int = 1) -> Markup:
     """Bars of jobs settled per ``step`` minutes, the failed part of each drawn over it."""
     top = max([s["settled"] for s in series] + [1])
-    step = WIDTH / max(1, len(series))
+    slot = WIDTH / max(1, len(series))  # pixels per bar
     shapes = []
     for i, point in enumerate(series):
-        x = i * step
+        x = i * slot
         for value, css in ((point["settled"], "bar"), (point["failed"], "bar-failed")):
             if value:
                 h = max(1.0, (HEIGHT - 14) * value / top)
                 shapes.append(f'<rect class="{css}" x="{x + 1:.1f}" y="{HEIGHT - h:.1f}" '
-                              f'width="{max(1.0, step - 2):.1f}" height="{h:.1f}">'
+                              f'width="{max(1.0, slot - 2):.1f}" height="{h:.1f}">'
                               f'<title>{escape(_clock(point["start"]))}: {point["settled"]} settled, '
                               f'{point["failed"]} failed or retried</title></rect>')
     return _svg(f"jobs settled per {step} min", shapes, f"max {top} per {step} min")
