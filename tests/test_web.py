@@ -251,3 +251,16 @@ def test_search_reads_small_lists_whole_and_shares_the_rest() -> None:
     assert allot([100_000, 3, 0, 50_000], 2_000) == [998, 3, 0, 998]
     assert allot([5, 6], 2_000) == [5, 6]
     assert allot([], 2_000) == []
+
+
+def test_the_charts_are_svg_of_the_kept_figures(client: Client) -> None:
+    from qw.web import charts
+
+    recent = charts.recent(client, hours=6)
+    assert len(recent["series"]) == 60 and recent["step"] == 6
+    series = [{"start": 0, "settled": 10, "failed": 5}, {"start": 60, "settled": 0, "failed": 0},
+              {"start": 120, "settled": 20, "failed": 0}]
+    bars = charts.throughput_svg(series, 6)
+    assert bars.count("<rect") == 3 and "max 20 per 6 min" in bars
+    line = charts.failure_svg(series)
+    assert line.count("<circle") == 2 and "50.0 %" in line and "<polyline" in line

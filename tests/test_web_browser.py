@@ -135,7 +135,11 @@ def test_scaling_a_manager_from_the_workers_page(browser: webdriver.Chrome, web:
     start_manager(num_workers=1, name="m1")
     wait_for(lambda: len(client.get_manager_workers("m1")) == 1, what="one worker")
     _sign_in(browser, web, "/workers")
-    browser.get(web.url + "/workers?poll=0")
+
+    def controls() -> list:
+        browser.get(web.url + "/workers?poll=0")  # its controls show once the manager's lease is live
+        return browser.find_elements(By.CSS_SELECTOR, '#manager-m1 input[name="n"]')
+    wait_for(controls, what="the manager's controls")
     field = browser.find_element(By.CSS_SELECTOR, '#manager-m1 input[name="n"]')
     field.clear()
     field.send_keys("3")
