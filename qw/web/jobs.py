@@ -99,8 +99,10 @@ def search(client: Client, places: list[Place], state: str, task: str, error: st
     """Jobs in the chosen ``state`` (or any) whose task contains ``task`` and error contains ``error``.
 
     Reads at most ``window`` ids; ``places`` are the queues and workers'
-    lists to look in. Returns ``rows`` and ``looked_at`` (ids read) and
-    ``capped`` (True when some were left unread).
+    lists to look in. Returns ``matches`` (``(id, the state its place
+    implies)``, for :func:`summaries` of the page shown), ``looked_at``
+    (ids read) and ``capped`` (True when some were left unread). Only a
+    task or error filter reads job hashes, two fields each.
     """
     keys = client.keys
     sources: list[tuple[str, str, str]] = []  # (key, how to read it, the state of what is there or "")
@@ -136,12 +138,25 @@ def search(client: Client, places: list[Place], state: str, task: str, error: st
         ids = [text(x) for x in ids_raw]
         found += [(job_id, where) for job_id in (reversed(ids) if how == "queue" else ids)]
     capped = sum(shares) < sum(sizes)
-    read = summaries(client, [job_id for job_id, _where in found], [where for _job_id, where in found])
-    task_l, error_l = task.lower(), error.lower()
-    matched = [r for r in read
-               if r["exists"] and (not task_l or task_l in (r["task"] or "").lower())
-               and (not error_l or error_l in (r["error"] or "").lower())]
-    return {"rows": matched, "looked_at": len(found), "capped": capped}
+    looked_at = len(found)
+    if task or error:
+        found = _matching(client, found, task.lower(), error.lower())
+    return {"matches": found, "looked_at": looked_at, "capped": capped}
+
+
+def _matching(client: Client, found: list[tuple[str, str]], task: str, error: str) -> list[tuple[str, str]]:
+    """The ids whose task and last error contain ``task`` and ``error`` (lower case): two fields each."""
+    pipe = client.redis.pipeline(transaction=False)
+    for job_id, _where in found:
+        pipe.hmget(client.keys.job(job_id), "qw:task", "qw:error")
+    kept = []
+    for (job_id, where), (job_task, job_error) in zip(found, pipe.execute() if found else []):
+        if task and (job_task is None or task not in text(job_task).lower()):
+            continue
+        if error and (job_error is None or error not in text(job_error).lower()):
+            continue
+        kept.append((job_id, where))
+    return kept
 
 
 def allot(sizes: list[int], budget: int) -> list[int]:

@@ -114,8 +114,9 @@ def search(client: Client, query: Mapping[str, str], path: Mapping[str, str]) ->
         places = [q["place"] for q in _queue_rows(client, rows)]
         places += [Place("worker", w["name"]) for m in rows for w in m["workers"]]
         found = jobs.search(client, places, state, task, error)
-        found["shown"] = found["rows"][(number - 1) * size: number * size]
-        found["pages"] = max(1, -(-len(found["rows"]) // size))
+        shown = found["matches"][(number - 1) * size: number * size]
+        found["shown"] = jobs.summaries(client, [i for i, _w in shown], [w for _i, w in shown])
+        found["pages"] = max(1, -(-len(found["matches"]) // size))
     return Page("jobs.html", {"state": state, "task": task, "error": error, "found": found,
                               "states": jobs.STATES, "page": number, "size": size,
                               "window": jobs.SEARCH_WINDOW})
