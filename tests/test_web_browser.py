@@ -15,16 +15,14 @@ import time
 from typing import Callable, Iterator
 
 import pytest
+from selenium import webdriver  # the test extra
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 from web_support import TOKEN, WebServer, serving
 
 from qw import Client, Manager
 
 from conftest import RedisServer, free_port, wait_for
-
-selenium = pytest.importorskip("selenium", reason="selenium is in the test extra: pip install -e '.[test]'")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
 
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome")
 SCREENSHOT = os.environ.get("QW_WEB_SCREENSHOT")  # a path: save the overview there (for the README)
