@@ -264,3 +264,21 @@ def test_the_charts_are_svg_of_the_kept_figures(client: Client) -> None:
     assert bars.count("<rect") == 3 and "max 20 per 6 min" in bars
     line = charts.failure_svg(series)
     assert line.count("<circle") == 2 and "50.0 %" in line and "<polyline" in line
+
+
+def test_search_by_tag_where_records_keep_tags(web: WebServer, client: Client) -> None:
+    client.queue_job({"n": 1}, job_id="tagged")
+    client.queue_job({"n": 2}, job_id="plain")
+    client.redis.hset(client.keys.job("tagged"), "qw:tags", '["billing", "eu"]')  # as the results work keeps them
+    page = web.signed_in("GET", "/jobs?tag=billing&all=1").text
+    assert "/jobs/tagged" in page and "/jobs/plain" not in page and '<span class="tag">eu</span>' in page
+    assert '<span class="tag">billing</span>' in web.signed_in("GET", "/jobs/tagged").text
+
+
+def test_the_token_comes_from_a_file_and_a_short_one_is_refused(redis_server: RedisServer, tmp_path) -> None:
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    refused = run_cli("qw-client", f"--url={redis_server.url}", "web", f"--token-file={short}")
+    assert refused.returncode == 1 and "at least 12 characters" in refused.stderr
+    missing = run_cli("qw-client", f"--url={redis_server.url}", "web", f"--token-file={tmp_path / 'none'}")
+    assert missing.returncode == 1 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr

@@ -94,15 +94,16 @@ def record(client: Client, job_id: str) -> Optional[dict[str, Any]]:
     }
 
 
-def search(client: Client, places: list[Place], state: str, task: str, error: str,
+def search(client: Client, places: list[Place], state: str, task: str, error: str, tag: str = "",
            window: int = SEARCH_WINDOW) -> dict[str, Any]:
-    """Jobs in the chosen ``state`` (or any) whose task contains ``task`` and error contains ``error``.
+    """Jobs in the chosen ``state`` (or any) whose task contains ``task``, error contains ``error``
+    and tags (``qw:tags``, where kept) include ``tag``.
 
     Reads at most ``window`` ids; ``places`` are the queues and workers'
     lists to look in. Returns ``matches`` (``(id, the state its place
     implies)``, for :func:`summaries` of the page shown), ``looked_at``
     (ids read) and ``capped`` (True when some were left unread). Only a
-    task or error filter reads job hashes, two fields each.
+    task, error or tag filter reads job hashes, three fields each.
     """
     keys = client.keys
     sources: list[tuple[str, str, str]] = []  # (key, how to read it, the state of what is there or "")
@@ -139,18 +140,22 @@ def search(client: Client, places: list[Place], state: str, task: str, error: st
         found += [(job_id, where) for job_id in (reversed(ids) if how == "queue" else ids)]
     capped = sum(shares) < sum(sizes)
     looked_at = len(found)
-    if task or error:
-        found = _matching(client, found, task.lower(), error.lower())
+    if task or error or tag:
+        found = _matching(client, found, task.lower(), error.lower(), tag)
     return {"matches": found, "looked_at": looked_at, "capped": capped}
 
 
-def _matching(client: Client, found: list[tuple[str, str]], task: str, error: str) -> list[tuple[str, str]]:
-    """The ids whose task and last error contain ``task`` and ``error`` (lower case): two fields each."""
+def _matching(client: Client, found: list[tuple[str, str]], task: str, error: str,
+              tag: str) -> list[tuple[str, str]]:
+    """The ids whose task and last error contain ``task`` and ``error`` (lower case) and whose tags
+    include ``tag``: three fields each."""
     pipe = client.redis.pipeline(transaction=False)
     for job_id, _where in found:
-        pipe.hmget(client.keys.job(job_id), "qw:task", "qw:error")
+        pipe.hmget(client.keys.job(job_id), "qw:task", "qw:error", "qw:tags")
     kept = []
-    for (job_id, where), (job_task, job_error) in zip(found, pipe.execute() if found else []):
+    for (job_id, where), (job_task, job_error, job_tags) in zip(found, pipe.execute() if found else []):
+        if tag and (job_tags is None or tag not in _tags(text(job_tags))):
+            continue
         if task and (job_task is None or task not in text(job_task).lower()):
             continue
         if error and (job_error is None or error not in text(job_error).lower()):

@@ -106,18 +106,18 @@ def search(client: Client, query: Mapping[str, str], path: Mapping[str, str]) ->
     if job_id:
         return Redirect(f"/jobs/{_quote(job_id)}")
     state = params.choice(query, "state", jobs.STATES)
-    task, error = params.text(query, "task"), params.text(query, "error")
+    task, error, tag = params.text(query, "task"), params.text(query, "error"), params.text(query, "tag")
     number, size = params.page(query)
     found = None
-    if state or task or error or query.get("all"):
+    if state or task or error or tag or query.get("all"):
         rows = managers.managers(client)
         places = [q["place"] for q in _queue_rows(client, rows)]
         places += [Place("worker", w["name"]) for m in rows for w in m["workers"]]
-        found = jobs.search(client, places, state, task, error)
+        found = jobs.search(client, places, state, task, error, tag)
         shown = found["matches"][(number - 1) * size: number * size]
         found["shown"] = jobs.summaries(client, [i for i, _w in shown], [w for _i, w in shown])
         found["pages"] = max(1, -(-len(found["matches"]) // size))
-    return Page("jobs.html", {"state": state, "task": task, "error": error, "found": found,
+    return Page("jobs.html", {"state": state, "task": task, "error": error, "tag": tag, "found": found,
                               "states": jobs.STATES, "page": number, "size": size,
                               "window": jobs.SEARCH_WINDOW})
 
