@@ -282,3 +282,16 @@ def test_the_token_comes_from_a_file_and_a_short_one_is_refused(redis_server: Re
     assert refused.returncode == 1 and "at least 12 characters" in refused.stderr
     missing = run_cli("qw-client", f"--url={redis_server.url}", "web", f"--token-file={tmp_path / 'none'}")
     assert missing.returncode == 1 and "cannot read" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_kept_record_shows_its_state_result_and_history(web: WebServer, client: Client) -> None:
+    # The fields docs/records.md describes, as the results work writes them.
+    client.redis.hset(client.keys.job("done1"), mapping={
+        "qw:enc": "json", "n": "1", "qw:task": "mail.send", "qw:args": '["<b>ada</b>"]', "qw:state": "done",
+        "qw:result": '{"sent": true, "id": "<i>x</i>"}', "qw:attempts": "1",
+        "qw:history": '[{"event": "queued", "at": 1796190000.5}, {"event": "claimed", "at": 1796190001.0,'
+                      ' "worker": "m1:1"}, {"event": "done", "at": 1796190002.0}]'})
+    page = web.signed_in("GET", "/jobs/done1").text
+    assert '<dd id="state">done' in page and 'id="result"' in page and "&lt;i&gt;x&lt;/i&gt;" in page
+    assert "&lt;b&gt;ada&lt;/b&gt;" in page and "<b>ada" not in page
+    assert page.count("<tr><td>2026-") == 3 and "worker: m1:1" in page
