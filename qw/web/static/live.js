@@ -1,8 +1,16 @@
 // Live numbers without a full reload: every data-poll seconds, fetch this same page and swap in
 // each element marked data-live. The server clamps the interval; the footer button pauses it.
-// Nothing here is needed: without JavaScript the pages and their forms work the same.
+// Nothing here is needed: without JavaScript the pages and their forms work the same (without asking
+// before a form marked data-confirm is sent).
 (function () {
   "use strict";
+  // A form marked data-confirm asks first (stop a manager, purge, delete a group).
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+    }
+  });
   var body = document.body;
   var seconds = parseInt(body.getAttribute("data-poll") || "0", 10);
   var toggle = document.getElementById("live-toggle");
