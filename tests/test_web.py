@@ -264,6 +264,9 @@ def test_the_charts_are_svg_of_the_kept_figures(client: Client) -> None:
     assert bars.count("<rect") == 3 and "max 20 per 6 min" in bars
     line = charts.failure_svg(series)
     assert line.count("<circle") == 2 and "50.0 %" in line and "<polyline" in line
+    client.queue_jobs([{"n": 1}, {"n": 2}])  # counted as queued in today's figures
+    days = charts.days(client)
+    assert len(days) == 7 and days[0]["queued"] == 2 and days[1]["queued"] == 0
 
 
 def test_search_by_tag_where_records_keep_tags(web: WebServer, client: Client) -> None:

@@ -19,6 +19,7 @@ from ..client import Client
 
 WIDTH, HEIGHT = 600, 120
 BARS = 60
+DAYS = 7  # the managers' default history of days
 
 
 def recent(client: Client, hours: int = 1, now: Optional[float] = None) -> dict[str, Any]:
@@ -36,6 +37,16 @@ def recent(client: Client, hours: int = 1, now: Optional[float] = None) -> dict[
         series.append({"start": chunk[0][0], "settled": settled, "failed": failed})
     summary = stats.summary(stats.total(periods), (minutes - 1) * 60 + now % 60)
     return {"series": series, "summary": summary, "hours": hours, "step": step}
+
+
+def days(client: Client, count: int = DAYS, now: Optional[float] = None) -> list[dict[str, Any]]:
+    """All managers' figures per day (UTC) over the last ``count`` days, the newest first."""
+    now = time.time() if now is None else now
+    rows = []
+    for start, figures in reversed(stats.read(client.redis, client.keys, None, stats.DAY, count, now)):
+        elapsed = now - start if start + 86400 > now else 86400
+        rows.append({"day": time.strftime("%Y-%m-%d", time.gmtime(start)), **stats.summary(figures, elapsed)})
+    return rows
 
 
 def throughput_svg(series: list[dict[str, Any]], step: int = 1) -> Markup:
