@@ -162,7 +162,7 @@ def test_headers_and_host_allowlist(web: WebServer, client: Client) -> None:
 
 def test_bad_parameters_are_a_400_and_numbers_are_clamped(web: WebServer, client: Client) -> None:
     for path in ("/failed?page=abc", "/jobs?state=nonsense", "/queues/named/bad%20name",
-                 "/queues/manager/all", "/queues/worker/m1", "/jobs?task=" + "x" * 500):
+                 "/queues/manager/all", "/queues/worker/m1", "/queues/nonsense/x", "/jobs?task=" + "x" * 500):
         answer = web.signed_in("GET", path)
         assert answer.status == 400 and "bad request" in answer.text, path
     for path in ("/failed?size=100000&page=-5", "/?poll=100000", "/queues/shared?page=999999"):

@@ -68,8 +68,10 @@ def queue(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> 
         if not slot.isdigit():
             raise params.BadRequest(f"{name[:40]!r} is not a worker name (expected <manager>:<n>)")
         place = Place("worker", f"{params.manager_name(manager)}:{slot}")
-    else:
+    elif kind == "shared":
         place = Place("shared")
+    else:
+        raise params.BadRequest(f"no such list: {kind[:20]!r} (named, manager, worker or shared)")
     number, size = params.page(query)
     ids, depth = page_ids(client, place, number, size)
     row = depths(client, [place])[0]
