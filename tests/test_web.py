@@ -298,3 +298,16 @@ def test_a_kept_record_shows_its_state_result_and_history(web: WebServer, client
     assert '<dd id="state">done' in page and 'id="result"' in page and "&lt;i&gt;x&lt;/i&gt;" in page
     assert "&lt;b&gt;ada&lt;/b&gt;" in page and "<b>ada" not in page
     assert page.count("<tr><td>2026-") == 3 and "worker: m1:1" in page
+
+
+def test_what_another_program_wrote_does_not_break_a_page(web: WebServer, client: Client) -> None:
+    keys = client.keys
+    client.redis.sadd(keys.all_managers, "odd")
+    client.redis.hset(keys.manager_info("odd"), mapping={"started": "soon", "queues": '["bad name", 3]',
+                                                          "tasks": "not json", "running": "<b>2</b>"})
+    client.redis.sadd(keys.manager_workers("odd"), "odd:1")
+    client.redis.hset(keys.manager_health("odd"), mapping={"odd:1": '{"busy_for": "x", "since_last_claim": []}'})
+    client.redis.lpush(keys.worker_jobs("odd:1"), "<script>")
+    for path in ("/", "/workers", "/queues", "/jobs?all=1"):
+        answer = web.signed_in("GET", path)
+        assert answer.status == 200 and "<b>2" not in answer.text and "<script>\n" not in answer.text, path

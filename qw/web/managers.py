@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Optional
 
 from ..client import Client
 from ..inspection import decode_info
@@ -45,7 +45,7 @@ def managers(client: Client) -> list[dict[str, Any]]:
             "queues": [q for q in info.get("queues") or () if isinstance(q, str)],
             "workers_wanted": info.get("workers"), "running": info.get("running"),
             "leaving": info.get("leaving"), "paused": bool(info.get("paused")),
-            "up_for": now - float(info["started"]) if info.get("started") else None,
+            "up_for": now - started if (started := _number(info.get("started"))) is not None else None,
             "queued": int(queued),
             "workers": _workers(sorted((text(w) for w in workers), key=_natural), _health(raw_health)),
         })
@@ -69,10 +69,10 @@ def _workers(names: list[str], health: dict[str, dict[str, Any]]) -> list[dict[s
     rows = []
     for name in names:
         seen = health.get(name, {})
-        busy_for = seen.get("busy_for")
-        since = seen.get("since_last_claim")
+        busy_for = _number(seen.get("busy_for"))
+        since = _number(seen.get("since_last_claim"))
         # Time in its current job does not count: a busy worker does not talk to Redis until it ends.
-        silent = None if since is None else max(0.0, float(since) - float(busy_for or 0.0))
+        silent = None if since is None else max(0.0, since - (busy_for or 0.0))
         rows.append({"name": name, "pid": seen.get("pid"), "busy_for": busy_for, "since_last_claim": since,
                      "healthy": None if silent is None else silent < UNHEALTHY_AFTER,
                      "silent_for": silent, "job": None, "held": 0})
@@ -94,6 +94,16 @@ def _fill_lists(client: Client, workers: list[dict[str, Any]]) -> None:
         running = replies[2 * i + 1]
         if worker["busy_for"] is not None and running is not None:
             worker["job"] = text(running)
+
+
+def _number(value: Any) -> Optional[float]:
+    """A number a manager published, or None (what another program wrote there is not trusted)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def _natural(name: str) -> tuple[str, int]:
