@@ -48,6 +48,7 @@ def _chosen(client: Client, form: Form) -> tuple[list[str], str]:
 
 
 def retry(client: Client, form: Form) -> Done:
+    """Queue the chosen failed jobs again, attempts reset."""
     ids, what = _chosen(client, form)
     outcome = client.retry_failed(ids)
     return Done(f"Retry {what}", [f"{job_id}: {result}" for job_id, result in outcome.items()] or ["none"],
@@ -55,6 +56,7 @@ def retry(client: Client, form: Form) -> Done:
 
 
 def delete(client: Client, form: Form) -> Done:
+    """Delete the chosen failed jobs, id and hash."""
     ids, what = _chosen(client, form)
     outcome = client.delete_failed(ids)
     return Done(f"Delete {what}", [f"{job_id}: {result}" for job_id, result in outcome.items()] or ["none"],
@@ -62,6 +64,7 @@ def delete(client: Client, form: Form) -> Done:
 
 
 def purge(client: Client, form: Form) -> Done:
+    """Delete every failed job."""
     return Done("Purge the failed list", [f"deleted {client.purge_failed()} failed job(s)"], "/failed")
 
 

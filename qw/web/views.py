@@ -34,6 +34,7 @@ class Redirect:
 
 
 def overview(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    """The front page: managers, queue depths, counts, the charts and the days."""
     rows = managers.managers(client)
     queues = _queue_rows(client, rows)
     keys = client.keys
@@ -53,11 +54,13 @@ def overview(client: Client, query: Mapping[str, str], path: Mapping[str, str]) 
 
 
 def queues(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    """Every queue the dashboard knows of, with its depth and its next job's age."""
     return Page("queues.html", {"queues": _queue_rows(client, managers.managers(client)),
                                 "scheduled": int(client.redis.zcard(client.keys.all_scheduled))})
 
 
 def queue(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    """One list (shared, named, a manager's, a worker's), a page of it, next to run first."""
     kind, name = path.get("kind", "shared"), path.get("name", "")
     if kind == "named":
         place = named(params.queue_name(name))
@@ -97,6 +100,7 @@ def scheduled(client: Client, query: Mapping[str, str], path: Mapping[str, str])
 
 
 def workers(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    """Each manager's workers (``?manager=`` for one): pid, job, how long, last claim, health."""
     wanted = params.text(query, "manager")
     rows = managers.managers(client)
     if wanted:
@@ -105,6 +109,7 @@ def workers(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -
 
 
 def search(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page | Redirect:
+    """Job search: ``?id=`` opens a job; ``state``, ``task``, ``error``, ``tag`` filter a bounded window."""
     job_id = params.text(query, "id")
     if job_id:
         return Redirect(f"/jobs/{_quote(job_id)}")
@@ -126,6 +131,7 @@ def search(client: Client, query: Mapping[str, str], path: Mapping[str, str]) ->
 
 
 def job(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    """One job's record, whatever of it is kept."""
     job_id = path["job_id"]
     if len(job_id) > params.TEXT_MAX:
         raise params.BadRequest(f"a job id is longer than {params.TEXT_MAX} characters")
@@ -133,6 +139,7 @@ def job(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Pa
 
 
 def failed(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    """The failed list grouped by error type, and a page of its jobs (``?type=`` for one group)."""
     kind = params.text(query, "type")
     number, size = params.page(query)
     report = failures.read(client)
