@@ -608,7 +608,7 @@ def render_markdown(cases: list[Case], ctx: dict[str, Any], sizes: Sizes) -> str
         "[Running it](#running-it).",
         "",
         f"**These figures come from one run on a shared {ctx['nproc']}-core machine** ({ctx['date']}),",
-        "where another session was running test suites that day, so they are indicative only. The",
+        "where other processes may run beside it, so they are indicative only. The",
         "*others' CPU* column says how much of the machine's CPU time processes outside the benchmark used",
         "during each row's runs (all of them together, and the worst run of a second or more when it was",
         "worse); [Other load](#other-load-during-the-runs) has more. Each cell is "
