@@ -35,6 +35,8 @@ class Job:
     attempt: int
     meta: dict[str, str] = field(default_factory=dict)
     token: int = 0  # this claim's fencing token: settling with an old one is refused
+    keep: int = 0  # once done: seconds its record stays (0: its hash is deleted)
+    result: str = ""  # once done: its result as JSON, kept with the record
 
     @property
     def max_attempts(self) -> Optional[int]:
@@ -131,10 +133,10 @@ class Claimer:
         """
         ack_id, token = (ack.id, str(ack.token)) if ack else ("", "")
         while True:
-            reply = self._call_claim(ack_id, token, "1", moved)
+            reply = self._call_claim(ack_id, token, "1", moved, ack)
             if ack_id and reply[0] != 1:
                 self.refused += 1
-            ack_id, token, moved = "", "", ""
+            ack_id, token, moved, ack = "", "", "", None
             job = self._job_from(reply)
             if job is not UNDECODABLE:
                 return job
@@ -201,7 +203,7 @@ class Claimer:
         args: list[Any] = [self.keys.job_prefix, repr(time.time()), moved, self.worker, wake_id,
                            "1" if self._idle else "0", want, len(acks)]
         for job in acks:
-            args += (job.id, job.token)
+            args += (job.id, job.token, job.keep or "", job.result)
         if self._sources:
             args.append(self._sources)
         return args
@@ -229,7 +231,7 @@ class Claimer:
 
     def ack(self, job: Job) -> bool:
         """Acknowledge a finished job; False if refused (it left this worker's list, or is stale)."""
-        done = self._call_claim(job.id, str(job.token), "0", "")[0] == 1
+        done = self._call_claim(job.id, str(job.token), "0", "", job)[0] == 1
         self.refused += not done
         return done
 
@@ -293,16 +295,25 @@ class Claimer:
         self.refused += result == REFUSED
         return result
 
+    def cancelled(self, job: Job, default_ttl: int) -> bool:
+        """Settle a run stopped by a cancel: kept as "cancelled", never retried; False if stale."""
+        done = int(self.scripts.settle_cancel(
+            keys=[self.own, self.keys.job(job.id)],
+            args=[job.id, str(job.token), self.keys.namespace, default_ttl])) == 1
+        self.refused += not done
+        return done
+
     def _claim_args(self, ack: str, claim: str, moved: str, token: str) -> list[Any]:
         wake_id = self._wake_id() if claim == "1" else ""
         args = [self.keys.job_prefix, ack, claim, repr(time.time()), moved, token, self.worker,
-                wake_id, "1" if self._idle else "0"]
-        if self._sources:
-            args.append(self._sources)
+                wake_id, "1" if self._idle else "0", self._sources or ""]
         return args
 
-    def _call_claim(self, ack: str, token: str, claim: str, moved: str) -> list[Any]:
+    def _call_claim(self, ack: str, token: str, claim: str, moved: str,
+                    done: Optional[Job] = None) -> list[Any]:
         args = self._claim_args(ack, claim, moved, token)
+        if done is not None and done.keep:
+            args += (done.keep, done.result)
         wake_id = args[7]
         if self._direct is not None:
             reply = self._direct(self.scripts.ack_and_claim, self._keys(), args)

@@ -62,12 +62,16 @@ class Producer:
         max_attempts: Optional[int],
         timeout: Optional[float],
         queue: Optional[str] = None,
+        record: Optional[dict[str, str]] = None,
     ) -> str:
-        """Queue one job in one atomic step and return its id (see ``Client.queue_job``)."""
+        """Queue one job in one atomic step and return its id (see ``Client.queue_job``).
+
+        ``record``: the fields that ask for a record (``qw.keeping.record_fields``), if any.
+        """
         options = job_options(max_attempts, timeout)
         fields = jobcodec.encode(job_data)
         job_id = job_id or new_id()
-        keys, args = self.enqueue_args(job_id, fields, options, self.target(manager, worker, queue))
+        keys, args = self.enqueue_args(job_id, fields, options, self.target(manager, worker, queue), record)
         self.send(keys, args)
         return job_id
 
@@ -80,6 +84,7 @@ class Producer:
         max_attempts: Optional[int],
         timeout: Optional[float],
         queue: Optional[str] = None,
+        record: Optional[dict[str, str]] = None,
     ) -> list[str]:
         """Queue many jobs, one round trip per batch; their ids in order (see ``Client.queue_jobs``)."""
         check_batch_size(batch_size)
@@ -91,6 +96,8 @@ class Producer:
         encoded = []
         for data in jobs:
             fields = jobcodec.encode(data)
+            if record:  # its fields first, where the script looks for them
+                fields = {**record, **fields}
             fields["qw:queued_at"] = queued_at
             fields["qw:origin"] = origin
             fields.update(options)
@@ -132,15 +139,22 @@ class Producer:
         return all_jobs, all_jobs, all_jobs, "", ""
 
     def enqueue_args(
-        self, job_id: str, fields: dict[str, str], options: dict[str, str], target: Target
+        self, job_id: str, fields: dict[str, str], options: dict[str, str], target: Target,
+        record: Optional[dict[str, str]] = None,
     ) -> tuple[list[str], list[str]]:
-        """KEYS and ARGV of ``enqueue-6.lua`` for one job; adds qw's fields to ``fields``."""
+        """KEYS and ARGV of ``enqueue-6.lua`` for one job; adds qw's fields to ``fields``.
+
+        The ``record`` fields go first, where the script looks for them.
+        """
         queue, workers, idle, wake, check = target
         fields["qw:queued_at"] = repr(time.time())
         fields["qw:origin"] = queue
         fields.update(options)
         minute, day = self._stats_keys()
         args = [job_id, check, wake, *STATS_TTLS, "", ""]
+        if record:
+            for name, value in record.items():
+                args += [name, value]
         for name, value in fields.items():
             args += [name, value]
         return [self.keys.job(job_id), queue, workers, idle, minute, day], args

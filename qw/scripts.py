@@ -56,6 +56,11 @@ class Scripts:
     renew_lease: Script
     release_name: Script
     release_lock: Script
+    watch: Script
+    cancel: Script
+    settle_cancel: Script
+    track: Script
+    clean_index: Script
 
     def __init__(self, client: redis.Redis) -> None:
         for name, source in _sources().items():

@@ -104,7 +104,8 @@ def _encode_batch(producer: Producer, calls: CallBatch, batch_size: int) -> tupl
     """:func:`_encode` for a :class:`CallBatch`: one destination and one set of fields but the
     arguments, so each job costs one small dict."""
     target = producer.target(calls.manager, calls.worker, calls.queue)
-    common = {TASK_FIELD: calls.task, "qw:queued_at": repr(time.time()), "qw:origin": target[0],
+    common = {**calls.record(), TASK_FIELD: calls.task, "qw:queued_at": repr(time.time()),
+              "qw:origin": target[0],
               **job_options(calls.max_attempts, calls.timeout)}
     ids = new_ids(len(calls))
     jobs = [(job_id, {**common, ARGS_FIELD: args}) for job_id, args in zip(ids, calls.args)]

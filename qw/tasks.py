@@ -38,6 +38,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequenc
 from .call import Call, CallBatch, CallQueue, check_max_attempts, check_timeout, encode_args
 from .exceptions import ConfigError
 from .handle import JobHandle
+from .keeping import check_result_ttl, check_tags
 from .keys import validate_queue_name, validate_task_name
 
 #: Every task declared in this process, by name.
@@ -56,6 +57,8 @@ OPTIONS: Mapping[str, Callable[[Any], Any]] = MappingProxyType({
     "queue": validate_queue_name,
     "max_attempts": check_max_attempts,
     "timeout": check_timeout,
+    "result_ttl": check_result_ttl,
+    "tags": check_tags,
 })
 
 
@@ -99,7 +102,10 @@ class Task:
         self.queue: Optional[str] = options.get("queue")
         self.max_attempts: Optional[int] = options.get("max_attempts")
         self.timeout: Optional[float] = options.get("timeout")
+        self.result_ttl: Optional[int] = options.get("result_ttl")
+        self.tags: tuple[str, ...] = check_tags(options.get("tags"))
         self.place = place
+        self.last: Optional[JobHandle] = None  # the last job this process queued through the task
         self.job_class = job_class
         # The module object it was declared in: a manager that imports the
         # module afresh (reload) makes this declaration stale, not a duplicate.
@@ -145,6 +151,9 @@ class Task:
         job_id: Optional[str] = None,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
+        result_ttl: Optional[int] = None,
+        tags: Optional[Iterable[str]] = None,
+        track: bool = False,
         client: Optional[CallQueue] = None,
     ) -> JobHandle:
         """Queue one call with every option; options left None take the task's.
@@ -153,12 +162,40 @@ class Task:
         send the job to that manager's or worker's own list instead (then
         the task's queue does not apply, and giving ``queue`` too is an
         error). ``job_id``, ``max_attempts``, ``timeout``: as for
-        ``Client.queue_job``. Bad arguments raise before anything is sent.
+        ``Client.queue_job``. ``result_ttl``: seconds the job's record (its
+        state, result, history) stays once it settles (None: the task's, else
+        the manager's ``--result-ttl``; 0: none); ``tags`` add to the task's;
+        ``track`` keeps the record until untracked. Bad arguments raise
+        before anything is sent.
         """
         call = self._call(args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
-                          max_attempts=max_attempts, timeout=timeout)
+                          max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl, tags=tags,
+                          track=track)
         sender = _client(client)
-        return JobHandle(sender.queue_call(call), sender)
+        handle = self.last = JobHandle(sender.queue_call(call), sender)
+        return handle
+
+    def call(self, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
+        """Queue ``fn(*args, **kwargs)`` and wait for its result (``timeout``: seconds to wait).
+
+        As ``self.delay(*args, **kwargs).result(timeout)``: raises what
+        :meth:`JobHandle.result` raises. ``timeout`` is the wait's, not the
+        job's time limit (``send_with(timeout=...)`` sets that).
+        """
+        return self.send_with(args, kwargs).result(timeout)
+
+    @property
+    def result(self) -> Any:
+        """The result of the last job this process queued through the task, if done; else None."""
+        if self.last is None:
+            return None
+        info = self.last.info()
+        return info.result if info.state == "done" else None
+
+    @property
+    def state(self) -> Optional[str]:
+        """The state of the last job this process queued through the task (None: none yet)."""
+        return None if self.last is None else self.last.state
 
     def map(
         self,
@@ -169,6 +206,9 @@ class Task:
         worker: Optional[str] = None,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
+        result_ttl: Optional[int] = None,
+        tags: Optional[Iterable[str]] = None,
+        track: bool = False,
         client: Optional[CallQueue] = None,
     ) -> list[JobHandle]:
         """Queue one job per item, each item a tuple (or list) of positional arguments.
@@ -191,20 +231,32 @@ class Task:
             queue = self.queue
         calls = CallBatch(name, encoded, queue=queue, manager=manager, worker=worker,
                           max_attempts=self.max_attempts if max_attempts is None else max_attempts,
-                          timeout=self.timeout if timeout is None else timeout)
+                          timeout=self.timeout if timeout is None else timeout,
+                          result_ttl=self.result_ttl if result_ttl is None else result_ttl,
+                          tags=self._tags(tags), track=track)
         sender = _client(client)
-        return [JobHandle(job_id, sender) for job_id in sender.queue_calls(calls)]
+        handles = [JobHandle(job_id, sender) for job_id in sender.queue_calls(calls)]
+        if handles:
+            self.last = handles[-1]
+        return handles
 
     def _call(self, args: Sequence[Any], kwargs: Mapping[str, Any], *, queue: Optional[str] = None,
               manager: Optional[str] = None, worker: Optional[str] = None, job_id: Optional[str] = None,
-              max_attempts: Optional[int] = None, timeout: Optional[float] = None) -> Call:
+              max_attempts: Optional[int] = None, timeout: Optional[float] = None,
+              result_ttl: Optional[int] = None, tags: Optional[Iterable[str]] = None,
+              track: bool = False) -> Call:
         self._check_fits(args, kwargs)
         if queue is None and manager is None and worker is None:
             queue = self.queue
         return Call(self.name, args, kwargs, queue=queue, manager=manager, worker=worker,  # Call copies them
                     job_id=job_id,
                     max_attempts=self.max_attempts if max_attempts is None else max_attempts,
-                    timeout=self.timeout if timeout is None else timeout)
+                    timeout=self.timeout if timeout is None else timeout,
+                    result_ttl=self.result_ttl if result_ttl is None else result_ttl,
+                    tags=self._tags(tags) if tags else self.tags, track=track)
+
+    def _tags(self, tags: Optional[Iterable[str]]) -> tuple[str, ...]:
+        return check_tags((*self.tags, *check_tags(tags))) if tags else self.tags
 
     def _check_fits(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         # A call that cannot bind would only fail in the worker, attempt after
@@ -344,6 +396,8 @@ class Job:
     queue: ClassVar[Optional[str]] = None
     max_attempts: ClassVar[Optional[int]] = None
     timeout: ClassVar[Optional[float]] = None
+    result_ttl: ClassVar[Optional[int]] = None
+    tags: ClassVar[Optional[tuple[str, ...]]] = None
     __task__: ClassVar[Task]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -351,8 +405,8 @@ class Job:
         if cls.work is Job.work:
             return
         place = _caller_place()
-        options = {"name": cls.__dict__.get("name"), "queue": cls.queue,
-                   "max_attempts": cls.max_attempts, "timeout": cls.timeout}
+        options = {"name": cls.__dict__.get("name"), "queue": cls.queue, "max_attempts": cls.max_attempts,
+                   "timeout": cls.timeout, "result_ttl": cls.result_ttl, "tags": cls.tags}
         cls.__task__ = register(Task(_runner(cls), check_options(options, place), place=place, job_class=cls))
 
     def work(self, *args: Any, **kwargs: Any) -> Any:
@@ -386,6 +440,11 @@ class Job:
     def map(cls, items: Iterable[Sequence[Any]], **options: Any) -> list[JobHandle]:
         """See :meth:`Task.map`."""
         return cls.__task__.map(items, **options)
+
+    @classmethod
+    def call(cls, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
+        """See :meth:`Task.call`."""
+        return cls.__task__.call(*args, timeout=timeout, **kwargs)
 
 
 def _runner(cls: type) -> Callable[..., Any]:

@@ -1,7 +1,8 @@
-"""Hypothesis drives queue, claim, run, acknowledge, fail, crash and recovery
-against the real Redis; after every step each accepted job is in exactly one
-place (a queue, one in-progress list, the scheduled set, the failed list) or
-done, and no id appears twice."""
+"""Hypothesis drives queue, claim, run, acknowledge, fail, crash, recovery and
+cancel against the real Redis; after every step each accepted job is in
+exactly one place (a queue, one in-progress list, the scheduled set, the
+failed list) or done or cancelled, no id appears twice, and the state each
+job's record says (qw:state) agrees with the place it is in."""
 
 from typing import Optional
 
@@ -40,13 +41,33 @@ class Queue(RuleBasedStateMachine):
         self.stale: list[tuple[str, Job]] = []
         self.accepted: set[str] = set()
         self.done: set[str] = set()
+        self.kept: set[str] = set()  # queued with a record (result_ttl): kept once done
+        self.cancelled: set[str] = set()
 
-    @rule(to=st.sampled_from([None, "m", "n", "p", "m:1", "n:1", "p:1"]), batch=st.integers(1, 3))
-    def queue(self, to: Optional[str], batch: int) -> None:
+    @rule(to=st.sampled_from([None, "m", "n", "p", "m:1", "n:1", "p:1"]), batch=st.integers(1, 3),
+          keep=st.booleans())
+    def queue(self, to: Optional[str], batch: int, keep: bool) -> None:
         worker = to if to and ":" in to else None
         manager = to if to and ":" not in to else None
-        ids = self.client.queue_jobs([{"n": i} for i in range(batch)], manager=manager, worker=worker)
+        ids = self.client.queue_jobs([{"n": i} for i in range(batch)], manager=manager, worker=worker,
+                                     result_ttl=600 if keep else None)
         self.accepted.update(ids)
+        if keep:
+            self.kept.update(ids)
+
+    @rule(pick=st.integers(0, 10_000))
+    def cancel(self, pick: int) -> None:
+        # Any job: a queued, scheduled or retrying one is taken out; a running
+        # one is only marked (no manager runs here to stop it); a settled one stays.
+        candidates = sorted(self.accepted - self.cancelled - self.done)
+        if not candidates:
+            return
+        job_id = candidates[pick % len(candidates)]
+        state = self.client.job(job_id).state
+        cancelled = self.client.cancel(job_id)
+        assert cancelled == (state != "failed")
+        if state in ("queued", "retrying"):
+            self.cancelled.add(job_id)
 
     @rule(worker=st.sampled_from(WORKERS))
     def claim(self, worker: str) -> None:
@@ -153,17 +174,36 @@ class Queue(RuleBasedStateMachine):
         places += [r.lrange(f"{w}:jobs", 0, -1) for w in [*WORKERS, PREFETCHING]]
         seen = [i.decode() for place in places for i in place]
         assert len(seen) == len(set(seen)), "an id is in two places"
-        assert set(seen) == self.accepted - self.done, "a job is lost, or a done job came back"
+        assert set(seen) == self.accepted - self.done - self.cancelled, "a job is lost, or one came back"
         for job_id in self.done:
-            assert not r.exists(f"job:{job_id}")
+            state = r.hget(f"job:{job_id}", "qw:state")
+            assert (state == b"done") if job_id in self.kept else not r.exists(f"job:{job_id}")
+        for job_id in self.cancelled:
+            assert r.hget(f"job:{job_id}", "qw:state") == b"cancelled"
         for job_id in seen:
             assert r.exists(f"job:{job_id}")
+        self.states_agree_with_places(places)
         for worker, job in self.running.items():
             if job is not None:
                 assert r.lindex(f"{worker}:jobs", -1).decode() == job.id
         in_hand = {i.decode() for i in r.lrange(f"{PREFETCHING}:jobs", 0, -1)}
         for job in self.held + self.finished:
             assert job.id in in_hand and r.hget(f"job:{job.id}", "qw:running") == str(job.token).encode()
+
+
+    def states_agree_with_places(self, places: list[list[bytes]]) -> None:
+        r = self.client.redis
+        queues, scheduled, failed = places[:3] + places[5:6], places[3], places[4]
+        expect = {i: {"queued", None} for q in queues for i in q}
+        expect.update({i: {"retrying"} for i in scheduled})
+        expect.update({i: {"failed"} for i in failed})
+        for worker in [*WORKERS, PREFETCHING]:
+            for i in r.lrange(f"{worker}:jobs", 0, -1):
+                claimed = r.hexists(b"job:" + i, "qw:running")
+                expect[i] = {"running"} if claimed else {"queued", None}
+        for job_id, states in expect.items():
+            state = r.hget(b"job:" + job_id, "qw:state")
+            assert (state.decode() if state else None) in states, (job_id, state, states)
 
 
 def test_every_job_is_always_in_exactly_one_place(client: Client) -> None:

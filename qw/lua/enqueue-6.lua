@@ -16,7 +16,8 @@
 -- ARGV[6] name of the idle worker the producer unblocks right behind this
 --         call (it woke that one last time, and guesses it is idle again), or ""
 -- ARGV[7] that worker's client id, or ""
--- ARGV[8..] field, value, field, value, ...
+-- ARGV[8..] field, value, field, value, ...; a job that keeps a record puts
+--          qw:history first, then qw:tags if it has any (lib/record.lua)
 -- Returns 0 when job:<id> already exists (nothing is changed), else
 -- {wake, name, id}: the worker taken off the idle list (name and client id,
 -- or "" and "") and, in wake, its client id when the producer must still
@@ -28,6 +29,8 @@ end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
+-- #include record
+qw_open_record(ARGV, 8, string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1] - 4), ARGV[1], nil)
 -- HSET in slices: unpack() of a very wide job would overflow Lua's C stack.
 for first = 8, #ARGV, 1000 do
   redis.call('HSET', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))

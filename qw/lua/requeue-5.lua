@@ -20,13 +20,15 @@
 -- ARGV[7] worker name
 -- Returns the number of ids moved out of KEYS[1] (failed ones included), or
 -- -1 when ARGV[6] found the manager alive.
+-- #include record
 if ARGV[6] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
   return -1
 end
 local ids = redis.call('LRANGE', KEYS[1], 0, -1)
 -- A job taken from a named queue goes back there: all:queue:<name> under
 -- our namespace (the hash prefix less its "job:").
-local named = string.sub(ARGV[1], 1, #ARGV[1] - 4) .. 'all:queue:'
+local namespace = qw_namespace(ARGV[1])
+local named = namespace .. 'all:queue:'
 local function is_named(origin)
   return origin and string.sub(origin, 1, #named) == named and not string.find(origin, ':', #named + 1, true)
 end
@@ -42,6 +44,7 @@ for i = 1, #ids do
   local failed = false
   -- The run is taken back: from now on its worker's acknowledgement is stale.
   local claimed = redis.call('HDEL', key, 'qw:running') == 1
+  redis.call('HDEL', key, 'qw:cancel')
   if claimed and attempts > 0 then
     if ARGV[3] == '' then
       redis.call('HINCRBY', key, 'qw:attempts', -1)
@@ -58,9 +61,14 @@ for i = 1, #ids do
       if attempts >= allowed then
         redis.call('HSET', key, 'qw:failed_at', ARGV[5])
         redis.call('LPUSH', KEYS[4], id)
+        qw_failed(key, namespace, id, ARGV[3])
         failed = true
         moved = moved + 1
       end
+    end
+    if not failed then
+      redis.call('HSET', key, 'qw:state', 'queued')
+      qw_note(key, {event = 'requeued', cause = ARGV[3] ~= '' and ARGV[3] or 'stopped', worker = ARGV[7]})
     end
   end
   if failed then

@@ -6,6 +6,7 @@
 -- ARGV[2] namespace prefix of every key
 -- Returns 1 when queued again, 0 when the id is not in the failed list, -1
 -- when it has no data to run (a dangling id: it stays failed).
+-- #include record
 if redis.call('LPOS', KEYS[1], ARGV[1]) == false then
   return 0
 end
@@ -24,7 +25,8 @@ if origin and string.sub(origin, 1, #ARGV[2]) == ARGV[2] then
     queue = ARGV[2] .. manager .. ':jobs'
   end
 end
-redis.call('HDEL', KEYS[2], 'qw:error', 'qw:traceback', 'qw:failed_at', 'qw:worker')
-redis.call('HSET', KEYS[2], 'qw:attempts', 0)
+redis.call('HDEL', KEYS[2], 'qw:error', 'qw:traceback', 'qw:failed_at', 'qw:worker', 'qw:finished_at')
+redis.call('HSET', KEYS[2], 'qw:attempts', 0, 'qw:state', 'queued')
+qw_note(KEYS[2], {event = 'queued', cause = 'retry of the failed job'})
 redis.call('LPUSH', queue, ARGV[1])
 return 1

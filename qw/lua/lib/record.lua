@@ -12,7 +12,8 @@ local function qw_now()
 end
 
 -- The first 50 events of a record are kept; later ones are only counted
--- (qw:events), so a job that retries forever cannot grow without bound.
+-- (qw:events counts those after "queued"), so a job that retries forever
+-- cannot grow without bound.
 local QW_HISTORY_CAP = 50
 
 -- Append one event (a Lua table; its "at" is set here) to the history of
@@ -25,7 +26,7 @@ local function qw_note(key, event, now, history)
   if not history then
     return
   end
-  if redis.call('HINCRBY', key, 'qw:events', 1) > QW_HISTORY_CAP then
+  if redis.call('HINCRBY', key, 'qw:events', 1) >= QW_HISTORY_CAP then
     return
   end
   event.at = now or qw_now()
@@ -45,13 +46,10 @@ end
 
 -- The job settled (done, failed or cancelled): wake each waiter. A waiter
 -- counted itself in qw:waiters and blocks on all:settled:<id>; one token
--- per waiter, and the list expires soon after. `waiters` is qw:waiters
--- when already read (false: read it here).
+-- per waiter, and the list expires soon after. `waiters` is qw:waiters as
+-- the caller read it (false: none).
 local QW_SETTLED_TTL = 60
 local function qw_wake_waiters(key, namespace, id, waiters)
-  if waiters == false then
-    waiters = redis.call('HGET', key, 'qw:waiters')
-  end
   local n = tonumber(waiters) or 0
   if n < 1 then
     return
@@ -62,4 +60,102 @@ local function qw_wake_waiters(key, namespace, id, waiters)
   end
   redis.call('EXPIRE', settled, QW_SETTLED_TTL)
   redis.call('HDEL', key, 'qw:waiters')
+end
+
+-- How long a settled record stays: `ttl` seconds; a record that would not
+-- be kept (ttl 0) but has waiters stays long enough for them to read it; a
+-- tracked one stays until untracked.
+local function qw_expire(key, ttl, waiters, tracked)
+  if tracked then
+    redis.call('PERSIST', key)
+    return
+  end
+  if ttl <= 0 then
+    ttl = QW_SETTLED_TTL
+  end
+  redis.call('EXPIRE', key, math.ceil(ttl))
+end
+
+-- A run returned: delete the hash (a job that keeps nothing), or keep it as
+-- the record of a done job, its result with it, in this same step.
+-- `waiters` and `tracked` are qw:waiters and qw:tracked as read (or false).
+local function qw_done(key, namespace, id, ttl, result, waiters, tracked)
+  if ttl <= 0 and not waiters and not tracked then
+    redis.call('DEL', key)
+    return
+  end
+  local now = qw_now()
+  redis.call('HDEL', key, 'qw:running', 'qw:cancel')
+  if result ~= '' then
+    redis.call('HSET', key, 'qw:state', 'done', 'qw:finished_at', now, 'qw:result', result)
+  else
+    redis.call('HSET', key, 'qw:state', 'done', 'qw:finished_at', now)
+  end
+  qw_note(key, {event = 'done'}, now)
+  redis.call('ZADD', namespace .. 'all:finished', now, id)
+  qw_wake_waiters(key, namespace, id, waiters)
+  qw_expire(key, ttl, waiters, tracked)
+end
+
+-- A claim of a job that keeps a record: its start time and a "claimed"
+-- event. `fields` is the hash as the claim read it (HGETALL).
+local function qw_claimed(key, fields, worker)
+  for i = 1, #fields, 2 do
+    if fields[i] == 'qw:history' then
+      local now = qw_now()
+      redis.call('HSET', key, 'qw:started_at', now)
+      qw_note(key, {event = 'claimed', worker = worker}, now, fields[i + 1])
+      return
+    end
+  end
+end
+
+-- A job failed for good (it is in all:failed now): its state, time and
+-- event, and its waiters woken. Failed records stay, as the failed list does.
+local function qw_failed(key, namespace, id, error)
+  local now = qw_now()
+  redis.call('HSET', key, 'qw:state', 'failed', 'qw:finished_at', now)
+  qw_note(key, {event = 'failed', error = error}, now)
+  qw_wake_waiters(key, namespace, id, redis.call('HGET', key, 'qw:waiters'))
+end
+
+-- The job will not run (again): its state, time, event and waiters, and the
+-- record kept `ttl` seconds (its own qw:result_ttl first).
+local function qw_cancelled(key, namespace, id, ttl, waiters, tracked, own_ttl)
+  local now = qw_now()
+  redis.call('HDEL', key, 'qw:running', 'qw:cancel')
+  redis.call('HSET', key, 'qw:state', 'cancelled', 'qw:finished_at', now)
+  qw_note(key, {event = 'cancelled'}, now)
+  redis.call('ZADD', namespace .. 'all:finished', now, id)
+  qw_wake_waiters(key, namespace, id, waiters)
+  qw_expire(key, tonumber(own_ttl) or ttl, waiters, tracked)
+end
+
+-- A job queued with a record puts qw:history first among its fields (ARGV
+-- index `at`), its value a placeholder: it becomes the "queued" event at
+-- Redis's time here. qw:tags and qw:tracked, when given, follow it: each
+-- tag's index (all:tag:<tag>), the index of tags (all:tags) and the tracked
+-- set (all:tracked) get the id. Returns the time used (`now`, if given).
+local function qw_open_record(argv, at, namespace, id, now)
+  if argv[at] ~= 'qw:history' then
+    return now
+  end
+  now = now or qw_now()
+  argv[at + 1] = cjson.encode({{event = 'queued', at = now}})
+  local i = at + 2
+  while argv[i] == 'qw:tags' or argv[i] == 'qw:tracked' do
+    if argv[i] == 'qw:tracked' then
+      redis.call('SADD', namespace .. 'all:tracked', id)
+    else
+      local ok, tags = pcall(cjson.decode, argv[i + 1])
+      if ok and type(tags) == 'table' then
+        for _, tag in ipairs(tags) do
+          redis.call('ZADD', namespace .. 'all:tag:' .. tag, now, id)
+          redis.call('ZADD', namespace .. 'all:tags', now, tag)
+        end
+      end
+    end
+    i = i + 2
+  end
+  return now
 end

@@ -1,0 +1,66 @@
+"""Tasks whose results the results tests wait for, run by real workers (qw-manager results_app)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import qw
+
+
+@qw.task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@qw.task
+def echo(value: Any) -> Any:
+    return value
+
+
+@qw.task(max_attempts=1)
+def boom(message: str) -> None:
+    raise ValueError(message)
+
+
+@qw.task
+def slow(seconds: float, value: Any = None) -> Any:
+    time.sleep(seconds)
+    return value
+
+
+@qw.task(max_attempts=3)
+def die_once(marker: str, value: Any) -> Any:
+    """SIGKILLs its own worker on the first run (the marker file tells), returns ``value`` on the next."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("x")
+        os.kill(os.getpid(), 9)
+    return value
+
+
+@qw.task
+def a_set() -> Any:
+    return {1, 2}
+
+
+@qw.task(result_ttl=2)
+def short_lived(x: int) -> int:
+    return x
+
+
+@qw.task(tags=("reports",))
+def tagged(x: int) -> int:
+    return x
+
+
+class Square(qw.Job):
+    def work(self, x: int) -> int:
+        return x * x
+
+
+def plain(job_id: str, data: dict[str, Any]) -> Any:
+    """A function target: returns what the job says."""
+    return data.get("return")
