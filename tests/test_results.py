@@ -233,3 +233,63 @@ def test_history_times_are_redis_clock_and_json(client: Client, start_manager: C
     history = json.loads(client.redis.hget(f"job:{h.id}", "qw:history"))
     redis_now = float(client.redis.time()[0])
     assert all(abs(e["at"] - redis_now) < 30 for e in history)
+
+
+def test_the_ack_that_keeps_a_result_still_claims_the_next_job_in_one_round_trip(client: Client) -> None:
+    from qw import Worker
+
+    from tests_support import commands_run
+
+    handles = app.add.map([(n, n) for n in range(50)])
+    worker = Worker(client, None, "box", name="box:1", tasks={"results_app.add": app.add})
+    claimer, dispatcher = worker._setup()
+    claimer.ack_id("warm-up")  # loads the claim script
+    with commands_run(client.redis) as seen:
+        ack = None
+        while True:
+            job = claimer.claim(ack)
+            if job is None:
+                break
+            call = dispatcher.resolve(job.meta)
+            job.keep, job.result = 600, json.dumps(call.run(job.id, job.data))
+            ack = job
+    top_level = {k: v for k, v in seen().items() if k in ("evalsha", "eval", "blmove", "script", "multi")}
+    assert top_level == {"evalsha": 51}  # one per job, and one last claim that found nothing
+    assert [h.result(timeout=0) for h in handles] == [2 * n for n in range(50)]
+
+
+def test_cli_job_result_cancel_and_search(client: Client, start_manager: Callable, redis_server: Any) -> None:
+    from conftest import run_cli
+
+    port = ["qw-client", "--host=127.0.0.1", f"--port={redis_server.port}"]
+    start_manager(TASKS, num_workers=1)
+    h = app.add.send_with(args=(20, 22), tags=["cli"])
+    done = run_cli(*port, "result", h.id, "--wait=10")
+    assert (done.returncode, done.stdout.strip()) == (0, "42")
+    shown = run_cli(*port, "job", h.id)
+    assert shown.returncode == 0 and f"job {h.id}: done" in shown.stdout and "result    42" in shown.stdout
+    as_json = json.loads(run_cli(*port, "job", h.id, "--json").stdout)
+    assert as_json[0]["result"] == 42 and as_json[0]["tags"] == ["cli"]
+    failed = app.boom.delay("from the shell")
+    bad = run_cli(*port, "result", failed.id, "--wait=10")
+    assert (bad.returncode, bad.stdout.strip()) == (1, "failed: ValueError: from the shell")
+    missing = run_cli(*port, "result", "nope")
+    assert (missing.returncode, missing.stdout.strip()) == (1, "no such job")
+    slow = app.slow.delay(5)
+    wait_for(lambda: slow.state == "running", what="the slow job to run")
+    late = run_cli(*port, "result", slow.id, "--wait=0.2")
+    assert (late.returncode, late.stdout.strip()) == (1, "not finished after 0.2 s (state: running)")
+    cancelled = run_cli(*port, "cancel", slow.id, "nope")
+    assert cancelled.returncode == 1
+    assert cancelled.stdout.splitlines() == [f"{slow.id}: cancelled", "nope: no such job"]
+    found = run_cli(*port, "jobs", "--tag=cli")
+    assert found.returncode == 0 and h.id in found.stdout and "done" in found.stdout
+    wrong = run_cli(*port, "jobs", "--state=finished")
+    assert wrong.returncode == 1 and "unknown state 'finished'; one of: queued, scheduled" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    queued = run_cli(*port, "queue", "string", "--result-ttl=60", "--tag=a,b", "--track", '{"n": 1}')
+    job_id = queued.stdout.strip()
+    info = client.job(job_id).info()
+    assert (info.tags, info.tracked) == (("a", "b"), True)
+    assert run_cli(*port, "tracked").stdout.split() == [job_id]
+    assert run_cli(*port, "untrack", job_id).stdout.strip() == f"{job_id}: untracked"
