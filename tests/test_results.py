@@ -13,12 +13,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import results_app as app
 
 import qw
 from qw import Client, JobCancelled, JobFailed, JobNotFound
 from qw.tasks import set_default_client
-
-import results_app as app
 
 from conftest import wait_for
 
