@@ -292,3 +292,20 @@ def test_cli_job_result_cancel_and_search(client: Client, start_manager: Callabl
     assert (info.tags, info.tracked) == (("a", "b"), True)
     assert run_cli(*port, "tracked").stdout.split() == [job_id]
     assert run_cli(*port, "untrack", job_id).stdout.strip() == f"{job_id}: untracked"
+
+
+def test_a_wait_whose_connection_drops_goes_on_within_its_timeout(client: Client, start_manager: Callable) -> None:
+    h = app.add.delay(6, 7)
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(h.result(timeout=20)))
+    waiter.start()
+
+    def blocked() -> list[int]:
+        return [c["id"] for c in client.redis.client_list() if c.get("cmd") == "blpop"]
+
+    wait_for(lambda: blocked(), what="the waiter to block")
+    for client_id in blocked():
+        client.redis.client_kill_filter(_id=client_id)
+    start_manager(TASKS, num_workers=1)
+    waiter.join(20)
+    assert got == [13]
