@@ -73,7 +73,8 @@ def record_fields(result_ttl: Optional[int], tags: tuple[str, ...], track: bool,
     """The fields that ask for a record, in the order the enqueue scripts read them; {} for none.
 
     A task job keeps one unless ``result_ttl`` is 0; a plain job only when
-    asked (a ``result_ttl`` above 0, tags or tracking).
+    asked (a ``result_ttl`` above 0, tags or tracking; with tags or tracking
+    alone it stays :data:`DEFAULT_RESULT_TTL` seconds once settled).
     """
     keeps = bool(tags) or track or (result_ttl is None and task) or bool(result_ttl)
     fields: dict[str, str] = {}
@@ -83,6 +84,8 @@ def record_fields(result_ttl: Optional[int], tags: tuple[str, ...], track: bool,
             fields[TAGS_FIELD] = json.dumps(list(tags), ensure_ascii=False)
         if track:
             fields[TRACKED_FIELD] = "1"
+        if result_ttl is None and not task:
+            result_ttl = DEFAULT_RESULT_TTL
     if result_ttl is not None:
         fields[RESULT_TTL_FIELD] = str(result_ttl)
     return fields
