@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional, Protocol, Sequence, overload
 
 from .exceptions import ConfigError, JobDataError
 from .job import json_kind
-from .keeping import check_result_ttl, check_tags, record_fields
+from .keeping import check_priority, check_result_ttl, check_tags, record_fields
 from .keys import META_PREFIX, validate_manager_name, validate_queue_name
 
 TASK_FIELD = META_PREFIX + "task"
@@ -77,6 +77,7 @@ class Call:
     result_ttl: Optional[int] = None
     tags: tuple[str, ...] = ()
     track: bool = False
+    priority: Optional[int] = None
     _meta: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -110,6 +111,11 @@ class Call:
             check_result_ttl(self.result_ttl)
         if self.tags:
             self.tags = check_tags(self.tags)
+        if self.priority is not None:
+            check_priority(self.priority)
+            if self.worker is not None and self.priority:
+                raise ConfigError(f"a call of {self.task} to one worker runs in arrival order: "
+                                  "it takes no priority")
 
     def meta(self) -> dict[str, str]:
         """The ``qw:task``, ``qw:args`` and (when there are any) ``qw:kwargs`` fields, as strings."""
@@ -128,11 +134,13 @@ class CallBatch(Sequence[Call]):
     def __init__(self, task: str, args: list[str], *, queue: Optional[str] = None,
                  manager: Optional[str] = None, worker: Optional[str] = None,
                  max_attempts: Optional[int] = None, timeout: Optional[float] = None,
-                 result_ttl: Optional[int] = None, tags: tuple[str, ...] = (), track: bool = False) -> None:
+                 result_ttl: Optional[int] = None, tags: tuple[str, ...] = (), track: bool = False,
+                 priority: Optional[int] = None) -> None:
         # The first call checks the name and the options for all of them.
         self._first = Call(task, [], queue=queue, manager=manager, worker=worker,
                            max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl, tags=tags,
-                           track=track)
+                           track=track, priority=priority)
+        self.priority = priority
         self.task = task
         self.args = args  # each a JSON array, made by encode_args
         self.queue, self.manager, self.worker = queue, manager, worker
@@ -153,7 +161,7 @@ class CallBatch(Sequence[Call]):
             return [self[i] for i in range(*index.indices(len(self)))]
         return Call(self.task, _loads(self.args[index]), queue=self.queue, manager=self.manager,
                     worker=self.worker, max_attempts=self.max_attempts, timeout=self.timeout,
-                    result_ttl=self.result_ttl, tags=self.tags, track=self.track)
+                    result_ttl=self.result_ttl, tags=self.tags, track=self.track, priority=self.priority)
 
     def record(self) -> dict[str, str]:
         """The record fields every job of the batch starts with (``qw.keeping.record_fields``)."""

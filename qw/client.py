@@ -135,6 +135,7 @@ class Client:
         result_ttl: Optional[int] = None,
         tags: Optional[Iterable[str]] = None,
         track: bool = False,
+        priority: Optional[int] = None,
     ) -> str:
         """Queue one job in one atomic step and return its id.
 
@@ -148,10 +149,12 @@ class Client:
         defaults for this job. A plain job keeps nothing once done, unless
         given ``result_ttl`` (seconds its record stays: state, the target's
         return value, history), ``tags`` or ``track`` (see :meth:`job`).
+        ``priority`` orders it within its queue: lower runs sooner, 0 (the
+        default) first in first out with the rest.
         """
         record = record_fields(check_result_ttl(result_ttl), check_tags(tags), track, task=False)
         return self._producer.queue_job(job_data, manager, worker, job_id, max_attempts, timeout, queue,
-                                        record)
+                                        record, priority)
 
     def queue_jobs(
         self,
@@ -166,6 +169,7 @@ class Client:
         result_ttl: Optional[int] = None,
         tags: Optional[Iterable[str]] = None,
         track: bool = False,
+        priority: Optional[int] = None,
     ) -> list[str]:
         """Queue many jobs, one round trip per batch; return their ids in order.
 
@@ -176,7 +180,7 @@ class Client:
         """
         record = record_fields(check_result_ttl(result_ttl), check_tags(tags), track, task=False)
         return self._producer.queue_jobs(jobs, manager, worker, batch_size, max_attempts, timeout, queue,
-                                         record)
+                                         record, priority)
 
     # -- queuing tasks -------------------------------------------------------
 
@@ -221,6 +225,7 @@ class Client:
         result_ttl: Optional[int] = None,
         tags: Optional[Iterable[str]] = None,
         track: bool = False,
+        priority: Optional[int] = None,
     ) -> JobHandle:
         """Queue a call of ``task`` (a task name or an import path) with every option.
 
@@ -231,7 +236,7 @@ class Client:
         """
         call = Call(task, args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
                     max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl,
-                    tags=check_tags(tags), track=track)
+                    tags=check_tags(tags), track=track, priority=priority)
         return JobHandle(self.queue_call(call), self)
 
     # -- job records -----------------------------------------------------------
@@ -243,6 +248,10 @@ class Client:
     def cancel(self, job_id: str) -> bool:
         """Cancel a job: True if it will not run (again); see :meth:`JobHandle.cancel`."""
         return records.cancel(self._store, job_id)
+
+    def set_priority(self, job_id: str, priority: int) -> bool:
+        """Give a queued job a new priority (lower runs sooner); False if it is not queued."""
+        return records.set_priority(self._store, job_id, priority)
 
     def track(self, *job_ids: str) -> dict[str, bool]:
         """Keep these jobs' records until untracked; id -> False for an id with no record."""

@@ -61,6 +61,21 @@ def check_tags(tags: Optional[Iterable[str]]) -> tuple[str, ...]:
     return tuple(checked)
 
 
+#: Priorities qw takes: lower runs sooner, 0 is the default (a score must
+#: stay an exact integer in a Redis sorted set).
+PRIORITY_RANGE = (-(2**31), 2**31)
+
+def check_priority(value: Any) -> int:
+    """``value`` if it is a whole number within :data:`PRIORITY_RANGE`, else :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"priority must be a whole number, got {value!r}")
+    low, high = PRIORITY_RANGE
+    if not low <= value <= high:
+        raise ConfigError(f"priority must be between {low:,} and {high:,}, got {value:,}")
+    return value
+
+
+
 def check_state(state: str) -> str:
     """``state`` if it names a job state, else a ConfigError listing them."""
     if state not in STATES:

@@ -25,6 +25,12 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
     ("all:queue:<name>:idle", "hash",
      "idle worker name -> client id it blocks on, for the workers serving that queue; at most one entry "
      "per such worker, removed when it claims or leaves"),
+    ("<queue>:prio", "zset",
+     "the prioritised jobs of a queue (all:jobs, all:queue:<name>, <manager>:jobs): member "
+     "`<16-digit sequence>:<id>`, score its priority; while it holds any, the list's head is the marker "
+     "`\\0qw:prio:<queue>`"),
+    ("all:priority:seq", "string",
+     "the sequence number of the last prioritised job: keeps equal priorities in order"),
     ("all:failed", "list", "ids of failed jobs; their hashes keep qw:error, qw:errors and qw:traceback"),
     ("all:scheduled", "zset", "ids waiting for a retry, scored by when they are due (unix seconds)"),
     ("all:settled:<job_id>", "list",

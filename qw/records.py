@@ -15,8 +15,8 @@ from typing import Any, Iterable, Optional
 from . import job as jobcodec
 from .call import ARGS_FIELD, KWARGS_FIELD, TASK_FIELD, _loads
 from .connection import translated
-from .exceptions import JobCancelled, JobFailed, JobNotFound
-from .keeping import DEFAULT_RESULT_TTL, RESULT_FIELD, SETTLED, STATE_FIELD, check_state
+from .exceptions import ConfigError, JobCancelled, JobFailed, JobNotFound
+from .keeping import DEFAULT_RESULT_TTL, RESULT_FIELD, SETTLED, STATE_FIELD, check_priority, check_state
 from .keys import SHARED_QUEUE
 from .store import Store, text
 
@@ -162,6 +162,23 @@ def cancel(store: Store, job_id: str) -> bool:
     if outcome_ == "missing":
         raise JobNotFound(f"no such job: {job_id}")
     return detail != "settled" and outcome_ in ("cancelled", "running")
+
+
+def set_priority(store: Store, job_id: str, priority: int) -> bool:
+    """Move a queued job to its new place for ``priority``: True, or False when it is not queued.
+
+    :class:`JobNotFound` for no record; :class:`ConfigError` for a job
+    queued to one worker (its list keeps arrival order) or a bad priority.
+    """
+    check_priority(priority)
+    with translated(store.config):
+        answer = text(store.scripts.set_priority(keys=[store.keys.job(job_id)],
+                                                 args=[job_id, store.keys.namespace, priority]))
+    if answer == "missing":
+        raise JobNotFound(f"no such job: {job_id}")
+    if answer == "worker":
+        raise ConfigError(f"job {job_id} is queued to one worker, whose list keeps arrival order")
+    return answer == "ok"
 
 
 def track(store: Store, job_ids: Iterable[str]) -> dict[str, bool]:

@@ -61,6 +61,7 @@ class Scripts:
     settle_cancel: Script
     track: Script
     clean_index: Script
+    set_priority: Script
 
     def __init__(self, client: redis.Redis) -> None:
         for name, source in _sources().items():

@@ -33,7 +33,7 @@ def queue_call(producer: Producer, call: Call) -> str:
     not queued again (the id is returned either way).
     """
     _check(call)
-    target = producer.target(call.manager, call.worker, call.queue)
+    target = producer.target(call.manager, call.worker, call.queue, call.priority)
     job_id = call.job_id or new_id()
     # call.meta() is a fresh dict of the fields made when the call was built.
     keys, args = producer.enqueue_args(job_id, call.meta(), job_options(call.max_attempts, call.timeout),
@@ -79,10 +79,10 @@ def _encode(producer: Producer, calls: list[Call], batch_size: int) -> tuple[lis
     batches: list[Batch] = []
     for call in calls:
         _check(call)
-        where = (call.manager, call.worker, call.queue, call.max_attempts, call.timeout)
+        where = (call.manager, call.worker, call.queue, call.priority, call.max_attempts, call.timeout)
         route = routes.get(where)
         if route is None:
-            route = routes[where] = (producer.target(*where[:3]), job_options(*where[3:]))
+            route = routes[where] = (producer.target(*where[:4]), job_options(*where[4:]))
         target, options = route
         fields = call.meta()
         fields["qw:queued_at"] = queued_at
@@ -103,7 +103,7 @@ def _encode(producer: Producer, calls: list[Call], batch_size: int) -> tuple[lis
 def _encode_batch(producer: Producer, calls: CallBatch, batch_size: int) -> tuple[list[str], list[Batch]]:
     """:func:`_encode` for a :class:`CallBatch`: one destination and one set of fields but the
     arguments, so each job costs one small dict."""
-    target = producer.target(calls.manager, calls.worker, calls.queue)
+    target = producer.target(calls.manager, calls.worker, calls.queue, calls.priority)
     common = {**calls.record(), TASK_FIELD: calls.task, "qw:queued_at": repr(time.time()),
               "qw:origin": target[0],
               **job_options(calls.max_attempts, calls.timeout)}

@@ -38,7 +38,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequenc
 from .call import Call, CallBatch, CallQueue, check_max_attempts, check_timeout, encode_args
 from .exceptions import ConfigError
 from .handle import JobHandle
-from .keeping import check_result_ttl, check_tags
+from .keeping import check_priority, check_result_ttl, check_tags
 from .keys import validate_queue_name, validate_task_name
 
 #: Every task declared in this process, by name.
@@ -59,6 +59,7 @@ OPTIONS: Mapping[str, Callable[[Any], Any]] = MappingProxyType({
     "timeout": check_timeout,
     "result_ttl": check_result_ttl,
     "tags": check_tags,
+    "priority": check_priority,
 })
 
 
@@ -104,6 +105,7 @@ class Task:
         self.timeout: Optional[float] = options.get("timeout")
         self.result_ttl: Optional[int] = options.get("result_ttl")
         self.tags: tuple[str, ...] = check_tags(options.get("tags"))
+        self.priority: Optional[int] = options.get("priority")
         self.place = place
         self.last: Optional[JobHandle] = None  # the last job this process queued through the task
         self.job_class = job_class
@@ -154,6 +156,7 @@ class Task:
         result_ttl: Optional[int] = None,
         tags: Optional[Iterable[str]] = None,
         track: bool = False,
+        priority: Optional[int] = None,
         client: Optional[CallQueue] = None,
     ) -> JobHandle:
         """Queue one call with every option; options left None take the task's.
@@ -165,12 +168,13 @@ class Task:
         ``Client.queue_job``. ``result_ttl``: seconds the job's record (its
         state, result, history) stays once it settles (None: the task's, else
         the manager's ``--result-ttl``; 0: none); ``tags`` add to the task's;
-        ``track`` keeps the record until untracked. Bad arguments raise
-        before anything is sent.
+        ``track`` keeps the record until untracked; ``priority`` orders it
+        in its queue (lower sooner; None: the task's, else 0). Bad arguments
+        raise before anything is sent.
         """
         call = self._call(args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
                           max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl, tags=tags,
-                          track=track)
+                          track=track, priority=priority)
         sender = _client(client)
         handle = self.last = JobHandle(sender.queue_call(call), sender)
         return handle
@@ -209,6 +213,7 @@ class Task:
         result_ttl: Optional[int] = None,
         tags: Optional[Iterable[str]] = None,
         track: bool = False,
+        priority: Optional[int] = None,
         client: Optional[CallQueue] = None,
     ) -> list[JobHandle]:
         """Queue one job per item, each item a tuple (or list) of positional arguments.
@@ -233,7 +238,7 @@ class Task:
                           max_attempts=self.max_attempts if max_attempts is None else max_attempts,
                           timeout=self.timeout if timeout is None else timeout,
                           result_ttl=self.result_ttl if result_ttl is None else result_ttl,
-                          tags=self._tags(tags), track=track)
+                          tags=self._tags(tags), track=track, priority=self._priority(priority, worker))
         sender = _client(client)
         handles = [JobHandle(job_id, sender) for job_id in sender.queue_calls(calls)]
         if handles:
@@ -244,7 +249,7 @@ class Task:
               manager: Optional[str] = None, worker: Optional[str] = None, job_id: Optional[str] = None,
               max_attempts: Optional[int] = None, timeout: Optional[float] = None,
               result_ttl: Optional[int] = None, tags: Optional[Iterable[str]] = None,
-              track: bool = False) -> Call:
+              track: bool = False, priority: Optional[int] = None) -> Call:
         self._check_fits(args, kwargs)
         if queue is None and manager is None and worker is None:
             queue = self.queue
@@ -253,7 +258,14 @@ class Task:
                     max_attempts=self.max_attempts if max_attempts is None else max_attempts,
                     timeout=self.timeout if timeout is None else timeout,
                     result_ttl=self.result_ttl if result_ttl is None else result_ttl,
-                    tags=self._tags(tags) if tags else self.tags, track=track)
+                    tags=self._tags(tags) if tags else self.tags, track=track,
+                    priority=self._priority(priority, worker))
+
+    def _priority(self, priority: Optional[int], worker: Optional[str]) -> Optional[int]:
+        # The task's default does not apply to a job sent to one worker's own list.
+        if priority is not None or worker is not None:
+            return priority
+        return self.priority
 
     def _tags(self, tags: Optional[Iterable[str]]) -> tuple[str, ...]:
         return check_tags((*self.tags, *check_tags(tags))) if tags else self.tags
@@ -398,6 +410,7 @@ class Job:
     timeout: ClassVar[Optional[float]] = None
     result_ttl: ClassVar[Optional[int]] = None
     tags: ClassVar[Optional[tuple[str, ...]]] = None
+    priority: ClassVar[Optional[int]] = None
     __task__: ClassVar[Task]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -406,7 +419,8 @@ class Job:
             return
         place = _caller_place()
         options = {"name": cls.__dict__.get("name"), "queue": cls.queue, "max_attempts": cls.max_attempts,
-                   "timeout": cls.timeout, "result_ttl": cls.result_ttl, "tags": cls.tags}
+                   "timeout": cls.timeout, "result_ttl": cls.result_ttl, "tags": cls.tags,
+                   "priority": cls.priority}
         cls.__task__ = register(Task(_runner(cls), check_options(options, place), place=place, job_class=cls))
 
     def work(self, *args: Any, **kwargs: Any) -> Any:

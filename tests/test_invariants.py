@@ -4,6 +4,7 @@ exactly one place (a queue, one in-progress list, the scheduled set, the
 failed list) or done or cancelled, no id appears twice, and the state each
 job's record says (qw:state) agrees with the place it is in."""
 
+import contextlib
 from typing import Optional
 
 from hypothesis import settings
@@ -16,7 +17,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from qw import Client
+from qw import Client, QwError
 from qw.claim import FAILED, RETRYING, Claimer, Job, promote_due
 from qw.recovery import requeue
 
@@ -45,12 +46,12 @@ class Queue(RuleBasedStateMachine):
         self.cancelled: set[str] = set()
 
     @rule(to=st.sampled_from([None, "m", "n", "p", "m:1", "n:1", "p:1"]), batch=st.integers(1, 3),
-          keep=st.booleans())
-    def queue(self, to: Optional[str], batch: int, keep: bool) -> None:
+          keep=st.booleans(), priority=st.sampled_from([None, -5, 3]))
+    def queue(self, to: Optional[str], batch: int, keep: bool, priority: Optional[int]) -> None:
         worker = to if to and ":" in to else None
         manager = to if to and ":" not in to else None
         ids = self.client.queue_jobs([{"n": i} for i in range(batch)], manager=manager, worker=worker,
-                                     result_ttl=600 if keep else None)
+                                     result_ttl=600 if keep else None, priority=None if worker else priority)
         self.accepted.update(ids)
         if keep:
             self.kept.update(ids)
@@ -161,6 +162,14 @@ class Queue(RuleBasedStateMachine):
             self.client.redis.zadd("all:scheduled", {i: 0 for i in scheduled})
         promote_due(self.client.redis, self.client.scripts, self.client.keys)
 
+    @rule(pick=st.integers(0, 10_000), priority=st.sampled_from([0, -9, 9]))
+    def reprioritise(self, pick: int, priority: int) -> None:
+        candidates = sorted(self.accepted - self.cancelled - self.done)
+        if candidates:
+            job_id = candidates[pick % len(candidates)]
+            with contextlib.suppress(QwError):  # one queued to a worker keeps arrival order
+                self.client.set_priority(job_id, priority)
+
     @rule()
     def retry_failed(self) -> None:
         self.client.retry_all_failed()
@@ -168,9 +177,16 @@ class Queue(RuleBasedStateMachine):
     @invariant()
     def every_job_is_in_exactly_one_place(self) -> None:
         r = self.client.redis
-        places = [r.lrange("all:jobs", 0, -1), r.lrange("m:jobs", 0, -1), r.lrange("n:jobs", 0, -1),
+        queues = ["all:jobs", "m:jobs", "n:jobs", "p:jobs"]
+        # A queue's list holds its priority marker while its priority set holds jobs.
+        for queue in queues:
+            marked = r.lrange(queue, 0, -1).count(f"\0qw:prio:{queue}".encode())
+            assert marked == (1 if r.zcard(f"{queue}:prio") else 0), queue
+        prioritised = [[m[17:] for m in r.zrange(f"{q}:prio", 0, -1)] for q in queues]
+        lists = [[i for i in r.lrange(q, 0, -1) if not i.startswith(b"\0qw:prio:")] for q in queues]
+        places = [[*lists[0], *prioritised[0]], [*lists[1], *prioritised[1]], [*lists[2], *prioritised[2]],
                   r.zrange("all:scheduled", 0, -1), r.lrange("all:failed", 0, -1)]
-        places += [r.lrange("p:jobs", 0, -1)]
+        places += [[*lists[3], *prioritised[3]]]
         places += [r.lrange(f"{w}:jobs", 0, -1) for w in [*WORKERS, PREFETCHING]]
         seen = [i.decode() for place in places for i in place]
         assert len(seen) == len(set(seen)), "an id is in two places"

@@ -7,6 +7,7 @@ Usage:
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] job <job_id>...
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] result <job_id>
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] cancel <job_id>...
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] priority <job_id> <priority>
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] (track | untrack) <job_id>...
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] tracked
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue string <data> [<manager>]
@@ -41,6 +42,8 @@ Commands:
                   failed, was cancelled, has no record or has not finished.
   cancel          Cancel jobs: a queued or scheduled one is removed, a running
                   one is stopped by its manager; neither runs again.
+  priority        Give a queued job a new priority (lower runs sooner; 0 is
+                  the default): it takes the place of a job queued now with it.
   track           Keep these jobs' records until untracked.
   untrack         Stop tracking; a finished record then expires.
   tracked         List the tracked jobs.
@@ -97,6 +100,8 @@ Options:
                            job, comma-separated.
   --result-ttl=<seconds>   queue: keep the job's record this long once done.
   --track                  queue: keep the job's record until untracked.
+  --priority=<n>           queue: the job's priority in its queue; lower runs
+                           sooner, 0 (the default) in arrival order.
   --json                   managers, workers, jobs, failed, stats, info, tasks: print JSON.
   --limit=<n>              jobs: ids shown per list in text output [default: 20].
   --wait=<seconds>         How long a command waits for its manager (default: 10);
@@ -116,6 +121,7 @@ from ..call import Call
 from ..client import Client, FailedJob
 from ..exceptions import ConfigError, QwError
 from ..job import parse_object
+from ..keeping import check_priority
 from ..version import __version__
 from . import records as record_commands
 from .common import CONNECTION_OPTIONS, EXIT_ERROR, EXIT_OK, connection_kwargs, integer, number, parse, run
@@ -164,6 +170,8 @@ def _main(argv: Optional[list[str]]) -> int:
         return record_commands.show_result(client, args["<job_id>"][0], args["--wait"])
     if args["cancel"]:
         return record_commands.cancel(client, args["<job_id>"])
+    if args["priority"]:
+        return record_commands.reprioritise(client, args["<job_id>"][0], priority_of(args["<priority>"], "<priority>"))
     if args["track"] or args["untrack"]:
         return record_commands.track(client, args["<job_id>"], on=bool(args["track"]))
     if args["tracked"]:
@@ -228,6 +236,15 @@ def task_call(args: dict[str, Any]) -> Call:
                 worker=args["--worker"], job_id=args["--id"], **limits(args))
 
 
+def priority_of(text: str, option: str) -> int:
+    """A priority given on the command line: a whole number in qw's range, else a one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{option} must be a whole number, got {text!r}") from None
+    return check_priority(value)
+
+
 def limits(args: dict[str, Any]) -> dict[str, Any]:
     """``--max-attempts``, ``--timeout`` and the record options as queue_job's keyword arguments."""
     return {
@@ -236,6 +253,7 @@ def limits(args: dict[str, Any]) -> dict[str, Any]:
         "result_ttl": None if args["--result-ttl"] is None else integer(args["--result-ttl"], "--result-ttl", 0),
         "tags": [t for t in args["--tag"].split(",") if t] if args["--tag"] else None,
         "track": bool(args["--track"]),
+        "priority": None if args["--priority"] is None else priority_of(args["--priority"], "--priority"),
     }
 
 

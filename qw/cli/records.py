@@ -85,6 +85,20 @@ def search(client: Client, state: Optional[str], tag: Optional[str], task: Optio
     return EXIT_OK
 
 
+def reprioritise(client: Client, job_id: str, priority: int) -> int:
+    """``qw-client priority <id> <n>``."""
+    try:
+        moved = client.set_priority(job_id, priority)
+    except JobNotFound:
+        print("no such job")
+        return EXIT_ERROR
+    if not moved:
+        print(f"{job_id}: not queued ({client.job(job_id).state}): its priority no longer matters")
+        return EXIT_ERROR
+    print(f"{job_id}: priority {priority}")
+    return EXIT_OK
+
+
 def track(client: Client, ids: list[str], on: bool) -> int:
     """``qw-client track|untrack <id>...``."""
     outcome = client.track(*ids) if on else client.untrack(*ids)

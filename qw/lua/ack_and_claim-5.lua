@@ -43,6 +43,7 @@
 -- progress: the fencing token. Tokens come from qw:claims, which only grows
 -- (qw:attempts can be given back when a stop interrupts a run).
 -- #include record
+-- #include priority
 local acked = 0
 if ARGV[2] ~= '' then
   local key = ARGV[1] .. ARGV[2]
@@ -80,10 +81,17 @@ end
 for _ = 1, 100 do
   local origin = KEYS[1]
   local id = redis.call('LINDEX', KEYS[1], -1)
+  if qw_is_mark(id) then
+    -- A priority marker a BLMOVE brought: back to the head of its queue,
+    -- where the claim below finds it (lib/priority.lua).
+    redis.call('RPOP', KEYS[1])
+    redis.call('RPUSH', qw_mark_list(id), id)
+    id = false
+  end
   local i = 1
   while not id and sources[i] do
     origin = sources[i]
-    id = redis.call('LMOVE', origin, KEYS[1], 'RIGHT', 'RIGHT')
+    id = qw_take(origin, KEYS[1])
     i = i + 1
   end
   if not id then

@@ -30,6 +30,7 @@
 -- that is claimed (has qw:running) is acknowledged by this call or was
 -- settled before, so the unclaimed ids of its own list are at the right end.
 -- #include record
+-- #include priority
 local acked = 0
 local n = tonumber(ARGV[8])
 local namespace = qw_namespace(ARGV[1])
@@ -77,11 +78,17 @@ for _ = 1, want + 100 do
   if own then
     id = redis.call('LINDEX', KEYS[1], -(claimed + 1))
     own = id and true or false
+    if qw_is_mark(id) then
+      -- A priority marker a BLMOVE brought: back to its queue (see ack_and_claim-5.lua).
+      redis.call('LREM', KEYS[1], -1, id)
+      redis.call('RPUSH', qw_mark_list(id), id)
+      id, own = false, false
+    end
   end
   local i = 1
   while not id and sources[i] do
     origin = sources[i]
-    id = redis.call('LMOVE', origin, KEYS[1], 'RIGHT', 'RIGHT')
+    id = qw_take(origin, KEYS[1])
     i = i + 1
   end
   if not id then

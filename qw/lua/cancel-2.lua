@@ -15,11 +15,12 @@
 -- The lists it takes an id from are named by the job's qw:origin, under
 -- ARGV[2]: the queue it was put on, or its manager's queue after a requeue.
 -- #include record
+-- #include priority
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return {'missing', ''}
 end
 local f = redis.call('HMGET', KEYS[1], 'qw:state', 'qw:running', 'qw:origin', 'qw:worker',
-  'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:failed_at')
+  'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:failed_at', 'qw:prio_member')
 local state = f[1] or (f[2] and 'running') or (f[8] and 'failed') or 'queued'
 if state == 'done' or state == 'failed' or state == 'cancelled' then
   return {state, 'settled'}
@@ -38,6 +39,9 @@ if f[2] then
 end
 local removed = redis.call('ZREM', KEYS[2], ARGV[1])
 local origin = f[3]
+if removed == 0 and origin and f[9] and string.sub(origin, 1, #ns) == ns then
+  removed = qw_prio_remove(origin, f[9])  -- in its queue's priority set
+end
 if removed == 0 and origin and string.sub(origin, 1, #ns) == ns then
   removed = redis.call('LREM', origin, 0, ARGV[1])
   if removed == 0 then

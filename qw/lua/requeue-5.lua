@@ -21,6 +21,7 @@
 -- Returns the number of ids moved out of KEYS[1] (failed ones included), or
 -- -1 when ARGV[6] found the manager alive.
 -- #include record
+-- #include priority
 if ARGV[6] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
   return -1
 end
@@ -36,8 +37,7 @@ local kept = {}
 local moved = 0
 -- Left to right, each pushed on the head (right end): the id at the right end,
 -- the one that was running (without a prefetch), ends up first in line again.
-for i = 1, #ids do
-  local id = ids[i]
+local function requeue_one(id)
   local key = ARGV[1] .. id
   local origin = redis.call('HGET', key, 'qw:origin')
   local attempts = tonumber(redis.call('HGET', key, 'qw:attempts') or '0') or 0
@@ -81,6 +81,15 @@ for i = 1, #ids do
   else
     redis.call('RPUSH', KEYS[2], id)
     moved = moved + 1
+  end
+end
+
+for i = 1, #ids do
+  if qw_is_mark(ids[i]) then
+    -- A priority marker a BLMOVE brought, before the claim that follows it.
+    redis.call('RPUSH', qw_mark_list(ids[i]), ids[i])
+  else
+    requeue_one(ids[i])
   end
 end
 redis.call('DEL', KEYS[1])
