@@ -115,13 +115,14 @@ def test_an_unknown_option_is_refused_where_the_task_is_declared() -> None:
     place = place_below(2)
     with pytest.raises(ConfigError) as info:
         qw.task(retries=3, queue="x")  # refused before there is a function to decorate
-    assert str(info.value) == f"unknown task option 'retries' at {place}; allowed: max_attempts, name, priority, queue, result_ttl, tags, timeout"
+    assert str(info.value) == (f"unknown task option 'retries' at {place}; "
+                               "allowed: max_attempts, name, priority, queue, result_ttl, tags, timeout")
 
 
 def test_an_unknown_option_fails_the_decoration_itself() -> None:
-    with pytest.raises(ConfigError, match=r"^unknown task options 'priority', 'retries' at .*test_tasks.py:\d+; "
+    with pytest.raises(ConfigError, match=r"^unknown task options 'depends', 'retries' at .*test_tasks.py:\d+; "
                                           r"allowed: max_attempts, name, priority, queue, result_ttl, tags, timeout$"):
-        @qw.task(retries=3, priority=1)
+        @qw.task(retries=3, depends=1)
         def never():
             pass
 
