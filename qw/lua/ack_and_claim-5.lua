@@ -82,11 +82,10 @@ for _ = 1, 100 do
   local origin = KEYS[1]
   local id = redis.call('LINDEX', KEYS[1], -1)
   if qw_is_mark(id) then
-    -- A priority marker a BLMOVE brought: back to the head of its queue,
-    -- where the claim below finds it (lib/priority.lua).
-    redis.call('RPOP', KEYS[1])
-    redis.call('RPUSH', qw_mark_list(id), id)
-    id = false
+    -- A priority marker a BLMOVE brought: its queue's next job takes its
+    -- place (lib/priority.lua).
+    origin = qw_mark_list(id)
+    id = qw_take_marked(origin, KEYS[1])
   end
   local i = 1
   while not id and sources[i] do

@@ -45,33 +45,39 @@ local function qw_prio_remove(list, member)
   return removed
 end
 
--- A claim popped `list`'s marker (it is no longer in any list): move the
--- queue's next job to the right end of `own` and return its id, or false
--- when the queue is empty. Priorities below 0 come before the list's jobs,
--- those above after them. The marker goes back while the set holds jobs.
+-- A claim moved `list`'s marker to the right end of `own`: put the
+-- queue's next job there in its place and return its id, or false when the
+-- queue is empty (the marker is gone then). Priorities below 0 come before
+-- the list's jobs, those above after them. The marker goes back to the head
+-- of the list while the set holds jobs.
 local function qw_take_marked(list, own)
   local set = list .. ':prio'
-  local id = false
-  for _ = 1, 10 do
-    local top = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
-    if top[1] and tonumber(top[2]) < 0 then
-      break
+  local popped = redis.call('ZPOPMIN', set)
+  if popped[1] and tonumber(popped[2]) > 0 then
+    -- The list's own jobs (priority 0) first, while it has any.
+    local plain = redis.call('RPOP', list)
+    while qw_is_mark(plain) do  -- a second marker of this list: drop it
+      plain = redis.call('RPOP', list)
     end
-    id = redis.call('LMOVE', list, own, 'RIGHT', 'RIGHT')
-    if not qw_is_mark(id) then
-      break
-    end
-    redis.call('RPOP', own)  -- a second marker of this list: drop it
-    id = false
-  end
-  if not id then
-    local top = redis.call('ZRANGE', set, 0, 0)
-    if top[1] then
-      redis.call('ZREM', set, top[1])
-      id = string.sub(top[1], 18)
-      redis.call('RPUSH', own, id)
+    if plain then
+      redis.call('LSET', own, -1, plain)
+      redis.call('ZADD', set, popped[2], popped[1])  -- back, with its place among equals
+      redis.call('RPUSH', list, QW_MARK .. list)
+      return plain
     end
   end
+  if not popped[1] then
+    -- A marker whose set has emptied: drop it, and take from the list.
+    redis.call('RPOP', own)
+    local id = redis.call('LMOVE', list, own, 'RIGHT', 'RIGHT')
+    while qw_is_mark(id) do
+      redis.call('RPOP', own)
+      id = redis.call('LMOVE', list, own, 'RIGHT', 'RIGHT')
+    end
+    return id
+  end
+  local id = string.sub(popped[1], 18)
+  redis.call('LSET', own, -1, id)
   if redis.call('ZCARD', set) > 0 then
     redis.call('RPUSH', list, QW_MARK .. list)
   end
@@ -85,6 +91,5 @@ local function qw_take(list, own)
   if not qw_is_mark(id) then
     return id
   end
-  redis.call('RPOP', own)
   return qw_take_marked(list, own)
 end
