@@ -24,7 +24,14 @@ from typing import Any, Mapping, Optional, Protocol, Sequence, overload
 
 from .exceptions import ConfigError, JobDataError
 from .job import json_kind
-from .keeping import check_priority, check_result_ttl, check_tags, record_fields
+from .keeping import (
+    check_on_failure,
+    check_priority,
+    check_result_ttl,
+    check_tags,
+    dependency_ids,
+    record_fields,
+)
 from .keys import META_PREFIX, validate_manager_name, validate_queue_name
 
 TASK_FIELD = META_PREFIX + "task"
@@ -78,6 +85,8 @@ class Call:
     tags: tuple[str, ...] = ()
     track: bool = False
     priority: Optional[int] = None
+    depends_on: tuple[str, ...] = ()
+    on_dependency_failure: str = "fail"
     _meta: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +120,12 @@ class Call:
             check_result_ttl(self.result_ttl)
         if self.tags:
             self.tags = check_tags(self.tags)
+        if self.depends_on:
+            self.depends_on = dependency_ids(self.depends_on)
+            if self.worker is not None:
+                raise ConfigError(f"a call of {self.task} with dependencies goes to a queue or a manager, "
+                                  "not to one worker")
+        check_on_failure(self.on_dependency_failure)
         if self.priority is not None:
             check_priority(self.priority)
             if self.worker is not None and self.priority:

@@ -50,6 +50,16 @@ class Job:
         value = self.meta.get("qw:timeout")
         return float(value) if value else None
 
+    @property
+    def depends_on(self) -> list[str]:
+        """The ids of the jobs this one waited for (``depends_on`` at queue time)."""
+        return json.loads(self.meta.get("qw:depends_on") or "[]")
+
+    @property
+    def failed_dependencies(self) -> list[str]:
+        """Those of them that failed or were cancelled (it runs anyway: ``on_dependency_failure="run"``)."""
+        return json.loads(self.meta.get("qw:failed_deps") or "[]")
+
 
 class Claimer:
     """Claims and settles jobs for one worker.

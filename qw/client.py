@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import redis
 
-from . import census, failed, inspection, records, seed, task_queuing
+from . import census, depending, failed, inspection, records, seed, task_queuing
 from .call import Call
 from .connection import RedisConfig, translated
 from .control import send
@@ -27,7 +27,7 @@ from .failed import FailedJob
 from .handle import JobHandle
 from .keeping import check_result_ttl, check_tags, record_fields
 from .keys import Keys, validate_manager_name
-from .queuing import DEFAULT_BATCH, STATS_TTLS, Producer
+from .queuing import DEFAULT_BATCH, STATS_TTLS, Producer, job_options
 from .records import JobInfo
 from .scripts import Scripts
 from .store import Store
@@ -136,6 +136,8 @@ class Client:
         tags: Optional[Iterable[str]] = None,
         track: bool = False,
         priority: Optional[int] = None,
+        depends_on: Optional[Iterable[Any]] = None,
+        on_dependency_failure: str = "fail",
     ) -> str:
         """Queue one job in one atomic step and return its id.
 
@@ -150,9 +152,17 @@ class Client:
         given ``result_ttl`` (seconds its record stays: state, the target's
         return value, history), ``tags`` or ``track`` (see :meth:`job`).
         ``priority`` orders it within its queue: lower runs sooner, 0 (the
-        default) first in first out with the rest.
+        default) first in first out with the rest. ``depends_on`` (handles
+        or ids) makes it wait until each of those jobs is done; one that
+        fails for good or is cancelled fails it too
+        (``on_dependency_failure="fail"``) or not (``"run"``).
         """
         record = record_fields(check_result_ttl(result_ttl), check_tags(tags), track, task=False)
+        waits_for = depending.dependency_ids(depends_on)
+        if waits_for:
+            options = job_options(max_attempts, timeout)
+            return depending.queue_waiting_job(self._producer, job_data, manager, worker, queue, job_id,
+                                               options, record, priority, waits_for, on_dependency_failure)
         return self._producer.queue_job(job_data, manager, worker, job_id, max_attempts, timeout, queue,
                                         record, priority)
 
@@ -226,6 +236,8 @@ class Client:
         tags: Optional[Iterable[str]] = None,
         track: bool = False,
         priority: Optional[int] = None,
+        depends_on: Optional[Iterable[Any]] = None,
+        on_dependency_failure: str = "fail",
     ) -> JobHandle:
         """Queue a call of ``task`` (a task name or an import path) with every option.
 
@@ -236,7 +248,9 @@ class Client:
         """
         call = Call(task, args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
                     max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl,
-                    tags=check_tags(tags), track=track, priority=priority)
+                    tags=check_tags(tags), track=track, priority=priority,
+                    depends_on=depending.dependency_ids(depends_on),
+                    on_dependency_failure=on_dependency_failure)
         return JobHandle(self.queue_call(call), self)
 
     # -- job records -----------------------------------------------------------

@@ -76,6 +76,31 @@ def check_priority(value: Any) -> int:
 
 
 
+ON_FAILURE = ("fail", "run")
+
+
+def dependency_ids(depends_on: Optional[Iterable[Any]]) -> tuple[str, ...]:
+    """The ids of ``depends_on`` (handles or ids), in order, each once; () for none."""
+    if depends_on is None:
+        return ()
+    if isinstance(depends_on, (str, bytes)) or hasattr(depends_on, "id"):
+        depends_on = [depends_on]
+    ids: list[str] = []
+    for item in depends_on:
+        job_id = getattr(item, "id", item)
+        if not isinstance(job_id, str) or not job_id:
+            raise ConfigError(f"depends_on takes job handles or ids, got {item!r}")
+        if job_id not in ids:
+            ids.append(job_id)
+    return tuple(ids)
+
+
+def check_on_failure(value: str) -> str:
+    if value not in ON_FAILURE:
+        raise ConfigError(f"on_dependency_failure must be 'fail' or 'run', got {value!r}")
+    return value
+
+
 def check_state(state: str) -> str:
     """``state`` if it names a job state, else a ConfigError listing them."""
     if state not in STATES:

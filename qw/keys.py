@@ -43,6 +43,13 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
      "in batches"),
     ("all:tags", "zset", "tag -> when a job was last queued with it: the tag indexes to clean"),
     ("all:tracked", "set", "ids of tracked jobs (`track`): their records stay until untracked"),
+    ("all:waiting", "zset",
+     "ids of jobs waiting for their dependencies (`depends_on`), by when they were queued"),
+    ("all:dependents:<job_id>", "list",
+     "ids of the jobs waiting for that job; consumed, and so gone, when it settles"),
+    ("all:releasing", "hash",
+     "job id -> JSON [outcome, error]: a settled job whose dependents a script left for the managers "
+     "to finish (at most 1,000 are settled per script)"),
     ("all:orphaned", "set", "names of departed managers whose own queue still holds jobs"),
     ("all:reaper", "string", "lock held by the one manager reaping departed managers right now"),
     ("<manager>:heartbeat", "string", "the manager's lease: its holder, expiring unless renewed"),
@@ -169,6 +176,18 @@ class Keys:
     @property
     def all_tags(self) -> str:
         return f"{self.namespace}all:tags"
+
+    @property
+    def all_waiting(self) -> str:
+        return f"{self.namespace}all:waiting"
+
+    @property
+    def all_releasing(self) -> str:
+        return f"{self.namespace}all:releasing"
+
+    def dependents(self, job_id: str) -> str:
+        """``all:dependents:<id>``: the jobs waiting for that one."""
+        return f"{self.namespace}all:dependents:{job_id}"
 
     @property
     def all_tracked(self) -> str:

@@ -34,6 +34,7 @@ from .duties.inbox import ControlInbox
 from .duties.lease import RenewLease
 from .duties.reaper import ReapDeparted
 from .duties.records import CleanRecordIndexes
+from .duties.releases import FinishReleases
 from .duties.retries import PromoteRetries
 from .duties.stats import FlushStats
 from .duties.time_limits import EnforceTimeLimits
@@ -166,6 +167,7 @@ class Manager:
             PromoteRetries(client, settings, name),
             ReapDeparted(client, settings, name),
             CleanRecordIndexes(client),
+            FinishReleases(client, settings),
             ControlInbox(self.inbox, self._commands.requests),
         ]
         if self._metrics is not None:

@@ -20,6 +20,7 @@ import time
 from typing import Any, Iterable
 
 from .call import ARGS_FIELD, TASK_FIELD, Call, CallBatch
+from .depending import send_waiting, with_qw_fields
 from .queuing import DEFAULT_BATCH, Encoded, Producer, Target, check_batch_size, job_options, new_id, new_ids
 
 #: One round trip's jobs: runs of consecutive jobs with one destination, in order.
@@ -35,6 +36,10 @@ def queue_call(producer: Producer, call: Call) -> str:
     _check(call)
     target = producer.target(call.manager, call.worker, call.queue, call.priority)
     job_id = call.job_id or new_id()
+    if call.depends_on:
+        fields = with_qw_fields(call.meta(), job_options(call.max_attempts, call.timeout), target)
+        send_waiting(producer, job_id, fields, target, call.depends_on, call.on_dependency_failure)
+        return job_id
     # call.meta() is a fresh dict of the fields made when the call was built.
     keys, args = producer.enqueue_args(job_id, call.meta(), job_options(call.max_attempts, call.timeout),
                                        target)
@@ -54,6 +59,10 @@ def queue_calls(producer: Producer, calls: Iterable[Call], batch_size: int = DEF
     later batches are not sent.
     """
     check_batch_size(batch_size)
+    if not isinstance(calls, CallBatch):
+        calls = list(calls)
+        if any(getattr(call, "depends_on", ()) for call in calls):  # each is one script of its own
+            return [queue_call(producer, call) for call in calls]
     if isinstance(calls, CallBatch):
         ids, batches = _encode_batch(producer, calls, batch_size)
     else:

@@ -28,6 +28,7 @@ the ``client=`` argument, else the process-wide default
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import sys
@@ -38,7 +39,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequenc
 from .call import Call, CallBatch, CallQueue, check_max_attempts, check_timeout, encode_args
 from .exceptions import ConfigError
 from .handle import JobHandle
-from .keeping import check_priority, check_result_ttl, check_tags
+from .keeping import check_priority, check_result_ttl, check_tags, dependency_ids
 from .keys import validate_queue_name, validate_task_name
 
 #: Every task declared in this process, by name.
@@ -157,6 +158,8 @@ class Task:
         tags: Optional[Iterable[str]] = None,
         track: bool = False,
         priority: Optional[int] = None,
+        depends_on: Optional[Iterable[Any]] = None,
+        on_dependency_failure: str = "fail",
         client: Optional[CallQueue] = None,
     ) -> JobHandle:
         """Queue one call with every option; options left None take the task's.
@@ -169,12 +172,18 @@ class Task:
         state, result, history) stays once it settles (None: the task's, else
         the manager's ``--result-ttl``; 0: none); ``tags`` add to the task's;
         ``track`` keeps the record until untracked; ``priority`` orders it
-        in its queue (lower sooner; None: the task's, else 0). Bad arguments
-        raise before anything is sent.
+        in its queue (lower sooner; None: the task's, else 0);
+        ``depends_on`` (handles or ids) makes it wait until each is done, and
+        ``on_dependency_failure`` says what one that fails does to it
+        (``"fail"``: it fails too; ``"run"``: it runs all the same). Bad
+        arguments raise before anything is sent.
         """
         call = self._call(args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
                           max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl, tags=tags,
                           track=track, priority=priority)
+        if depends_on is not None or on_dependency_failure != "fail":
+            call = dataclasses.replace(call, depends_on=dependency_ids(depends_on),
+                                       on_dependency_failure=on_dependency_failure)
         sender = _client(client)
         handle = self.last = JobHandle(sender.queue_call(call), sender)
         return handle

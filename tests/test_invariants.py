@@ -44,6 +44,7 @@ class Queue(RuleBasedStateMachine):
         self.done: set[str] = set()
         self.kept: set[str] = set()  # queued with a record (result_ttl): kept once done
         self.cancelled: set[str] = set()
+        self.dependencies: dict[str, tuple[list[str], str]] = {}  # job -> (its dependencies, on failure)
 
     @rule(to=st.sampled_from([None, "m", "n", "p", "m:1", "n:1", "p:1"]), batch=st.integers(1, 3),
           keep=st.booleans(), priority=st.sampled_from([None, -5, 3]))
@@ -66,8 +67,8 @@ class Queue(RuleBasedStateMachine):
         job_id = candidates[pick % len(candidates)]
         state = self.client.job(job_id).state
         cancelled = self.client.cancel(job_id)
-        assert cancelled == (state != "failed")
-        if state in ("queued", "retrying"):
+        assert cancelled == (state not in ("failed", "cancelled", "done"))
+        if state in ("queued", "retrying", "waiting"):
             self.cancelled.add(job_id)
 
     @rule(worker=st.sampled_from(WORKERS))
@@ -162,6 +163,22 @@ class Queue(RuleBasedStateMachine):
             self.client.redis.zadd("all:scheduled", {i: 0 for i in scheduled})
         promote_due(self.client.redis, self.client.scripts, self.client.keys)
 
+    @rule(picks=st.lists(st.integers(0, 10_000), min_size=1, max_size=3), to=st.sampled_from([None, "m"]),
+          on_failure=st.sampled_from(["fail", "run"]))
+    def queue_dependent(self, picks: list[int], to: Optional[str], on_failure: str) -> None:
+        # Dependencies among the jobs that keep a record (a done plain job leaves none to depend on).
+        candidates = sorted(self.kept)
+        if not candidates:
+            return
+        deps = sorted({candidates[p % len(candidates)] for p in picks})
+        job_id = self.client.queue_job({"waits": True}, manager=to, depends_on=deps,
+                                       on_dependency_failure=on_failure, result_ttl=600)
+        self.accepted.add(job_id)
+        self.kept.add(job_id)
+        self.dependencies[job_id] = (deps, on_failure)
+        if self.client.job(job_id).state == "failed":
+            return
+
     @rule(pick=st.integers(0, 10_000), priority=st.sampled_from([0, -9, 9]))
     def reprioritise(self, pick: int, priority: int) -> None:
         candidates = sorted(self.accepted - self.cancelled - self.done)
@@ -185,8 +202,8 @@ class Queue(RuleBasedStateMachine):
         prioritised = [[m[17:] for m in r.zrange(f"{q}:prio", 0, -1)] for q in queues]
         lists = [[i for i in r.lrange(q, 0, -1) if not i.startswith(b"\0qw:prio:")] for q in queues]
         places = [[*lists[0], *prioritised[0]], [*lists[1], *prioritised[1]], [*lists[2], *prioritised[2]],
-                  r.zrange("all:scheduled", 0, -1), r.lrange("all:failed", 0, -1)]
-        places += [[*lists[3], *prioritised[3]]]
+                  r.zrange("all:scheduled", 0, -1), r.lrange("all:failed", 0, -1), r.zrange("all:waiting", 0, -1)]
+        places += [[*lists[3], *prioritised[3]]]  # places[6]
         places += [r.lrange(f"{w}:jobs", 0, -1) for w in [*WORKERS, PREFETCHING]]
         seen = [i.decode() for place in places for i in place]
         assert len(seen) == len(set(seen)), "an id is in two places"
@@ -196,6 +213,7 @@ class Queue(RuleBasedStateMachine):
             assert (state == b"done") if job_id in self.kept else not r.exists(f"job:{job_id}")
         for job_id in self.cancelled:
             assert r.hget(f"job:{job_id}", "qw:state") == b"cancelled"
+        self.dependencies_hold()
         for job_id in seen:
             assert r.exists(f"job:{job_id}")
         self.states_agree_with_places(places)
@@ -207,10 +225,24 @@ class Queue(RuleBasedStateMachine):
             assert job.id in in_hand and r.hget(f"job:{job.id}", "qw:running") == str(job.token).encode()
 
 
+    def dependencies_hold(self) -> None:
+        # No job runs (or ran) before its dependencies were done; none waits on one that failed for good.
+        r = self.client.redis
+        for job_id, (deps, on_failure) in self.dependencies.items():
+            state = (r.hget(f"job:{job_id}", "qw:state") or b"").decode()
+            dep_states = [(r.hget(f"job:{d}", "qw:state") or b"").decode() for d in deps]
+            if state == "waiting":
+                assert any(s != "done" for s in dep_states), (job_id, dep_states)
+                if on_failure == "fail":
+                    assert not any(s in ("failed", "cancelled") for s in dep_states), (job_id, dep_states)
+            elif state in ("running", "done") and on_failure == "fail":
+                assert all(s == "done" for s in dep_states), (job_id, state, dep_states)
+
     def states_agree_with_places(self, places: list[list[bytes]]) -> None:
         r = self.client.redis
-        queues, scheduled, failed = places[:3] + places[5:6], places[3], places[4]
+        queues, scheduled, failed = places[:3] + places[6:7], places[3], places[4]
         expect = {i: {"queued", None} for q in queues for i in q}
+        expect.update({i: {"waiting"} for i in places[5]})
         expect.update({i: {"retrying"} for i in scheduled})
         expect.update({i: {"failed"} for i in failed})
         for worker in [*WORKERS, PREFETCHING]:

@@ -38,6 +38,9 @@ if f[2] then
   return {'running', manager}
 end
 local removed = redis.call('ZREM', KEYS[2], ARGV[1])
+if removed == 0 and state == 'waiting' then
+  removed = redis.call('ZREM', ns .. 'all:waiting', ARGV[1])
+end
 local origin = f[3]
 if removed == 0 and origin and f[9] and string.sub(origin, 1, #ns) == ns then
   removed = qw_prio_remove(origin, f[9])  -- in its queue's priority set

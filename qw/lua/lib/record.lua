@@ -3,6 +3,7 @@
 -- qw:state, and changes in the same script that moves its id; a job that
 -- keeps a record (qw:history exists) also gets the event in its history.
 -- See docs/records.md for the fields and the states.
+-- #include priority
 
 -- Redis's clock, in seconds: "due" and every recorded time come from it,
 -- so hosts with skewed clocks agree.
@@ -76,10 +77,24 @@ local function qw_expire(key, ttl, waiters, tracked)
   redis.call('EXPIRE', key, math.ceil(ttl))
 end
 
+-- A job failed for good (it is in all:failed now): its state, time and
+-- event, and its waiters woken (its dependents: see qw_failed).
+local function qw_failed_state(key, namespace, id, error, now)
+  redis.call('HSET', key, 'qw:state', 'failed', 'qw:finished_at', now)
+  qw_note(key, {event = 'failed', error = error}, now)
+  qw_wake_waiters(key, namespace, id, redis.call('HGET', key, 'qw:waiters'))
+end
+
+-- #include flow
+
 -- A run returned: delete the hash (a job that keeps nothing), or keep it as
 -- the record of a done job, its result with it, in this same step.
--- `waiters` and `tracked` are qw:waiters and qw:tracked as read (or false).
-local function qw_done(key, namespace, id, ttl, result, waiters, tracked)
+-- `waiters`, `tracked` and `dependents` are qw:waiters, qw:tracked and
+-- qw:dependents as read (or false).
+local function qw_done(key, namespace, id, ttl, result, waiters, tracked, dependents)
+  if dependents then
+    qw_release(namespace, id, 'done', '')
+  end
   if ttl <= 0 and not waiters and not tracked then
     redis.call('DEL', key)
     return
@@ -110,18 +125,21 @@ local function qw_claimed(key, fields, worker)
   end
 end
 
--- A job failed for good (it is in all:failed now): its state, time and
--- event, and its waiters woken. Failed records stay, as the failed list does.
+-- A job failed for good (it is in all:failed now): its state, time, event,
+-- waiters and dependents. Failed records stay, as the failed list does.
 local function qw_failed(key, namespace, id, error)
-  local now = qw_now()
-  redis.call('HSET', key, 'qw:state', 'failed', 'qw:finished_at', now)
-  qw_note(key, {event = 'failed', error = error}, now)
-  qw_wake_waiters(key, namespace, id, redis.call('HGET', key, 'qw:waiters'))
+  qw_failed_state(key, namespace, id, error, qw_now())
+  if redis.call('HEXISTS', key, 'qw:dependents') == 1 then
+    qw_release(namespace, id, 'failed', error)
+  end
 end
 
 -- The job will not run (again): its state, time, event and waiters, and the
 -- record kept `ttl` seconds (its own qw:result_ttl first).
 local function qw_cancelled(key, namespace, id, ttl, waiters, tracked, own_ttl)
+  if redis.call('HEXISTS', key, 'qw:dependents') == 1 then
+    qw_release(namespace, id, 'cancelled', '')
+  end
   local now = qw_now()
   redis.call('HDEL', key, 'qw:running', 'qw:cancel')
   redis.call('HSET', key, 'qw:state', 'cancelled', 'qw:finished_at', now)
