@@ -8,6 +8,7 @@ good, :class:`Retry` to run it again later.
 
 from .client import Client
 from .exceptions import Abort, JobCancelled, JobFailed, JobNotFound, QwError, Retry
+from .flow import chain, group
 from .handle import JobHandle, wait
 from .manager import Manager
 from .tasks import Job, task
@@ -15,4 +16,5 @@ from .version import __version__
 from .worker import JobTimeout, Worker, current_job
 
 __all__ = ["Client", "Manager", "Worker", "QwError", "JobTimeout", "current_job", "task", "Job", "Abort",
-           "Retry", "JobHandle", "wait", "JobFailed", "JobCancelled", "JobNotFound", "__version__"]
+           "Retry", "JobHandle", "wait", "JobFailed", "JobCancelled", "JobNotFound", "chain", "group",
+           "__version__"]

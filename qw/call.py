@@ -87,6 +87,7 @@ class Call:
     priority: Optional[int] = None
     depends_on: tuple[str, ...] = ()
     on_dependency_failure: str = "fail"
+    collect: str = ""  # "chain" or "group": takes its dependencies' results as its first argument (qw.flow)
     _meta: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -294,6 +295,21 @@ def why_not_json(value: Any) -> str:
         else:
             stack.extend((v, inner) for v in item)
     return ""
+
+
+#: The task name of a joined job (``qw.flow``): its arguments are the calls it
+#: runs in sequence, each ``[task, args, kwargs]``.
+JOINED_TASK = "qw.joined"
+
+
+def collected(meta: Mapping[str, str]) -> Any:
+    """What a job that takes its dependencies' results gets first: the one result (a chain's step)
+    or the list of them in dependency order (a group's callback); None for one that failed."""
+    dependencies = _loads(meta.get("qw:depends_on") or "[]")
+    values = [_loads(meta.get(f"qw:input:{dep}") or "null") for dep in dependencies]
+    if meta.get("qw:collect") == "chain":
+        return values[0] if values else None
+    return values
 
 
 def decode_arguments(meta: Mapping[str, str]) -> tuple[list[Any], dict[str, Any]]:

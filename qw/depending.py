@@ -22,17 +22,19 @@ from .queuing import Producer, Target, new_id
 
 
 def send_waiting(producer: Producer, job_id: str, fields: dict[str, str], target: Target,
-                 depends_on: tuple[str, ...], on_failure: str) -> str:
+                 depends_on: tuple[str, ...], on_failure: str, collect: str = "") -> str:
     """Queue one job behind ``depends_on``; its state: "waiting", "queued" or "failed".
 
     ``fields`` are the job hash's fields, a record's first (as the enqueue
-    scripts take them); ``target`` where it goes once released.
+    scripts take them); ``target`` where it goes once released; ``collect``
+    ("chain", "group" or "") whether it takes its dependencies' results as
+    its first argument (``qw.flow``).
     """
     queue, _workers, _idle, _wake, check, rank = target
     if check:
         raise ConfigError("a job with dependencies goes to a queue or a manager, not to one worker")
     keys = producer.keys
-    args: list[Any] = [job_id, keys.namespace, rank, check_on_failure(on_failure), len(depends_on),
+    args: list[Any] = [job_id, keys.namespace, rank, check_on_failure(on_failure), collect, len(depends_on),
                        *depends_on]
     for item in fields.items():
         args.extend(item)

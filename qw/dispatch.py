@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from .call import TASK_FIELD, decode_arguments
+from .call import ARGS_FIELD, JOINED_TASK, KWARGS_FIELD, TASK_FIELD, collected, decode_arguments
 from .exceptions import Abort, ConfigError, JobDataError, Refused, Retry, one_line
 from .tasks import Job, Task
 
@@ -128,6 +129,8 @@ class Dispatcher:
     def resolve(self, meta: Mapping[str, str]) -> Resolved:
         """What the job with this ``qw:`` metadata runs; :class:`Refused` if it must not run."""
         name = meta.get(TASK_FIELD)
+        if name == JOINED_TASK:
+            return self._joined(meta)
         if name is None:
             if self._plain is None:
                 listed = self._listed() or "none (import paths only)"
@@ -145,7 +148,25 @@ class Dispatcher:
             args, kwargs = decode_arguments(meta)
         except JobDataError as exc:
             raise Refused(f"task {name!r}: {exc}") from None
+        if "qw:collect" in meta:
+            args = [collected(meta), *args]
         return Resolved(fn, args, kwargs, task)
+
+    def _joined(self, meta: Mapping[str, str]) -> Resolved:
+        # One job that runs several calls in sequence (qw.flow.Joined): each
+        # part resolves as a job of its own would, allowlist and all.
+        try:
+            args, _kwargs = decode_arguments(meta)
+            parts = args[0]
+            calls = [self.resolve({TASK_FIELD: part[0], ARGS_FIELD: json.dumps(part[1]),
+                                   KWARGS_FIELD: json.dumps(part[2])}) for part in parts]
+        except (JobDataError, TypeError, IndexError, KeyError) as exc:
+            raise Refused(f"a joined job whose parts are not [task, args, kwargs] lists: {exc}") from None
+
+        def run_all() -> list[Any]:
+            return [call.run("", {}) for call in calls]
+
+        return Resolved(run_all, [], {}, None)
 
     def _listed(self) -> str:
         shown = ", ".join(self.names[:MAX_LISTED])

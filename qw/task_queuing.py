@@ -38,7 +38,8 @@ def queue_call(producer: Producer, call: Call) -> str:
     job_id = call.job_id or new_id()
     if call.depends_on:
         fields = with_qw_fields(call.meta(), job_options(call.max_attempts, call.timeout), target)
-        send_waiting(producer, job_id, fields, target, call.depends_on, call.on_dependency_failure)
+        send_waiting(producer, job_id, fields, target, call.depends_on, call.on_dependency_failure,
+                     call.collect)
         return job_id
     # call.meta() is a fresh dict of the fields made when the call was built.
     keys, args = producer.enqueue_args(job_id, call.meta(), job_options(call.max_attempts, call.timeout),

@@ -32,12 +32,13 @@ import dataclasses
 import functools
 import inspect
 import sys
-import threading
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, overload
 
 from .call import Call, CallBatch, CallQueue, check_max_attempts, check_timeout, encode_args
+from .defaults import default_client, set_default_client  # noqa: F401 - importable from here, as before
 from .exceptions import ConfigError
+from .flow import Signature
 from .handle import JobHandle
 from .keeping import check_priority, check_result_ttl, check_tags, dependency_ids
 from .keys import validate_queue_name, validate_task_name
@@ -136,6 +137,11 @@ class Task:
     def message(self, *args: Any, **kwargs: Any) -> Call:
         """The :class:`Call` that :meth:`delay` would queue, without queuing it."""
         return self._call(args, kwargs)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature: this call, not yet queued, for ``qw.chain``, ``qw.group`` and ``&``
+        (``.options(...)`` adds ``send_with`` options)."""
+        return Signature(self, args, kwargs)
 
     def delay(self, *args: Any, **kwargs: Any) -> JobHandle:
         """Queue ``fn(*args, **kwargs)`` with the task's options; return its handle."""
@@ -258,8 +264,11 @@ class Task:
               manager: Optional[str] = None, worker: Optional[str] = None, job_id: Optional[str] = None,
               max_attempts: Optional[int] = None, timeout: Optional[float] = None,
               result_ttl: Optional[int] = None, tags: Optional[Iterable[str]] = None,
-              track: bool = False, priority: Optional[int] = None) -> Call:
-        self._check_fits(args, kwargs)
+              track: bool = False, priority: Optional[int] = None, leading: Optional[int] = 0) -> Call:
+        # ``leading``: positional arguments the job gets before these (a chain's
+        # result); None: do not check the fit (not known yet).
+        if leading is not None:
+            self._check_fits((*[None] * leading, *args), kwargs)
         if queue is None and manager is None and worker is None:
             queue = self.queue
         return Call(self.name, args, kwargs, queue=queue, manager=manager, worker=worker,  # Call copies them
@@ -465,6 +474,11 @@ class Job:
         return cls.__task__.map(items, **options)
 
     @classmethod
+    def s(cls, *args: Any, **kwargs: Any) -> Signature:
+        """See :meth:`Task.s`."""
+        return cls.__task__.s(*args, **kwargs)
+
+    @classmethod
     def call(cls, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
         """See :meth:`Task.call`."""
         return cls.__task__.call(*args, timeout=timeout, **kwargs)
@@ -480,28 +494,7 @@ def _runner(cls: type) -> Callable[..., Any]:
     return run
 
 
-# -- the client tasks queue through ------------------------------------------
-
-_default_client: Optional[CallQueue] = None
-_default_lock = threading.Lock()
-
-
-def set_default_client(client: Optional[CallQueue]) -> None:
-    """The client ``delay``, ``send_with`` and ``map`` use when given none (None: back to lazy)."""
-    global _default_client
-    with _default_lock:
-        _default_client = client
-
-
-def default_client() -> CallQueue:
-    """The process-wide client: the one set, else a ``qw.Client()`` made now (``$QW_REDIS_URL``)."""
-    global _default_client
-    with _default_lock:
-        if _default_client is None:
-            import qw  # at call time: qw imports this module, and the client is qw's public name
-
-            _default_client = qw.Client()
-        return _default_client
+# -- the client tasks queue through: qw.defaults ----------------------------------
 
 
 def _client(client: Optional[CallQueue]) -> CallQueue:

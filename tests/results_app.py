@@ -64,3 +64,23 @@ class Square(qw.Job):
 def plain(job_id: str, data: dict[str, Any]) -> Any:
     """A function target: returns what the job says."""
     return data.get("return")
+
+
+@qw.task
+def total(values: list, plus: int = 0) -> int:
+    return sum(values) + plus
+
+
+@qw.task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@qw.task(max_attempts=3)
+def flaky(marker: str, value: Any) -> Any:
+    """Fails its first run (the marker file tells), returns ``value`` on the next."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text("x")
+        raise RuntimeError("first run fails")
+    return value

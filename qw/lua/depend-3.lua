@@ -10,9 +10,12 @@
 -- ARGV[3] its priority ("" or "0": none)
 -- ARGV[4] "fail" or "run": what a dependency that fails for good (or is
 --         cancelled) does to it
--- ARGV[5] n, the number of dependencies
--- ARGV[6 .. 5+n] their ids
--- ARGV[6+n ..] field, value, ...; a job that keeps a record puts qw:history
+-- ARGV[5] "chain" or "group": the job takes its dependencies' results as
+--         arguments (each kept as qw:input:<id> in its hash when that one is
+--         done); or ""
+-- ARGV[6] n, the number of dependencies
+-- ARGV[7 .. 6+n] their ids
+-- ARGV[7+n ..] field, value, ...; a job that keeps a record puts qw:history
 --         first (lib/record.lua)
 -- Returns 0 when job:<id> exists already (nothing changed), else its state:
 -- "waiting", "queued" (nothing to wait for) or "failed" (a dependency had
@@ -23,32 +26,41 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 local ns, id = ARGV[2], ARGV[1]
-local n = tonumber(ARGV[5])
-local pending, failed = {}, {}
-for i = 6, 5 + n do
+local n = tonumber(ARGV[6])
+local pending, failed, inputs = {}, {}, {}
+for i = 7, 6 + n do
   local dep = ARGV[i]
   local key = ns .. 'job:' .. dep
   if redis.call('EXISTS', key) == 0 then
     return redis.error_reply('QW_NO_DEPENDENCY ' .. dep)
   end
-  local f = redis.call('HMGET', key, 'qw:state', 'qw:running', 'qw:failed_at', 'qw:error')
+  local f = redis.call('HMGET', key, 'qw:state', 'qw:running', 'qw:failed_at', 'qw:error', 'qw:result')
   local state = f[1] or (f[2] and 'running') or (f[3] and 'failed') or 'queued'
   if state == 'failed' or state == 'cancelled' then
     failed[#failed + 1] = {dep, state, f[4] or ''}
   elseif state ~= 'done' then
     pending[#pending + 1] = dep
+  elseif ARGV[5] ~= '' then
+    inputs[#inputs + 1] = 'qw:input:' .. dep
+    inputs[#inputs + 1] = f[5] or 'null'
   end
 end
-local first = 6 + n
+local first = 7 + n
 local now = qw_open_record(ARGV, first, ns, id, nil) or qw_now()
 for i = first, #ARGV, 1000 do
   redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 local depends = {}
-for i = 6, 5 + n do
+for i = 7, 6 + n do
   depends[#depends + 1] = ARGV[i]
 end
 redis.call('HSET', KEYS[1], 'qw:depends_on', cjson.encode(depends), 'qw:on_dep_fail', ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'qw:collect', ARGV[5])
+  if #inputs > 0 then
+    redis.call('HSET', KEYS[1], unpack(inputs))
+  end
+end
 if #failed > 0 and ARGV[4] ~= 'run' then
   local dep, state, error = failed[1][1], failed[1][2], failed[1][3]
   local reason = 'dependency ' .. dep .. (state == 'cancelled' and ' was cancelled' or (' failed: ' .. error))

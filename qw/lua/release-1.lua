@@ -11,5 +11,5 @@ if not entry then
 end
 local how = cjson.decode(entry)
 redis.call('HDEL', KEYS[1], ARGV[2])
-qw_release(ARGV[1], ARGV[2], how[1], how[2])
+qw_release(ARGV[1], ARGV[2], how[1], how[2], how[3])
 return 1

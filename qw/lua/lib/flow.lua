@@ -13,12 +13,17 @@
 local QW_RELEASE_BUDGET = 1000
 
 -- Settle dependent `d` of `dep`, which ended as `how` ("done", "failed",
--- "cancelled"; `why`: its error). Returns the reason when `d` fails with it.
-local function qw_release_one(namespace, d, dep, how, why, now)
+-- "cancelled"; `why`: its error; `result`: its result, JSON, when done).
+-- A dependent that takes its dependencies' results (qw:collect) gets this
+-- one as qw:input:<dep>. Returns the reason when `d` fails with it.
+local function qw_release_one(namespace, d, dep, how, why, result, now)
   local key = namespace .. 'job:' .. d
-  local f = redis.call('HMGET', key, 'qw:state', 'qw:on_dep_fail', 'qw:origin', 'qw:priority')
+  local f = redis.call('HMGET', key, 'qw:state', 'qw:on_dep_fail', 'qw:origin', 'qw:priority', 'qw:collect')
   if f[1] ~= 'waiting' then
     return nil  -- cancelled meanwhile, or failed with another dependency
+  end
+  if how == 'done' and f[5] then
+    redis.call('HSET', key, 'qw:input:' .. dep, (result ~= nil and result ~= '') and result or 'null')
   end
   if how ~= 'done' and f[2] ~= 'run' then
     local reason = 'dependency ' .. dep .. (how == 'cancelled' and ' was cancelled' or (' failed: ' .. (why or '')))
@@ -52,16 +57,17 @@ local function qw_release_one(namespace, d, dep, how, why, now)
   return nil
 end
 
--- Job `id` ended as `how`: settle its dependents, and those of every one
--- that fails with it, within the budget; the rest goes to all:releasing.
-local function qw_release(namespace, id, how, why)
-  local work = {{id, how, why}}
+-- Job `id` ended as `how` (with `result`, JSON, when done): settle its
+-- dependents, and those of every one that fails with it, within the
+-- budget; the rest goes to all:releasing.
+local function qw_release(namespace, id, how, why, result)
+  local work = {{id, how, why, result}}
   local budget = QW_RELEASE_BUDGET
   local releasing = namespace .. 'all:releasing'
   local now = qw_now()
   local i = 1
   while work[i] do
-    local dep, outcome, error = work[i][1], work[i][2], work[i][3]
+    local dep, outcome, error, value = work[i][1], work[i][2], work[i][3], work[i][4]
     i = i + 1
     local list = namespace .. 'all:dependents:' .. dep
     local batch = redis.call('LRANGE', list, 0, budget - 1)
@@ -70,19 +76,19 @@ local function qw_release(namespace, id, how, why)
     end
     budget = budget - #batch
     for _, d in ipairs(batch) do
-      local reason = qw_release_one(namespace, d, dep, outcome, error, now)
+      local reason = qw_release_one(namespace, d, dep, outcome, error, value, now)
       if reason then
-        work[#work + 1] = {d, 'failed', reason}
+        work[#work + 1] = {d, 'failed', reason, ''}
       end
     end
     if redis.call('EXISTS', list) == 1 then
-      redis.call('HSET', releasing, dep, cjson.encode({outcome, error or ''}))
+      redis.call('HSET', releasing, dep, cjson.encode({outcome, error or '', value or ''}))
     else
       redis.call('HDEL', releasing, dep)
     end
     if budget <= 0 then
       for j = i, #work do
-        redis.call('HSET', releasing, work[j][1], cjson.encode({work[j][2], work[j][3] or ''}))
+        redis.call('HSET', releasing, work[j][1], cjson.encode({work[j][2], work[j][3] or '', work[j][4] or ''}))
       end
       return
     end

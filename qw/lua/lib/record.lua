@@ -93,7 +93,7 @@ end
 -- qw:dependents as read (or false).
 local function qw_done(key, namespace, id, ttl, result, waiters, tracked, dependents)
   if dependents then
-    qw_release(namespace, id, 'done', '')
+    qw_release(namespace, id, 'done', '', result)
   end
   if ttl <= 0 and not waiters and not tracked then
     redis.call('DEL', key)
@@ -130,7 +130,7 @@ end
 local function qw_failed(key, namespace, id, error)
   qw_failed_state(key, namespace, id, error, qw_now())
   if redis.call('HEXISTS', key, 'qw:dependents') == 1 then
-    qw_release(namespace, id, 'failed', error)
+    qw_release(namespace, id, 'failed', error, '')
   end
 end
 
@@ -138,7 +138,7 @@ end
 -- record kept `ttl` seconds (its own qw:result_ttl first).
 local function qw_cancelled(key, namespace, id, ttl, waiters, tracked, own_ttl)
   if redis.call('HEXISTS', key, 'qw:dependents') == 1 then
-    qw_release(namespace, id, 'cancelled', '')
+    qw_release(namespace, id, 'cancelled', '', '')
   end
   local now = qw_now()
   redis.call('HDEL', key, 'qw:running', 'qw:cancel')
