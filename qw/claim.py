@@ -16,7 +16,7 @@ from typing import Any, Optional
 import redis
 
 from . import job as jobcodec
-from .exceptions import JobDataError
+from .exceptions import JobDataError, QwError
 from .keys import SHARED_QUEUE, Keys
 from .queues import QueueOrder, QueueSpec
 from .scripts import DirectCaller, Scripts
@@ -37,6 +37,22 @@ class Job:
     token: int = 0  # this claim's fencing token: settling with an old one is refused
     keep: int = 0  # once done: seconds its record stays (0: its hash is deleted)
     result: str = ""  # once done: its result as JSON, kept with the record
+    moved: bool = False  # its run queued it on its next queue (complete): nothing to acknowledge
+    claimer: Optional[Claimer] = field(default=None, repr=False, compare=False)  # set while it runs
+
+    def complete(self, next: str, data: Optional[dict[str, Any]] = None) -> None:
+        """Finish this step and queue this same job on queue ``next`` (a queue name), in one atomic step.
+
+        ``data`` (a JSON object) replaces its data; None keeps it. Its
+        attempts start afresh. Call it from the running job, once; the
+        worker then does not acknowledge it.
+        """
+        if self.claimer is None:
+            raise RuntimeError("complete() is for the job a worker is running now")
+        if self.moved:
+            raise RuntimeError(f"job {self.id} was completed into its next queue already")
+        self.claimer.complete(self, next, data)
+        self.moved = True
 
     @property
     def max_attempts(self) -> Optional[int]:
@@ -304,6 +320,17 @@ class Claimer:
         )
         self.refused += result == REFUSED
         return result
+
+    def complete(self, job: Job, next_queue: str, data: Optional[dict[str, Any]]) -> None:
+        """See :meth:`Job.complete`; :class:`~qw.exceptions.QwError` if the run was taken back."""
+        fields = jobcodec.encode(data) if data is not None else {}
+        args: list[Any] = [job.id, str(job.token), "1" if data is not None else "0"]
+        for item in fields.items():
+            args.extend(item)
+        keys = [self.own, self.keys.job(job.id), self.keys.named_queue(next_queue)]
+        done = int(self.scripts.complete(keys=keys, args=args))
+        if done != 1:
+            raise QwError(f"job {job.id} could not move on to {next_queue!r}: its run was taken back")
 
     def cancelled(self, job: Job, default_ttl: int) -> bool:
         """Settle a run stopped by a cancel: kept as "cancelled", never retried; False if stale."""

@@ -86,9 +86,13 @@ class Resolved:
     kwargs: dict[str, Any] = field(default_factory=dict)
     task: Optional[Task] = None
     plain: bool = False
+    takes_job: bool = False  # a method of a class target: called with the job itself
 
-    def run(self, job_id: str, data: dict[str, Any]) -> Any:
-        """Call it: ``fn(job_id, data)`` for a plain job, else ``fn(*args, **kwargs)``."""
+    def run(self, job_id: str, data: dict[str, Any], job: Any = None) -> Any:
+        """Call it: ``fn(job_id, data)`` for a plain job, ``fn(job)`` for a class target's method,
+        else ``fn(*args, **kwargs)``."""
+        if self.takes_job:
+            return self.fn(job)
         if self.plain:
             return self.fn(job_id, data)
         return self.fn(*self.args, **self.kwargs)
@@ -124,6 +128,9 @@ class Dispatcher:
         self.allow = AllowList(allow)
         self.names = tuple(sorted(self.tasks))
         self._plain = Resolved(target, plain=True) if target is not None else None
+        # A class as the target (a pipeline's stages): one method per queue, else
+        # ``process``; a class with neither is called as any target is.
+        self._stages = target if isinstance(target, type) else None
         self._paths: dict[str, tuple[Callable[..., Any], Optional[Task]]] = {}
 
     def resolve(self, meta: Mapping[str, str]) -> Resolved:
@@ -135,6 +142,8 @@ class Dispatcher:
             if self._plain is None:
                 listed = self._listed() or "none (import paths only)"
                 raise Refused(f"no target for a plain job; this manager runs only tasks: {listed}")
+            if self._stages is not None:
+                return self._stage(meta.get("qw:origin", ""))
             return self._plain
         if ":" in name:
             fn, task = self._paths.get(name) or self._import(name)
@@ -151,6 +160,18 @@ class Dispatcher:
         if "qw:collect" in meta:
             args = [collected(meta), *args]
         return Resolved(fn, args, kwargs, task)
+
+    def _stage(self, origin: str) -> Resolved:
+        # all:queue:<name> -> the method <name>; any other queue, or no such
+        # method: process. A fresh instance per job, as for a Job class.
+        queue = origin.rsplit("all:queue:", 1)[1] if "all:queue:" in origin else ""
+        cls = self._stages
+        method = getattr(cls, queue, None) if queue.isidentifier() and not queue.startswith("_") else None
+        if not callable(method):
+            method = getattr(cls, "process", None)
+        if not callable(method):
+            return self._plain  # a class called as any target is: cls(job_id, data), as before
+        return Resolved(getattr(cls(), method.__name__), plain=True, takes_job=True)
 
     def _joined(self, meta: Mapping[str, str]) -> Resolved:
         # One job that runs several calls in sequence (qw.flow.Joined): each

@@ -76,6 +76,7 @@ class Scripts:
     set_priority: Script
     depend: Script
     release: Script
+    complete: Script
 
     def __init__(self, client: redis.Redis) -> None:
         for name, source in _sources().items():

@@ -319,6 +319,7 @@ class Worker(multiprocessing.Process):
             self._retrying(claimer.cancelled, job, self.limits.result_ttl)
             return False
         _current = job
+        job.claimer = claimer
         self.shared.started.value = started = time.time()
         queued_at = job.meta.get("qw:queued_at")
         wait = started - float(queued_at) if queued_at else None
@@ -329,7 +330,7 @@ class Worker(multiprocessing.Process):
         try:
             if limit:
                 signal.setitimer(signal.ITIMER_REAL, limit)
-            value = call.run(job.id, job.data)
+            value = call.run(job.id, job.data, job)
         except Cancelled:
             log.info("%s: job %s cancelled while it ran", self.name, job.id)
             self._retrying(claimer.cancelled, job, self.limits.result_ttl)
@@ -353,6 +354,10 @@ class Worker(multiprocessing.Process):
             self.shared.deadline.value = 0.0
             _current = None
         run = time.perf_counter() - begun
+        job.claimer = None
+        if job.moved:  # on its next queue now (Job.complete): nothing to acknowledge
+            self.shared.tally.record(PROCESSED, wait, run)
+            return False
         task_ttl = call.task.result_ttl if call.task is not None else None
         keep = keep_for(job.meta, task_ttl, self.limits.result_ttl)
         if keep:

@@ -84,3 +84,16 @@ def flaky(marker: str, value: Any) -> Any:
         path.write_text("x")
         raise RuntimeError("first run fails")
     return value
+
+
+class Pipeline:
+    """A target whose methods are the stages of a pipeline, one per queue (qw-manager results_app:Pipeline)."""
+
+    def underpants(self, job: Any) -> None:
+        job.complete(next="profit", data={**job.data, "stages": [*job.data.get("stages", []), "underpants"]})
+
+    def profit(self, job: Any) -> Any:
+        return [*job.data["stages"], "profit"]
+
+    def process(self, job: Any) -> Any:
+        job.complete(next="underpants", data={"stages": ["process"]})

@@ -77,3 +77,19 @@ def test_a_joined_job_obeys_the_manager_rules(start_manager: Callable) -> None:
     refused = (app.add.s(1, 1) & qw.flow.Signature("os:remove", ("/tmp/x",))).delay()
     with pytest.raises(qw.JobFailed, match="import path 'os:remove' is not allowed"):
         refused.result(timeout=10)
+
+
+def test_a_pipeline_moves_one_job_from_queue_to_queue(client: Client, start_manager: Callable) -> None:
+    start_manager("results_app:Pipeline", num_workers=1, queues=["underpants", "profit", "all"])
+    job_id = client.queue_job({"start": 1}, result_ttl=60)
+    assert client.job(job_id).result(timeout=10) == ["process", "underpants", "profit"]
+    events = [(e["event"], e.get("next", "")) for e in client.job(job_id).info().history]
+    assert events == [("queued", ""), ("claimed", ""), ("completed", "all:queue:underpants"), ("claimed", ""),
+                      ("completed", "all:queue:profit"), ("claimed", ""), ("done", "")]
+
+
+def test_complete_outside_a_running_job_says_so() -> None:
+    from qw.claim import Job
+
+    with pytest.raises(RuntimeError, match="complete\\(\\) is for the job a worker is running now"):
+        Job("x", {}, 1).complete(next="profit")
