@@ -146,3 +146,27 @@ def test_a_large_fan_out_is_released_in_batches_and_finished_by_the_manager(clie
     wait_for(lambda: client.redis.zcard("all:waiting") == 0, what="the managers to finish the release")
     assert not client.redis.exists("all:releasing", f"all:dependents:{root.id}")
     assert len(ids) == 2500
+
+
+def test_releasing_dependents_adds_no_round_trip(client: Client) -> None:
+    from qw import Worker
+
+    from tests_support import commands_run
+
+    roots = app.add.map([(n, n) for n in range(50)])
+    for root in roots:
+        app.echo.send_with(args=("after",), depends_on=[root], queue="later")
+    worker = Worker(client, None, "box", name="box:1", tasks={"results_app.add": app.add})
+    claimer_, dispatcher = worker._setup()
+    claimer_.ack_id("warm-up")
+    with commands_run(client.redis) as seen:
+        ack = None
+        while True:
+            job = claimer_.claim(ack)
+            if job is None:
+                break
+            job.keep, job.result = 600, "1"
+            ack = job
+    top_level = {k: v for k, v in seen().items() if k in ("evalsha", "eval", "blmove", "script", "multi")}
+    assert top_level == {"evalsha": 51}  # one per job, and the last claim that found nothing
+    assert client.redis.llen("all:queue:later") == 50 and client.redis.zcard("all:waiting") == 0
