@@ -832,7 +832,9 @@ def render_keeping(cases: list[Case]) -> list[str]:
         lines += ["",
                   f"- Per kept record: {per:,.0f} bytes of used_memory (the delta over {n:,} jobs), of",
                   f"  which {finished:,.0f} bytes are its id in the `all:finished` index; `MEMORY USAGE` of",
-                  f"  one record's hash: {', '.join(f'{b:,}' for b in sizes)} bytes ({len(sizes)} records).",
+                  f"  one record's hash: {record_sizes(sizes)} ({len(sizes)} records looked at"
+                  + (f", encoded as a {' or '.join(run['record_encodings'])})." if run.get("record_encodings")
+                     else ")."),
                   f"- After the TTL: {left:+.1f} MB against before; the job records had all expired"
                   + (", and the index of finished ids still held "
                      f"{after['finished_ids']:,} ids ({after['finished_bytes'] / mb:.1f} MB)."
@@ -847,6 +849,12 @@ def render_keeping(cases: list[Case]) -> list[str]:
             lines += [f"- A kept record's fields: {fields}."]
         lines.append("")
     return lines
+
+
+def record_sizes(sizes: list[int]) -> str:
+    if len(set(sizes)) == 1:
+        return f"{sizes[0]:,} bytes each"
+    return f"{min(sizes):,} to {max(sizes):,} bytes"
 
 
 def render_qw_tables(cases: list[Case], sizes: Sizes) -> list[str]:

@@ -256,6 +256,7 @@ class Bench:
             if len(keys) == RECORD_SAMPLES:
                 break
         sizes = [self.broker.memory_usage(key, samples=0) for key in keys]
+        encodings = sorted({self.text(self.broker.object("encoding", key)) for key in keys})
         sample = {self.text(k): self.text(v) for k, v in self.broker.hgetall(keys[0]).items()} if keys else {}
         # Wait out the TTL (the first records expire ttl seconds after their
         # job ended), then until Redis has expired every one of them (the
@@ -267,7 +268,7 @@ class Bench:
             time.sleep(0.5)
         after = self.redis_memory()
         return {"jobs": n, "ttl": ttl, "seconds": drained, "before": before, "kept": kept, "after": after,
-                "record_bytes": sizes, "sample_record": sample,
+                "record_bytes": sizes, "record_encodings": encodings, "sample_record": sample,
                 "expired_after_seconds": time.perf_counter() - settled}
 
     @staticmethod
