@@ -575,7 +575,7 @@ def per_job(case: Optional[Case], top_level_only: bool = False) -> str:
 def lua_commands() -> set[str]:
     """Commands qw's Lua scripts call: Redis counts those too, so they are not round trips."""
     names: set[str] = set()
-    for script in (ROOT / "qw" / "lua").glob("*.lua"):
+    for script in (ROOT / "qw" / "lua").glob("**/*.lua"):  # the scripts and the helpers they include
         names.update(n.lower() for n in re.findall(r"redis\.p?call\(\s*['\"](\w+)['\"]", script.read_text()))
     return names
 
@@ -885,9 +885,9 @@ def render_qw_tables(cases: list[Case], sizes: Sizes) -> list[str]:
     lines += [
         "", "## qw: Redis commands per job", "",
         "Top-level commands are those a client sent; the commands qw's Lua scripts run inside Redis",
-        "(listed by name in `qw/lua/*.lua`) are left out, so each EVALSHA counts once. A command",
-        "name that both a script and a client use (the manager's health `HSET`, once a second) is left",
-        "out too. Round trips are the producer's, counted at its sockets.",
+        "(listed by name in `qw/lua/*.lua` and `qw/lua/lib/*.lua`) are left out, so each EVALSHA",
+        "counts once. A command name that both a script and a client use (the manager's health `HSET`,",
+        "once a second) is left out too. Round trips are the producer's, counted at its sockets.",
         "",
         "| path | producer round trips per job | top-level commands per job (all clients) |",
         "| --- | ---: | --- |",
@@ -974,7 +974,9 @@ def render_setup(cases: list[Case], ctx: dict[str, Any]) -> list[str]:
         "",
         "Every system logs at WARNING, stores results the way it does by default (RQ, Huey, arq and SAQ",
         "keep them for a while; Celery has no result backend configured) and gets its jobs with the",
-        "settings shown; everything else is each one's default.",
+        "settings shown; everything else is each one's default. The call table is the exception: there",
+        "Celery, Dramatiq and Huey get the result settings its notes give. qw's plain jobs keep nothing;",
+        "its task rows say what they keep.",
         "",
         *render_load(cases),
         "## Machine",
