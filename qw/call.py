@@ -88,6 +88,7 @@ class Call:
     depends_on: tuple[str, ...] = ()
     on_dependency_failure: str = "fail"
     collect: str = ""  # "chain" or "group": takes its dependencies' results as its first argument (qw.flow)
+    waiter: bool = False  # queued with one waiter counted (Task.call), who blocks at once
     _meta: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -99,7 +100,7 @@ class Call:
         self.args = list(self.args)
         self.kwargs = dict(self.kwargs)
         self._check_options()
-        meta = record_fields(self.result_ttl, self.tags, self.track, task=True)
+        meta = record_fields(self.result_ttl, self.tags, self.track, task=True, waiter=self.waiter)
         meta[TASK_FIELD] = self.task
         meta[ARGS_FIELD] = encode_args(self.task, self.args)
         if self.kwargs:

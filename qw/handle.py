@@ -64,8 +64,15 @@ class JobHandle:
         :class:`TimeoutError` if it has not settled after ``timeout`` seconds
         (None: wait as long as it takes; 0: only look).
         """
-        waiting.wait_settled(self.store, [self.id], timeout)
-        return records.outcome(records.get_info(self.store, self.id))
+        return self._result(timeout, registered=False)
+
+    def _result(self, timeout: Optional[float], registered: bool) -> Any:
+        # registered: queued with this waiter counted (Task.call): no first look.
+        store = self.store
+        how = waiting.wait_settled(store, [self.id], timeout, registered)[self.id]
+        if how.result is not None:  # the token carried it: no read
+            return records.decode_result(how.result)
+        return records.outcome(records.get_info(store, self.id))
 
     def info(self) -> JobInfo:
         """Everything the record holds: state, task and arguments or data, result or error,

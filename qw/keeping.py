@@ -109,7 +109,7 @@ def check_state(state: str) -> str:
 
 
 def record_fields(result_ttl: Optional[int], tags: tuple[str, ...], track: bool, *,
-                  task: bool) -> dict[str, str]:
+                  task: bool, waiter: bool = False) -> dict[str, str]:
     """The fields that ask for a record, in the order the enqueue scripts read them; {} for none.
 
     A task job keeps one unless ``result_ttl`` is 0; a plain job only when
@@ -128,4 +128,6 @@ def record_fields(result_ttl: Optional[int], tags: tuple[str, ...], track: bool,
             result_ttl = DEFAULT_RESULT_TTL
     if result_ttl is not None:
         fields[RESULT_TTL_FIELD] = str(result_ttl)
+    if waiter:  # the caller waits for it from the start (Task.call): counted at queue time
+        fields["qw:waiters"] = "1"
     return fields

@@ -147,6 +147,11 @@ def outcome(info: JobInfo) -> Any:
     raise AssertionError(f"job {info.id} has not settled: {info.state}")  # pragma: no cover
 
 
+def decode_result(text_: str) -> Any:
+    """A result as the record (or a waiter's token) holds it, JSON; None for none."""
+    return _json(text_, None)
+
+
 def cancel(store: Store, job_id: str) -> bool:
     """Cancel the job: True if it will not run (again), False if it had already settled.
 

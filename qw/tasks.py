@@ -201,7 +201,10 @@ class Task:
         :meth:`JobHandle.result` raises. ``timeout`` is the wait's, not the
         job's time limit (``send_with(timeout=...)`` sets that).
         """
-        return self.send_with(args, kwargs).result(timeout)
+        call = dataclasses.replace(self._call(args, kwargs), waiter=True)
+        sender = _client(client=None)
+        handle = self.last = JobHandle(sender.queue_call(call), sender)
+        return handle._result(timeout, registered=True)  # counted as its waiter when queued: block now
 
     @property
     def result(self) -> Any:

@@ -6,20 +6,42 @@
 -- #include priority
 
 -- Redis's clock, in seconds: "due" and every recorded time come from it,
--- so hosts with skewed clocks agree.
+-- so hosts with skewed clocks agree. Read once per script call: a script
+-- runs atomically, so one instant serves every step it takes.
+local QW_CLOCK = nil
 local function qw_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+  if not QW_CLOCK then
+    local t = redis.call('TIME')
+    QW_CLOCK = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  end
+  return QW_CLOCK
 end
 
--- The first 50 events of a record are kept; later ones are only counted
--- (qw:events counts those after "queued"), so a job that retries forever
--- cannot grow without bound.
+-- The first 50 events of a record are kept, later ones dropped, so a job
+-- that retries forever cannot grow without bound.
 local QW_HISTORY_CAP = 50
+local QW_SHORTEST_EVENT = 38  -- {"event":"done","at":1796194464.6050}: fewer bytes mean fewer events
 
--- Append one event (a Lua table; its "at" is set here) to the history of
--- job hash `key`, if it keeps one. `history` is its qw:history when the
--- caller has read it already (false: not read yet).
+-- `history` (a JSON array) with `event` (a Lua table; its "at" is set here)
+-- appended; false when the cap is reached.
+local function qw_history_with(history, event, now)
+  if #history >= QW_HISTORY_CAP * QW_SHORTEST_EVENT then
+    local _, count = string.gsub(history, '"event":', '')
+    if count >= QW_HISTORY_CAP then
+      return false
+    end
+  end
+  event.at = now or qw_now()
+  local entry = cjson.encode(event)
+  if #history > 2 and string.sub(history, -1) == ']' then
+    return string.sub(history, 1, -2) .. ',' .. entry .. ']'
+  end
+  return '[' .. entry .. ']'
+end
+
+-- Append one event to the history of job hash `key`, if it keeps one.
+-- `history` is its qw:history when the caller has read it already (false
+-- or nil: not read yet).
 local function qw_note(key, event, now, history)
   if history == nil or history == false then
     history = redis.call('HGET', key, 'qw:history')
@@ -27,17 +49,10 @@ local function qw_note(key, event, now, history)
   if not history then
     return
   end
-  if redis.call('HINCRBY', key, 'qw:events', 1) >= QW_HISTORY_CAP then
-    return
+  local longer = qw_history_with(history, event, now)
+  if longer then
+    redis.call('HSET', key, 'qw:history', longer)
   end
-  event.at = now or qw_now()
-  local entry = cjson.encode(event)
-  if #history > 2 and string.sub(history, -1) == ']' then
-    history = string.sub(history, 1, -2) .. ',' .. entry .. ']'
-  else
-    history = '[' .. entry .. ']'
-  end
-  redis.call('HSET', key, 'qw:history', history)
 end
 
 -- The namespace of every key, from the job hash prefix "<namespace>job:".
@@ -49,15 +64,23 @@ end
 -- counted itself in qw:waiters and blocks on all:settled:<id>; one token
 -- per waiter, and the list expires soon after. `waiters` is qw:waiters as
 -- the caller read it (false: none).
+-- A token says how the job settled, "<state>\n", and for a done job with a
+-- result of at most QW_TOKEN_RESULT bytes the result too, so that the
+-- waiter needs no read after it wakes.
 local QW_SETTLED_TTL = 60
-local function qw_wake_waiters(key, namespace, id, waiters)
+local QW_TOKEN_RESULT = 65536
+local function qw_wake_waiters(key, namespace, id, waiters, state, result)
   local n = tonumber(waiters) or 0
   if n < 1 then
     return
   end
   local settled = namespace .. 'all:settled:' .. id
+  local token = (state or 'settled') .. '\n'
+  if state == 'done' and result and #result <= QW_TOKEN_RESULT then
+    token = token .. result
+  end
   for _ = 1, math.min(n, 1000) do
-    redis.call('RPUSH', settled, '1')
+    redis.call('RPUSH', settled, token)
   end
   redis.call('EXPIRE', settled, QW_SETTLED_TTL)
   redis.call('HDEL', key, 'qw:waiters')
@@ -82,16 +105,16 @@ end
 local function qw_failed_state(key, namespace, id, error, now)
   redis.call('HSET', key, 'qw:state', 'failed', 'qw:finished_at', now)
   qw_note(key, {event = 'failed', error = error}, now)
-  qw_wake_waiters(key, namespace, id, redis.call('HGET', key, 'qw:waiters'))
+  qw_wake_waiters(key, namespace, id, redis.call('HGET', key, 'qw:waiters'), 'failed')
 end
 
 -- #include flow
 
 -- A run returned: delete the hash (a job that keeps nothing), or keep it as
 -- the record of a done job, its result with it, in this same step.
--- `waiters`, `tracked` and `dependents` are qw:waiters, qw:tracked and
--- qw:dependents as read (or false).
-local function qw_done(key, namespace, id, ttl, result, waiters, tracked, dependents)
+-- `waiters`, `tracked`, `dependents` and `history` are qw:waiters,
+-- qw:tracked, qw:dependents and qw:history as read (or false).
+local function qw_done(key, namespace, id, ttl, result, waiters, tracked, dependents, history)
   if dependents then
     qw_release(namespace, id, 'done', '', result)
   end
@@ -101,14 +124,18 @@ local function qw_done(key, namespace, id, ttl, result, waiters, tracked, depend
   end
   local now = qw_now()
   redis.call('HDEL', key, 'qw:running', 'qw:cancel')
+  local fields = {'qw:state', 'done', 'qw:finished_at', now}
   if result ~= '' then
-    redis.call('HSET', key, 'qw:state', 'done', 'qw:finished_at', now, 'qw:result', result)
-  else
-    redis.call('HSET', key, 'qw:state', 'done', 'qw:finished_at', now)
+    fields[5], fields[6] = 'qw:result', result
   end
-  qw_note(key, {event = 'done'}, now)
+  local longer = history and qw_history_with(history, {event = 'done'}, now)
+  if longer then
+    fields[#fields + 1] = 'qw:history'
+    fields[#fields + 1] = longer
+  end
+  redis.call('HSET', key, unpack(fields))
   redis.call('ZADD', namespace .. 'all:finished', now, id)
-  qw_wake_waiters(key, namespace, id, waiters)
+  qw_wake_waiters(key, namespace, id, waiters, 'done', result)
   qw_expire(key, ttl, waiters, tracked)
 end
 
@@ -118,8 +145,12 @@ local function qw_claimed(key, fields, worker)
   for i = 1, #fields, 2 do
     if fields[i] == 'qw:history' then
       local now = qw_now()
-      redis.call('HSET', key, 'qw:started_at', now)
-      qw_note(key, {event = 'claimed', worker = worker}, now, fields[i + 1])
+      local longer = qw_history_with(fields[i + 1], {event = 'claimed', worker = worker}, now)
+      if longer then
+        redis.call('HSET', key, 'qw:started_at', now, 'qw:history', longer)
+      else
+        redis.call('HSET', key, 'qw:started_at', now)
+      end
       return
     end
   end
@@ -145,7 +176,7 @@ local function qw_cancelled(key, namespace, id, ttl, waiters, tracked, own_ttl)
   redis.call('HSET', key, 'qw:state', 'cancelled', 'qw:finished_at', now)
   qw_note(key, {event = 'cancelled'}, now)
   redis.call('ZADD', namespace .. 'all:finished', now, id)
-  qw_wake_waiters(key, namespace, id, waiters)
+  qw_wake_waiters(key, namespace, id, waiters, 'cancelled')
   qw_expire(key, tonumber(own_ttl) or ttl, waiters, tracked)
 end
 
