@@ -10,9 +10,17 @@
 -- Returns how many ids were dropped.
 local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
 local gone = {}
+local alive = 0
 for _, id in ipairs(ids) do
   if redis.call('EXISTS', ARGV[1] .. id) == 0 then
     gone[#gone + 1] = id
+    alive = 0
+  else
+    -- The oldest expire first (mostly): a run of live ones means the rest are live too.
+    alive = alive + 1
+    if alive >= 50 then
+      break
+    end
   end
 end
 local size = redis.call('ZCARD', KEYS[1])
