@@ -7,11 +7,14 @@ good, :class:`Retry` to run it again later.
 """
 
 from .client import Client
-from .exceptions import Abort, QwError, Retry
+from .exceptions import Abort, JobCancelled, JobFailed, JobNotFound, QwError, Retry
+from .flow import chain, group
+from .handle import JobHandle, wait
 from .manager import Manager
 from .tasks import Job, task
 from .version import __version__
 from .worker import JobTimeout, Worker, current_job
 
 __all__ = ["Client", "Manager", "Worker", "QwError", "JobTimeout", "current_job", "task", "Job", "Abort",
-           "Retry", "__version__"]
+           "Retry", "JobHandle", "wait", "JobFailed", "JobCancelled", "JobNotFound", "chain", "group",
+           "__version__"]

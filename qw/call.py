@@ -24,6 +24,14 @@ from typing import Any, Mapping, Optional, Protocol, Sequence, overload
 
 from .exceptions import ConfigError, JobDataError
 from .job import json_kind
+from .keeping import (
+    check_on_failure,
+    check_priority,
+    check_result_ttl,
+    check_tags,
+    dependency_ids,
+    record_fields,
+)
 from .keys import META_PREFIX, validate_manager_name, validate_queue_name
 
 TASK_FIELD = META_PREFIX + "task"
@@ -54,7 +62,9 @@ class Call:
     as a list. Where it goes: ``queue`` (a queue name; None or ``"all"`` is
     the shared ``all:jobs``), or else ``manager`` and/or ``worker`` as for
     ``Client.queue_job``; a call gives a queue or a manager/worker, not both.
-    ``job_id``, ``max_attempts`` and ``timeout`` are ``queue_job``'s options.
+    ``job_id``, ``max_attempts`` and ``timeout`` are ``queue_job``'s options;
+    ``result_ttl``, ``tags`` and ``track`` say what is kept of the job
+    (``qw.keeping``): a task job keeps its record unless ``result_ttl`` is 0.
 
     The JSON is made here, once, and :meth:`meta` returns it: treat a call
     as read-only once built (changing ``args`` would not change what is
@@ -71,6 +81,14 @@ class Call:
     job_id: Optional[str] = None
     max_attempts: Optional[int] = None
     timeout: Optional[float] = None
+    result_ttl: Optional[int] = None
+    tags: tuple[str, ...] = ()
+    track: bool = False
+    priority: Optional[int] = None
+    depends_on: tuple[str, ...] = ()
+    on_dependency_failure: str = "fail"
+    collect: str = ""  # "chain" or "group": takes its dependencies' results as its first argument (qw.flow)
+    waiter: bool = False  # queued with one waiter counted (Task.call), who blocks at once
     _meta: dict[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,7 +100,9 @@ class Call:
         self.args = list(self.args)
         self.kwargs = dict(self.kwargs)
         self._check_options()
-        meta = {TASK_FIELD: self.task, ARGS_FIELD: encode_args(self.task, self.args)}
+        meta = record_fields(self.result_ttl, self.tags, self.track, task=True, waiter=self.waiter)
+        meta[TASK_FIELD] = self.task
+        meta[ARGS_FIELD] = encode_args(self.task, self.args)
         if self.kwargs:
             meta[KWARGS_FIELD] = encode_kwargs(self.task, self.kwargs)
         self._meta = meta
@@ -98,6 +118,21 @@ class Call:
             raise ConfigError(f"job_id must be a non-empty string, got {self.job_id!r}")
         check_max_attempts(self.max_attempts)
         check_timeout(self.timeout)
+        if self.result_ttl is not None:
+            check_result_ttl(self.result_ttl)
+        if self.tags:
+            self.tags = check_tags(self.tags)
+        if self.depends_on:
+            self.depends_on = dependency_ids(self.depends_on)
+            if self.worker is not None:
+                raise ConfigError(f"a call of {self.task} with dependencies goes to a queue or a manager, "
+                                  "not to one worker")
+        check_on_failure(self.on_dependency_failure)
+        if self.priority is not None:
+            check_priority(self.priority)
+            if self.worker is not None and self.priority:
+                raise ConfigError(f"a call of {self.task} to one worker runs in arrival order: "
+                                  "it takes no priority")
 
     def meta(self) -> dict[str, str]:
         """The ``qw:task``, ``qw:args`` and (when there are any) ``qw:kwargs`` fields, as strings."""
@@ -115,14 +150,19 @@ class CallBatch(Sequence[Call]):
 
     def __init__(self, task: str, args: list[str], *, queue: Optional[str] = None,
                  manager: Optional[str] = None, worker: Optional[str] = None,
-                 max_attempts: Optional[int] = None, timeout: Optional[float] = None) -> None:
+                 max_attempts: Optional[int] = None, timeout: Optional[float] = None,
+                 result_ttl: Optional[int] = None, tags: tuple[str, ...] = (), track: bool = False,
+                 priority: Optional[int] = None) -> None:
         # The first call checks the name and the options for all of them.
         self._first = Call(task, [], queue=queue, manager=manager, worker=worker,
-                           max_attempts=max_attempts, timeout=timeout)
+                           max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl, tags=tags,
+                           track=track, priority=priority)
+        self.priority = priority
         self.task = task
         self.args = args  # each a JSON array, made by encode_args
         self.queue, self.manager, self.worker = queue, manager, worker
         self.max_attempts, self.timeout = max_attempts, timeout
+        self.result_ttl, self.tags, self.track = result_ttl, self._first.tags, track
 
     def __len__(self) -> int:
         return len(self.args)
@@ -137,7 +177,12 @@ class CallBatch(Sequence[Call]):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         return Call(self.task, _loads(self.args[index]), queue=self.queue, manager=self.manager,
-                    worker=self.worker, max_attempts=self.max_attempts, timeout=self.timeout)
+                    worker=self.worker, max_attempts=self.max_attempts, timeout=self.timeout,
+                    result_ttl=self.result_ttl, tags=self.tags, track=self.track, priority=self.priority)
+
+    def record(self) -> dict[str, str]:
+        """The record fields every job of the batch starts with (``qw.keeping.record_fields``)."""
+        return record_fields(self.result_ttl, self.tags, self.track, task=True)
 
 
 class CallQueue(Protocol):
@@ -251,6 +296,21 @@ def why_not_json(value: Any) -> str:
         else:
             stack.extend((v, inner) for v in item)
     return ""
+
+
+#: The task name of a joined job (``qw.flow``): its arguments are the calls it
+#: runs in sequence, each ``[task, args, kwargs]``.
+JOINED_TASK = "qw.joined"
+
+
+def collected(meta: Mapping[str, str]) -> Any:
+    """What a job that takes its dependencies' results gets first: the one result (a chain's step)
+    or the list of them in dependency order (a group's callback); None for one that failed."""
+    dependencies = _loads(meta.get("qw:depends_on") or "[]")
+    values = [_loads(meta.get(f"qw:input:{dep}") or "null") for dep in dependencies]
+    if meta.get("qw:collect") == "chain":
+        return values[0] if values else None
+    return values
 
 
 def decode_arguments(meta: Mapping[str, str]) -> tuple[list[Any], dict[str, Any]]:

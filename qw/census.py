@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from .dispatch import AllowList
 from .exceptions import ConfigError
-from .inspection import decode_info, get_all_managers
+from .inspection import decode_info, get_all_managers, is_marker, member_id, priority_set
 from .store import Store, text
 
 QUEUED_CAP = 10_000  # ids read per queue (the next to run); beyond, counts are "at least"
@@ -148,12 +148,17 @@ def _queued(store: Store, queues: list[str], cap: int) -> tuple[Counter, list[tu
     for key in queues:
         pipe.llen(key)
         pipe.lrange(key, -cap, -1)
+        pipe.zcard(priority_set(key))
+        pipe.zrange(priority_set(key), 0, cap - 1)
     replies = pipe.execute()
     depths, ids = [], []
     for i, key in enumerate(queues):
-        depth, batch = replies[2 * i], replies[2 * i + 1]
-        depths.append((key, int(depth), len(batch)))
-        ids += [text(job_id) for job_id in batch]
+        depth, batch, prioritised, members = replies[4 * i : 4 * i + 4]
+        jobs = [text(job_id) for job_id in batch if not is_marker(job_id)]
+        marked = len(batch) - len(jobs)  # the marker is at the head, among those read
+        jobs += [member_id(m) for m in members]
+        depths.append((key, int(depth) - marked + int(prioritised), len(jobs)))
+        ids += jobs
     counts = Counter(_name(task) for task in _read(store, ids, lambda pipe, key: pipe.hget(key, _TASK)))
     return counts, depths
 

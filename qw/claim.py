@@ -16,7 +16,7 @@ from typing import Any, Optional
 import redis
 
 from . import job as jobcodec
-from .exceptions import JobDataError
+from .exceptions import JobDataError, QwError
 from .keys import SHARED_QUEUE, Keys
 from .queues import QueueOrder, QueueSpec
 from .scripts import DirectCaller, Scripts
@@ -35,6 +35,24 @@ class Job:
     attempt: int
     meta: dict[str, str] = field(default_factory=dict)
     token: int = 0  # this claim's fencing token: settling with an old one is refused
+    keep: int = 0  # once done: seconds its record stays (0: its hash is deleted)
+    result: str = ""  # once done: its result as JSON, kept with the record
+    moved: bool = False  # its run queued it on its next queue (complete): nothing to acknowledge
+    claimer: Optional[Claimer] = field(default=None, repr=False, compare=False)  # set while it runs
+
+    def complete(self, next: str, data: Optional[dict[str, Any]] = None) -> None:
+        """Finish this step and queue this same job on queue ``next`` (a queue name), in one atomic step.
+
+        ``data`` (a JSON object) replaces its data; None keeps it. Its
+        attempts start afresh. Call it from the running job, once; the
+        worker then does not acknowledge it.
+        """
+        if self.claimer is None:
+            raise RuntimeError("complete() is for the job a worker is running now")
+        if self.moved:
+            raise RuntimeError(f"job {self.id} was completed into its next queue already")
+        self.claimer.complete(self, next, data)
+        self.moved = True
 
     @property
     def max_attempts(self) -> Optional[int]:
@@ -47,6 +65,16 @@ class Job:
         """The job's own time limit in seconds (``timeout`` at queue time), if any."""
         value = self.meta.get("qw:timeout")
         return float(value) if value else None
+
+    @property
+    def depends_on(self) -> list[str]:
+        """The ids of the jobs this one waited for (``depends_on`` at queue time)."""
+        return json.loads(self.meta.get("qw:depends_on") or "[]")
+
+    @property
+    def failed_dependencies(self) -> list[str]:
+        """Those of them that failed or were cancelled (it runs anyway: ``on_dependency_failure="run"``)."""
+        return json.loads(self.meta.get("qw:failed_deps") or "[]")
 
 
 class Claimer:
@@ -131,10 +159,10 @@ class Claimer:
         """
         ack_id, token = (ack.id, str(ack.token)) if ack else ("", "")
         while True:
-            reply = self._call_claim(ack_id, token, "1", moved)
+            reply = self._call_claim(ack_id, token, "1", moved, ack)
             if ack_id and reply[0] != 1:
                 self.refused += 1
-            ack_id, token, moved = "", "", ""
+            ack_id, token, moved, ack = "", "", "", None
             job = self._job_from(reply)
             if job is not UNDECODABLE:
                 return job
@@ -201,7 +229,7 @@ class Claimer:
         args: list[Any] = [self.keys.job_prefix, repr(time.time()), moved, self.worker, wake_id,
                            "1" if self._idle else "0", want, len(acks)]
         for job in acks:
-            args += (job.id, job.token)
+            args += (job.id, job.token, job.keep or "", job.result)
         if self._sources:
             args.append(self._sources)
         return args
@@ -229,7 +257,7 @@ class Claimer:
 
     def ack(self, job: Job) -> bool:
         """Acknowledge a finished job; False if refused (it left this worker's list, or is stale)."""
-        done = self._call_claim(job.id, str(job.token), "0", "")[0] == 1
+        done = self._call_claim(job.id, str(job.token), "0", "", job)[0] == 1
         self.refused += not done
         return done
 
@@ -293,16 +321,36 @@ class Claimer:
         self.refused += result == REFUSED
         return result
 
+    def complete(self, job: Job, next_queue: str, data: Optional[dict[str, Any]]) -> None:
+        """See :meth:`Job.complete`; :class:`~qw.exceptions.QwError` if the run was taken back."""
+        fields = jobcodec.encode(data) if data is not None else {}
+        args: list[Any] = [job.id, str(job.token), "1" if data is not None else "0"]
+        for item in fields.items():
+            args.extend(item)
+        keys = [self.own, self.keys.job(job.id), self.keys.named_queue(next_queue)]
+        done = int(self.scripts.complete(keys=keys, args=args))
+        if done != 1:
+            raise QwError(f"job {job.id} could not move on to {next_queue!r}: its run was taken back")
+
+    def cancelled(self, job: Job, default_ttl: int) -> bool:
+        """Settle a run stopped by a cancel: kept as "cancelled", never retried; False if stale."""
+        done = int(self.scripts.settle_cancel(
+            keys=[self.own, self.keys.job(job.id)],
+            args=[job.id, str(job.token), self.keys.namespace, default_ttl])) == 1
+        self.refused += not done
+        return done
+
     def _claim_args(self, ack: str, claim: str, moved: str, token: str) -> list[Any]:
         wake_id = self._wake_id() if claim == "1" else ""
         args = [self.keys.job_prefix, ack, claim, repr(time.time()), moved, token, self.worker,
-                wake_id, "1" if self._idle else "0"]
-        if self._sources:
-            args.append(self._sources)
+                wake_id, "1" if self._idle else "0", self._sources or ""]
         return args
 
-    def _call_claim(self, ack: str, token: str, claim: str, moved: str) -> list[Any]:
+    def _call_claim(self, ack: str, token: str, claim: str, moved: str,
+                    done: Optional[Job] = None) -> list[Any]:
         args = self._claim_args(ack, claim, moved, token)
+        if done is not None and done.keep:
+            args += (done.keep, done.result)
         wake_id = args[7]
         if self._direct is not None:
             reply = self._direct(self.scripts.ack_and_claim, self._keys(), args)

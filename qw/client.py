@@ -19,14 +19,16 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import redis
 
-from . import census, failed, inspection, seed, task_queuing
+from . import census, depending, failed, inspection, records, seed, task_queuing
 from .call import Call
 from .connection import RedisConfig, translated
 from .control import send
 from .failed import FailedJob
 from .handle import JobHandle
+from .keeping import check_result_ttl, check_tags, record_fields
 from .keys import Keys, validate_manager_name
-from .queuing import DEFAULT_BATCH, STATS_TTLS, Producer
+from .queuing import DEFAULT_BATCH, STATS_TTLS, Producer, job_options
+from .records import JobInfo
 from .scripts import Scripts
 from .store import Store
 
@@ -130,6 +132,12 @@ class Client:
         job_id: Optional[str] = None,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
+        result_ttl: Optional[int] = None,
+        tags: Optional[Iterable[str]] = None,
+        track: bool = False,
+        priority: Optional[int] = None,
+        depends_on: Optional[Iterable[Any]] = None,
+        on_dependency_failure: str = "fail",
     ) -> str:
         """Queue one job in one atomic step and return its id.
 
@@ -140,9 +148,23 @@ class Client:
         A ``job_id`` that already exists is not queued again, so a caller
         can safely repeat a queue call whose reply it did not get.
         ``max_attempts`` and ``timeout`` (seconds) override the manager's
-        defaults for this job.
+        defaults for this job. A plain job keeps nothing once done, unless
+        given ``result_ttl`` (seconds its record stays: state, the target's
+        return value, history), ``tags`` or ``track`` (see :meth:`job`).
+        ``priority`` orders it within its queue: lower runs sooner, 0 (the
+        default) first in first out with the rest. ``depends_on`` (handles
+        or ids) makes it wait until each of those jobs is done; one that
+        fails for good or is cancelled fails it too
+        (``on_dependency_failure="fail"``) or not (``"run"``).
         """
-        return self._producer.queue_job(job_data, manager, worker, job_id, max_attempts, timeout, queue)
+        record = record_fields(check_result_ttl(result_ttl), check_tags(tags), track, task=False)
+        waits_for = depending.dependency_ids(depends_on)
+        if waits_for:
+            options = job_options(max_attempts, timeout)
+            return depending.queue_waiting_job(self._producer, job_data, manager, worker, queue, job_id,
+                                               options, record, priority, waits_for, on_dependency_failure)
+        return self._producer.queue_job(job_data, manager, worker, job_id, max_attempts, timeout, queue,
+                                        record, priority)
 
     def queue_jobs(
         self,
@@ -154,15 +176,21 @@ class Client:
         batch_size: int = DEFAULT_BATCH,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
+        result_ttl: Optional[int] = None,
+        tags: Optional[Iterable[str]] = None,
+        track: bool = False,
+        priority: Optional[int] = None,
     ) -> list[str]:
         """Queue many jobs, one round trip per batch; return their ids in order.
 
         Every job is checked before the first is sent, so bad data queues
         nothing. Each job is queued atomically; a batch cut short by a lost
-        connection leaves the jobs before the cut queued. ``queue``: as for
-        :meth:`queue_job`.
+        connection leaves the jobs before the cut queued. ``queue`` and the
+        record options: as for :meth:`queue_job`.
         """
-        return self._producer.queue_jobs(jobs, manager, worker, batch_size, max_attempts, timeout, queue)
+        record = record_fields(check_result_ttl(result_ttl), check_tags(tags), track, task=False)
+        return self._producer.queue_jobs(jobs, manager, worker, batch_size, max_attempts, timeout, queue,
+                                         record, priority)
 
     # -- queuing tasks -------------------------------------------------------
 
@@ -204,6 +232,12 @@ class Client:
         job_id: Optional[str] = None,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
+        result_ttl: Optional[int] = None,
+        tags: Optional[Iterable[str]] = None,
+        track: bool = False,
+        priority: Optional[int] = None,
+        depends_on: Optional[Iterable[Any]] = None,
+        on_dependency_failure: str = "fail",
     ) -> JobHandle:
         """Queue a call of ``task`` (a task name or an import path) with every option.
 
@@ -213,8 +247,42 @@ class Client:
         (``task.send_with`` does).
         """
         call = Call(task, args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
-                    max_attempts=max_attempts, timeout=timeout)
+                    max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl,
+                    tags=check_tags(tags), track=track, priority=priority,
+                    depends_on=depending.dependency_ids(depends_on),
+                    on_dependency_failure=on_dependency_failure)
         return JobHandle(self.queue_call(call), self)
+
+    # -- job records -----------------------------------------------------------
+
+    def job(self, job_id: str) -> JobHandle:
+        """A handle on any job by its id, from any process: state, result(), info(), cancel()."""
+        return JobHandle(job_id, self)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job: True if it will not run (again); see :meth:`JobHandle.cancel`."""
+        return records.cancel(self._store, job_id)
+
+    def set_priority(self, job_id: str, priority: int) -> bool:
+        """Give a queued job a new priority (lower runs sooner); False if it is not queued."""
+        return records.set_priority(self._store, job_id, priority)
+
+    def track(self, *job_ids: str) -> dict[str, bool]:
+        """Keep these jobs' records until untracked; id -> False for an id with no record."""
+        return records.track(self._store, job_ids)
+
+    def untrack(self, *job_ids: str) -> dict[str, bool]:
+        """Stop tracking; a settled record then expires after its ``result_ttl``."""
+        return records.untrack(self._store, job_ids)
+
+    def tracked(self) -> list[str]:
+        """Ids of the tracked jobs."""
+        return records.tracked(self._store)
+
+    def find_jobs(self, *, state: Optional[str] = None, tag: Optional[str] = None, task: Optional[str] = None,
+                  limit: int = 50) -> list[JobInfo]:
+        """Jobs by ``state``, ``tag`` and ``task``, most recent first (see :func:`qw.records.search`)."""
+        return records.search(self._store, state=state, tag=tag, task=task, limit=limit)
 
     # -- taking jobs (the seed API; Worker uses Claimer directly) ----------
 

@@ -9,7 +9,10 @@ pool happens in that loop, one request at a time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import time
 from collections import deque
 from typing import Any, Callable, Optional
@@ -21,7 +24,7 @@ from .lifecycle import Lifecycle
 from .loading import load_code
 from .options import RELOADABLE, Settings
 from .pool import Pool
-from .process import Switch
+from .process import Switch, cancel_digest
 from .target import CodeTracker
 
 log = logging.getLogger("qw.manager")
@@ -81,11 +84,25 @@ class Commands:
         if op == "stop":
             self.lifecycle.request_stop()
             return True, f"stopping: {self.pool.active_count()} worker(s) finish their job, then leave", {}
+        if op == "cancel":
+            return self._cancel(str(args.get("job", "")), str(args.get("worker", "")))
         if op == "reexec":
             self.lifecycle.reexec = True
             self.lifecycle.request_stop()
             return True, "stopping, to execute again on new code under the same name", {}
         return False, f"unknown command {op!r}", {}
+
+    def _cancel(self, job_id: str, worker: str) -> Outcome:
+        # The worker raises in that job only if it is still the one it runs
+        # (or, held in a prefetch, before it starts it): see Worker._on_cancel.
+        for slot in self.pool.slots.values():
+            process = slot.process
+            if process.name == worker and process.is_alive() and process.pid:
+                process.shared.cancel.value = cancel_digest(job_id)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGUSR1)
+                return True, f"cancelling job {job_id} on {worker}", {"job": job_id}
+        return False, f"job {job_id}: worker {worker!r} is not running here", {"job": job_id}
 
     def _scale(self, op: str, n: Any) -> Outcome:
         before = self.pool.active_count()

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from .call import TASK_FIELD, decode_arguments
+from .call import ARGS_FIELD, JOINED_TASK, KWARGS_FIELD, TASK_FIELD, collected, decode_arguments
 from .exceptions import Abort, ConfigError, JobDataError, Refused, Retry, one_line
 from .tasks import Job, Task
 
@@ -85,9 +86,13 @@ class Resolved:
     kwargs: dict[str, Any] = field(default_factory=dict)
     task: Optional[Task] = None
     plain: bool = False
+    takes_job: bool = False  # a method of a class target: called with the job itself
 
-    def run(self, job_id: str, data: dict[str, Any]) -> Any:
-        """Call it: ``fn(job_id, data)`` for a plain job, else ``fn(*args, **kwargs)``."""
+    def run(self, job_id: str, data: dict[str, Any], job: Any = None) -> Any:
+        """Call it: ``fn(job_id, data)`` for a plain job, ``fn(job)`` for a class target's method,
+        else ``fn(*args, **kwargs)``."""
+        if self.takes_job:
+            return self.fn(job)
         if self.plain:
             return self.fn(job_id, data)
         return self.fn(*self.args, **self.kwargs)
@@ -123,15 +128,22 @@ class Dispatcher:
         self.allow = AllowList(allow)
         self.names = tuple(sorted(self.tasks))
         self._plain = Resolved(target, plain=True) if target is not None else None
+        # A class as the target (a pipeline's stages): one method per queue, else
+        # ``process``; a class with neither is called as any target is.
+        self._stages = target if isinstance(target, type) else None
         self._paths: dict[str, tuple[Callable[..., Any], Optional[Task]]] = {}
 
     def resolve(self, meta: Mapping[str, str]) -> Resolved:
         """What the job with this ``qw:`` metadata runs; :class:`Refused` if it must not run."""
         name = meta.get(TASK_FIELD)
+        if name == JOINED_TASK:
+            return self._joined(meta)
         if name is None:
             if self._plain is None:
                 listed = self._listed() or "none (import paths only)"
                 raise Refused(f"no target for a plain job; this manager runs only tasks: {listed}")
+            if self._stages is not None:
+                return self._stage(meta.get("qw:origin", ""))
             return self._plain
         if ":" in name:
             fn, task = self._paths.get(name) or self._import(name)
@@ -145,7 +157,37 @@ class Dispatcher:
             args, kwargs = decode_arguments(meta)
         except JobDataError as exc:
             raise Refused(f"task {name!r}: {exc}") from None
+        if "qw:collect" in meta:
+            args = [collected(meta), *args]
         return Resolved(fn, args, kwargs, task)
+
+    def _stage(self, origin: str) -> Resolved:
+        # all:queue:<name> -> the method <name>; any other queue, or no such
+        # method: process. A fresh instance per job, as for a Job class.
+        queue = origin.rsplit("all:queue:", 1)[1] if "all:queue:" in origin else ""
+        cls = self._stages
+        method = getattr(cls, queue, None) if queue.isidentifier() and not queue.startswith("_") else None
+        if not callable(method):
+            method = getattr(cls, "process", None)
+        if not callable(method):
+            return self._plain  # a class called as any target is: cls(job_id, data), as before
+        return Resolved(getattr(cls(), method.__name__), plain=True, takes_job=True)
+
+    def _joined(self, meta: Mapping[str, str]) -> Resolved:
+        # One job that runs several calls in sequence (qw.flow.Joined): each
+        # part resolves as a job of its own would, allowlist and all.
+        try:
+            args, _kwargs = decode_arguments(meta)
+            parts = args[0]
+            calls = [self.resolve({TASK_FIELD: part[0], ARGS_FIELD: json.dumps(part[1]),
+                                   KWARGS_FIELD: json.dumps(part[2])}) for part in parts]
+        except (JobDataError, TypeError, IndexError, KeyError) as exc:
+            raise Refused(f"a joined job whose parts are not [task, args, kwargs] lists: {exc}") from None
+
+        def run_all() -> list[Any]:
+            return [call.run("", {}) for call in calls]
+
+        return Resolved(run_all, [], {}, None)
 
     def _listed(self) -> str:
         shown = ", ".join(self.names[:MAX_LISTED])

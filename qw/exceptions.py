@@ -81,3 +81,31 @@ class Retry(Exception):
         super().__init__(reason)
         self.delay = delay
         self.reason = reason
+
+
+class JobNotFound(QwError):
+    """No record of this job: it never existed, or its record expired (or was not kept)."""
+
+
+class JobCancelled(QwError):
+    """The job was cancelled: it will not run (again)."""
+
+
+class JobFailed(QwError):
+    """The job failed for good: its remote error type, message, traceback and attempts.
+
+    ``str()`` is the one-line error as the failed list keeps it
+    (``ValueError: bad input``); ``type`` is the remote exception's type
+    name (``ValueError``), ``message`` the rest.
+    """
+
+    def __init__(self, job_id: str, error: str, traceback: str = "", attempts: int = 0) -> None:
+        super().__init__(error)
+        self.job_id = job_id
+        self.error = error
+        kind, sep, message = error.partition(": ")
+        looks_like_type = sep and kind.replace(".", "").replace("_", "").isalnum() and " " not in kind
+        self.type = kind if looks_like_type else ""
+        self.message = message if looks_like_type else error
+        self.traceback = traceback
+        self.attempts = attempts

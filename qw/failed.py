@@ -47,9 +47,11 @@ def get_failed_jobs(store: Store) -> list[FailedJob]:
 def retry_failed(store: Store, job_ids: Iterable[str]) -> dict[str, str]:
     """Queue failed jobs again with their attempts reset.
 
-    Each id maps to ``"queued"``, ``"not failed"`` or ``"no data"`` (dangling).
+    Each id maps to ``"queued"``, ``"not failed"``, ``"no data"`` (dangling),
+    ``"waiting"`` (for dependencies not done yet) or ``"dependency failed"``
+    (one it depends on failed or was cancelled: retry that one first).
     """
-    outcome = {1: "queued", 0: "not failed", -1: "no data"}
+    outcome = {1: "queued", 0: "not failed", -1: "no data", 2: "waiting", -2: "dependency failed"}
     keys = store.keys
     result = {}
     with translated(store.config):

@@ -127,10 +127,36 @@ def _members(store: Store, key: str) -> list[str]:
 
 
 def _queue(store: Store, key: str) -> list[str]:
-    # Workers take from the right end: reverse, so the next to run is first.
+    # Workers take from the right end: reverse, so the next to run is first;
+    # the queue's prioritised jobs go before (below 0) and after (above 0).
     with translated(store.config):
-        ids = store.redis.lrange(key, 0, -1)
-    return [text(i) for i in reversed(ids)]
+        pipe = store.redis.pipeline(transaction=False)
+        pipe.lrange(key, 0, -1)
+        pipe.zrange(priority_set(key), 0, -1, withscores=True)
+        ids, prioritised = pipe.execute()
+    plain = [text(i) for i in reversed(ids) if not is_marker(i)]
+    sooner = [member_id(m) for m, score in prioritised if score < 0]
+    later = [member_id(m) for m, score in prioritised if score > 0]
+    return sooner + plain + later
+
+
+#: What sits at the head of a queue's list while its priority set holds jobs (lib/priority.lua).
+MARKER = b"\0qw:prio:"
+
+
+def is_marker(item: bytes | str) -> bool:
+    """True for a queue's priority marker, which is no job."""
+    return (item if isinstance(item, bytes) else item.encode()).startswith(MARKER)
+
+
+def priority_set(queue_key: str) -> str:
+    """``<list>:prio``, the queue's prioritised jobs."""
+    return f"{queue_key}:prio"
+
+
+def member_id(member: bytes | str) -> str:
+    """The job id of a priority set's member, ``<16-digit sequence>:<id>``."""
+    return text(member)[17:]
 
 
 def _natural(name: str) -> tuple[str, int]:

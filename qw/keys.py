@@ -25,8 +25,31 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
     ("all:queue:<name>:idle", "hash",
      "idle worker name -> client id it blocks on, for the workers serving that queue; at most one entry "
      "per such worker, removed when it claims or leaves"),
+    ("<queue>:prio", "zset",
+     "the prioritised jobs of a queue (all:jobs, all:queue:<name>, <manager>:jobs): member "
+     "`<16-digit sequence>:<id>`, score its priority; while it holds any, the list's head is the marker "
+     "`\\0qw:prio:<queue>`"),
+    ("all:priority:seq", "string",
+     "the sequence number of the last prioritised job: keeps equal priorities in order"),
     ("all:failed", "list", "ids of failed jobs; their hashes keep qw:error, qw:errors and qw:traceback"),
     ("all:scheduled", "zset", "ids waiting for a retry, scored by when they are due (unix seconds)"),
+    ("all:settled:<job_id>", "list",
+     "one token per waiter, pushed when that job settles (done, failed, cancelled); expires 60 s later"),
+    ("all:finished", "zset",
+     "ids of kept records of done and cancelled jobs, by when they settled; ids of expired records are "
+     "dropped by the managers in batches, and it holds at most 100,000"),
+    ("all:tag:<tag>", "zset",
+     "ids of jobs queued with that tag, by when they were queued; ids of expired records are dropped "
+     "in batches"),
+    ("all:tags", "zset", "tag -> when a job was last queued with it: the tag indexes to clean"),
+    ("all:tracked", "set", "ids of tracked jobs (`track`): their records stay until untracked"),
+    ("all:waiting", "zset",
+     "ids of jobs waiting for their dependencies (`depends_on`), by when they were queued"),
+    ("all:dependents:<job_id>", "list",
+     "ids of the jobs waiting for that job; consumed, and so gone, when it settles"),
+    ("all:releasing", "hash",
+     "job id -> JSON [outcome, error]: a settled job whose dependents a script left for the managers "
+     "to finish (at most 1,000 are settled per script)"),
     ("all:orphaned", "set", "names of departed managers whose own queue still holds jobs"),
     ("all:reaper", "string", "lock held by the one manager reaping departed managers right now"),
     ("<manager>:heartbeat", "string", "the manager's lease: its holder, expiring unless renewed"),
@@ -145,6 +168,38 @@ class Keys:
     @property
     def all_scheduled(self) -> str:
         return f"{self.namespace}all:scheduled"
+
+    @property
+    def all_finished(self) -> str:
+        return f"{self.namespace}all:finished"
+
+    @property
+    def all_tags(self) -> str:
+        return f"{self.namespace}all:tags"
+
+    @property
+    def all_waiting(self) -> str:
+        return f"{self.namespace}all:waiting"
+
+    @property
+    def all_releasing(self) -> str:
+        return f"{self.namespace}all:releasing"
+
+    def dependents(self, job_id: str) -> str:
+        """``all:dependents:<id>``: the jobs waiting for that one."""
+        return f"{self.namespace}all:dependents:{job_id}"
+
+    @property
+    def all_tracked(self) -> str:
+        return f"{self.namespace}all:tracked"
+
+    def tag(self, tag: str) -> str:
+        """``all:tag:<tag>``: the ids of jobs queued with that tag."""
+        return f"{self.namespace}all:tag:{tag}"
+
+    def settled(self, job_id: str) -> str:
+        """``all:settled:<id>``: where the waiters of that job block until it settles."""
+        return f"{self.namespace}all:settled:{job_id}"
 
     @property
     def all_orphaned(self) -> str:

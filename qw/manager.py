@@ -33,12 +33,15 @@ from .duties.health import PublishHealth
 from .duties.inbox import ControlInbox
 from .duties.lease import RenewLease
 from .duties.reaper import ReapDeparted
+from .duties.records import CleanRecordIndexes
+from .duties.releases import FinishReleases
 from .duties.retries import PromoteRetries
 from .duties.stats import FlushStats
 from .duties.time_limits import EnforceTimeLimits
 from .exceptions import QwError
 from .guard import Guard
 from .keeper import Keeper
+from .keeping import DEFAULT_MAX_RESULT_SIZE, DEFAULT_RESULT_TTL
 from .lease import NameLease
 from .lifecycle import Lifecycle, Waker
 from .loading import load_code
@@ -79,7 +82,9 @@ class Manager:
     (serve Prometheus metrics there); ``options_source`` (called on reload
     for fresh keyword options, such as a configuration file read again);
     ``prefetch`` (jobs a worker claims per round trip; see the README);
-    ``tasks`` (modules whose ``@qw.task`` functions and ``qw.Job`` classes
+    ``result_ttl`` (seconds a task job's record stays once it settles,
+    unless the task or call says) and ``max_result_size`` (bytes of JSON
+    a result may have); ``tasks`` (modules whose ``@qw.task`` functions and ``qw.Job`` classes
     the workers run; a module given as ``target`` is one too), ``queues``
     (named queues to serve, in order, ``"name:weight"`` for weighted;
     ``"all"`` is the shared queue) and ``allow`` (module patterns whose
@@ -115,6 +120,8 @@ class Manager:
         metrics_host: str = "127.0.0.1",
         options_source: Optional[Callable[[], dict[str, Any]]] = None,
         prefetch: int = 1,
+        result_ttl: int = DEFAULT_RESULT_TTL,
+        max_result_size: int = DEFAULT_MAX_RESULT_SIZE,
         tasks: Optional[Sequence[str]] = None,
         queues: Optional[Sequence[str]] = None,
         allow: Sequence[str] = (),
@@ -159,6 +166,8 @@ class Manager:
             self._flush,
             PromoteRetries(client, settings, name),
             ReapDeparted(client, settings, name),
+            CleanRecordIndexes(client),
+            FinishReleases(client, settings),
             ControlInbox(self.inbox, self._commands.requests),
         ]
         if self._metrics is not None:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 from .dispatch import AllowList
 from .exceptions import ConfigError
+from .keeping import DEFAULT_MAX_RESULT_SIZE, DEFAULT_RESULT_TTL
 from .keys import validate_manager_name
 from .loading import MODULE, classify
 from .process import Limits
@@ -229,6 +230,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("prefetch", 1, "Jobs a worker claims per round trip; above 1 speeds up tiny jobs, and a "
            "worker's death then takes up to n jobs with it (run again, an attempt used); default: 1.",
            "--prefetch=<n>", whole(1), _prefetch),
+    Option("result_ttl", DEFAULT_RESULT_TTL, "Seconds a task job's record (state, result, history) stays "
+           "after it settles, unless the task or the call says; 0: none; default: 600.",
+           "--result-ttl=<seconds>", whole(0), reload=True),
+    Option("max_result_size", DEFAULT_MAX_RESULT_SIZE, "A result larger than this (bytes of JSON) fails "
+           "its job; default: 1000000.", "--max-result-size=<bytes>", whole(1), reload=True),
     Option("poll_interval", 0.05, reload=True),  # the API's only; see Worker
     Option("history", DEFAULT_HISTORY, check=_history),
     Option("history_hours", DEFAULT_HISTORY[0], "Hours of per-minute statistics kept; default: 6.",
@@ -303,7 +309,8 @@ class Settings:
                               f"got {heartbeat}")
         checked["limits"] = Limits(RetryPolicy(merged["max_attempts"], merged["backoff"]),
                                    merged["job_timeout"], merged["max_jobs_per_worker"],
-                                   merged["max_memory_per_worker"])
+                                   merged["max_memory_per_worker"], merged["result_ttl"],
+                                   merged["max_result_size"])
         checked["heartbeat_interval"] = heartbeat or min(1.0, lease / 3)
         if "target" in checked:
             self._what_runs(checked)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Optional
 
 from .breakdown import Breakdown
+from .keeping import DEFAULT_MAX_RESULT_SIZE, DEFAULT_RESULT_TTL
 from .retry import RetryPolicy
 from .stats import Tally
 
@@ -29,6 +31,8 @@ class Limits:
     job_timeout: Optional[float] = None  # seconds; a job's own timeout wins
     max_jobs: Optional[int] = None  # replace the worker after this many jobs
     max_memory_mb: Optional[float] = None  # ... or once its RSS is past this
+    result_ttl: int = DEFAULT_RESULT_TTL  # seconds a task job's record stays, unless it says
+    max_result_size: int = DEFAULT_MAX_RESULT_SIZE  # bytes of JSON a result may have
 
 
 class Shared:
@@ -47,6 +51,7 @@ class Shared:
         self.tally = Tally()  # jobs settled, wait and run times
         self.breakdown = breakdown  # the same per task and per named queue
         self.holding = ctx.Value("b", 0, lock=False)  # 1: paused, and no claim of ours is in flight
+        self.cancel = ctx.Value("q", 0, lock=False)  # cancel_digest of the job the manager cancels; 0: none
 
 
 class Switch:
@@ -75,3 +80,8 @@ def describe_exit(code: Optional[int]) -> str:
             return "was killed by SIGKILL (out of memory? the kernel's OOM killer sends it)"
         return f"was killed by {name}"
     return f"exited with code {code}"
+
+
+def cancel_digest(job_id: str) -> int:
+    """A nonzero 63-bit number for a job id: how a manager names, in shared memory, the run to cancel."""
+    return (zlib.crc32(job_id.encode()) << 31 | zlib.adler32(job_id.encode()) >> 1) or 1

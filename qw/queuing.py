@@ -23,6 +23,7 @@ from . import job as jobcodec
 from . import stats
 from .connection import translated
 from .exceptions import ConfigError, UnknownWorker
+from .keeping import check_priority
 from .keys import SHARED_QUEUE, manager_of_worker, validate_manager_name
 from .scripts import DirectCaller
 from .store import Store, text
@@ -34,9 +35,10 @@ STATS_TTLS = (int(stats.DEFAULT_HISTORY[0] * 3600), stats.DEFAULT_HISTORY[1] * 8
 
 #: Where a job goes, as the enqueue scripts take it: (the list it is pushed
 #: on, the workers set to check, the idle hash to wake from, the wake mode
-#: "worker" / "manager" / "", the worker that must be registered or "").
+#: "worker" / "manager" / "", the worker that must be registered or "", its
+#: priority in that queue: "" for none, else an integer as text).
 #: A plain tuple: it is made once per queued job, and compared to group a batch.
-Target = tuple[str, str, str, str, str]
+Target = tuple[str, str, str, str, str, str]
 #: One job of a batch: its id and its hash fields.
 Encoded = tuple[str, dict[str, str]]
 
@@ -62,12 +64,18 @@ class Producer:
         max_attempts: Optional[int],
         timeout: Optional[float],
         queue: Optional[str] = None,
+        record: Optional[dict[str, str]] = None,
+        priority: Optional[int] = None,
     ) -> str:
-        """Queue one job in one atomic step and return its id (see ``Client.queue_job``)."""
+        """Queue one job in one atomic step and return its id (see ``Client.queue_job``).
+
+        ``record``: the fields that ask for a record (``qw.keeping.record_fields``), if any.
+        """
         options = job_options(max_attempts, timeout)
         fields = jobcodec.encode(job_data)
         job_id = job_id or new_id()
-        keys, args = self.enqueue_args(job_id, fields, options, self.target(manager, worker, queue))
+        target = self.target(manager, worker, queue, priority)
+        keys, args = self.enqueue_args(job_id, fields, options, target, record)
         self.send(keys, args)
         return job_id
 
@@ -80,17 +88,21 @@ class Producer:
         max_attempts: Optional[int],
         timeout: Optional[float],
         queue: Optional[str] = None,
+        record: Optional[dict[str, str]] = None,
+        priority: Optional[int] = None,
     ) -> list[str]:
         """Queue many jobs, one round trip per batch; their ids in order (see ``Client.queue_jobs``)."""
         check_batch_size(batch_size)
         options = job_options(max_attempts, timeout)
-        target = self.target(manager, worker, queue)
+        target = self.target(manager, worker, queue, priority)
         origin = target[0]
         queued_at = repr(time.time())
         # Encode everything first: bad data must queue nothing.
         encoded = []
         for data in jobs:
             fields = jobcodec.encode(data)
+            if record:  # its fields first, where the script looks for them
+                fields = {**record, **fields}
             fields["qw:queued_at"] = queued_at
             fields["qw:origin"] = origin
             fields.update(options)
@@ -105,11 +117,15 @@ class Producer:
         if caller is not None:
             caller.close()
 
-    def target(self, manager: Optional[str], worker: Optional[str], queue: Optional[str] = None) -> Target:
+    def target(self, manager: Optional[str], worker: Optional[str], queue: Optional[str] = None,
+               priority: Optional[int] = None) -> Target:
         """Where a job for ``worker``, else ``manager``, else ``queue`` (None: ``all:jobs``) goes.
 
-        A queue given with a manager or a worker is a :class:`ConfigError`.
+        A queue given with a manager or a worker is a :class:`ConfigError`,
+        and so is a priority for a job queued to one worker (its own list
+        keeps arrival order).
         """
+        rank = "" if not priority else str(check_priority(priority))
         if queue is not None:
             if manager or worker:
                 raise ConfigError("a job goes to a queue or to a manager/worker, not both")
@@ -118,29 +134,38 @@ class Producer:
                 # one as for a manager's queue. No worker is checked, so the
                 # list itself stands in for the workers set, as for all:jobs.
                 key = self.keys.named_queue(queue)
-                return key, key, self.keys.named_queue_idle(queue), "manager", ""
+                return key, key, self.keys.named_queue_idle(queue), "manager", "", rank
         if worker:
+            if rank:
+                raise ConfigError("a job queued to one worker runs in arrival order: it takes no priority")
             manager = manager or manager_of_worker(worker)
             return (self.keys.worker_jobs(worker), self.keys.manager_workers(manager),
-                    self.keys.manager_idle(manager), "worker", worker)
+                    self.keys.manager_idle(manager), "worker", worker, "")
         if manager:
             validate_manager_name(manager)
             return (self.keys.manager_jobs(manager), self.keys.manager_workers(manager),
-                    self.keys.manager_idle(manager), "manager", "")
+                    self.keys.manager_idle(manager), "manager", "", rank)
         # Waiters block on all:jobs itself: the LPUSH wakes them.
         all_jobs = self.keys.all_jobs
-        return all_jobs, all_jobs, all_jobs, "", ""
+        return all_jobs, all_jobs, all_jobs, "", "", rank
 
     def enqueue_args(
-        self, job_id: str, fields: dict[str, str], options: dict[str, str], target: Target
+        self, job_id: str, fields: dict[str, str], options: dict[str, str], target: Target,
+        record: Optional[dict[str, str]] = None,
     ) -> tuple[list[str], list[str]]:
-        """KEYS and ARGV of ``enqueue-6.lua`` for one job; adds qw's fields to ``fields``."""
-        queue, workers, idle, wake, check = target
+        """KEYS and ARGV of ``enqueue-6.lua`` for one job; adds qw's fields to ``fields``.
+
+        The ``record`` fields go first, where the script looks for them.
+        """
+        queue, workers, idle, wake, check, rank = target
         fields["qw:queued_at"] = repr(time.time())
         fields["qw:origin"] = queue
         fields.update(options)
         minute, day = self._stats_keys()
-        args = [job_id, check, wake, *STATS_TTLS, "", ""]
+        args = [job_id, check, wake, *STATS_TTLS, "", "", rank]
+        if record:
+            for name, value in record.items():
+                args += [name, value]
         for name, value in fields.items():
             args += [name, value]
         return [self.keys.job(job_id), queue, workers, idle, minute, day], args
@@ -188,10 +213,10 @@ class Producer:
         minute, day = self._stats_keys()
         prefix = self.keys.job_prefix
         calls = []
-        for (queue, workers, idle, wake, check), jobs in segments:
+        for (queue, workers, idle, wake, check, rank), jobs in segments:
             keys = (queue, workers, idle, minute, day)
             for width, jobs_args in _runs(jobs):
-                calls.append((keys, (prefix, check, wake, width, *STATS_TTLS, *jobs_args)))
+                calls.append((keys, (prefix, check, wake, width, *STATS_TTLS, rank, *jobs_args)))
         with translated(self.config):
             try:
                 self._pipelined(calls)

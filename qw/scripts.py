@@ -31,8 +31,20 @@ def _sources() -> dict[str, str]:
     for entry in folder.iterdir():
         if entry.name.endswith(".lua"):
             name = entry.name[: -len(".lua")].rsplit("-", 1)[0]
-            sources[name] = _INCLUDE.sub(lambda m: _library(m.group(1)), entry.read_text(encoding="utf-8"))
+            sources[name] = _expand(entry.read_text(encoding="utf-8"), set())
     return sources
+
+
+def _expand(source: str, included: set[str]) -> str:
+    """``source`` with each include line replaced by its library, itself expanded; each library once."""
+    def library(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in included:
+            return f"-- ({name} is included above)"
+        included.add(name)
+        return _expand(_library(name), included)
+
+    return _INCLUDE.sub(library, source)
 
 
 @cache
@@ -56,6 +68,15 @@ class Scripts:
     renew_lease: Script
     release_name: Script
     release_lock: Script
+    watch: Script
+    cancel: Script
+    settle_cancel: Script
+    track: Script
+    clean_index: Script
+    set_priority: Script
+    depend: Script
+    release: Script
+    complete: Script
 
     def __init__(self, client: redis.Redis) -> None:
         for name, source in _sources().items():

@@ -20,6 +20,7 @@ import time
 from typing import Any, Iterable
 
 from .call import ARGS_FIELD, TASK_FIELD, Call, CallBatch
+from .depending import send_waiting, with_qw_fields
 from .queuing import DEFAULT_BATCH, Encoded, Producer, Target, check_batch_size, job_options, new_id, new_ids
 
 #: One round trip's jobs: runs of consecutive jobs with one destination, in order.
@@ -33,8 +34,13 @@ def queue_call(producer: Producer, call: Call) -> str:
     not queued again (the id is returned either way).
     """
     _check(call)
-    target = producer.target(call.manager, call.worker, call.queue)
+    target = producer.target(call.manager, call.worker, call.queue, call.priority)
     job_id = call.job_id or new_id()
+    if call.depends_on:
+        fields = with_qw_fields(call.meta(), job_options(call.max_attempts, call.timeout), target)
+        send_waiting(producer, job_id, fields, target, call.depends_on, call.on_dependency_failure,
+                     call.collect)
+        return job_id
     # call.meta() is a fresh dict of the fields made when the call was built.
     keys, args = producer.enqueue_args(job_id, call.meta(), job_options(call.max_attempts, call.timeout),
                                        target)
@@ -54,6 +60,10 @@ def queue_calls(producer: Producer, calls: Iterable[Call], batch_size: int = DEF
     later batches are not sent.
     """
     check_batch_size(batch_size)
+    if not isinstance(calls, CallBatch):
+        calls = list(calls)
+        if any(getattr(call, "depends_on", ()) for call in calls):  # each is one script of its own
+            return [queue_call(producer, call) for call in calls]
     if isinstance(calls, CallBatch):
         ids, batches = _encode_batch(producer, calls, batch_size)
     else:
@@ -79,10 +89,10 @@ def _encode(producer: Producer, calls: list[Call], batch_size: int) -> tuple[lis
     batches: list[Batch] = []
     for call in calls:
         _check(call)
-        where = (call.manager, call.worker, call.queue, call.max_attempts, call.timeout)
+        where = (call.manager, call.worker, call.queue, call.priority, call.max_attempts, call.timeout)
         route = routes.get(where)
         if route is None:
-            route = routes[where] = (producer.target(*where[:3]), job_options(*where[3:]))
+            route = routes[where] = (producer.target(*where[:4]), job_options(*where[4:]))
         target, options = route
         fields = call.meta()
         fields["qw:queued_at"] = queued_at
@@ -103,8 +113,9 @@ def _encode(producer: Producer, calls: list[Call], batch_size: int) -> tuple[lis
 def _encode_batch(producer: Producer, calls: CallBatch, batch_size: int) -> tuple[list[str], list[Batch]]:
     """:func:`_encode` for a :class:`CallBatch`: one destination and one set of fields but the
     arguments, so each job costs one small dict."""
-    target = producer.target(calls.manager, calls.worker, calls.queue)
-    common = {TASK_FIELD: calls.task, "qw:queued_at": repr(time.time()), "qw:origin": target[0],
+    target = producer.target(calls.manager, calls.worker, calls.queue, calls.priority)
+    common = {**calls.record(), TASK_FIELD: calls.task, "qw:queued_at": repr(time.time()),
+              "qw:origin": target[0],
               **job_options(calls.max_attempts, calls.timeout)}
     ids = new_ids(len(calls))
     jobs = [(job_id, {**common, ARGS_FIELD: args}) for job_id, args in zip(ids, calls.args)]

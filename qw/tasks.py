@@ -28,16 +28,19 @@ the ``client=`` argument, else the process-wide default
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import sys
-import threading
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, overload
 
 from .call import Call, CallBatch, CallQueue, check_max_attempts, check_timeout, encode_args
+from .defaults import default_client, set_default_client  # noqa: F401 - importable from here, as before
 from .exceptions import ConfigError
+from .flow import Signature
 from .handle import JobHandle
+from .keeping import check_priority, check_result_ttl, check_tags, dependency_ids
 from .keys import validate_queue_name, validate_task_name
 
 #: Every task declared in this process, by name.
@@ -56,6 +59,9 @@ OPTIONS: Mapping[str, Callable[[Any], Any]] = MappingProxyType({
     "queue": validate_queue_name,
     "max_attempts": check_max_attempts,
     "timeout": check_timeout,
+    "result_ttl": check_result_ttl,
+    "tags": check_tags,
+    "priority": check_priority,
 })
 
 
@@ -99,7 +105,11 @@ class Task:
         self.queue: Optional[str] = options.get("queue")
         self.max_attempts: Optional[int] = options.get("max_attempts")
         self.timeout: Optional[float] = options.get("timeout")
+        self.result_ttl: Optional[int] = options.get("result_ttl")
+        self.tags: tuple[str, ...] = check_tags(options.get("tags"))
+        self.priority: Optional[int] = options.get("priority")
         self.place = place
+        self.last: Optional[JobHandle] = None  # the last job this process queued through the task
         self.job_class = job_class
         # The module object it was declared in: a manager that imports the
         # module afresh (reload) makes this declaration stale, not a duplicate.
@@ -128,6 +138,11 @@ class Task:
         """The :class:`Call` that :meth:`delay` would queue, without queuing it."""
         return self._call(args, kwargs)
 
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature: this call, not yet queued, for ``qw.chain``, ``qw.group`` and ``&``
+        (``.options(...)`` adds ``send_with`` options)."""
+        return Signature(self, args, kwargs)
+
     def delay(self, *args: Any, **kwargs: Any) -> JobHandle:
         """Queue ``fn(*args, **kwargs)`` with the task's options; return its handle."""
         return self.send_with(args, kwargs)
@@ -145,6 +160,12 @@ class Task:
         job_id: Optional[str] = None,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
+        result_ttl: Optional[int] = None,
+        tags: Optional[Iterable[str]] = None,
+        track: bool = False,
+        priority: Optional[int] = None,
+        depends_on: Optional[Iterable[Any]] = None,
+        on_dependency_failure: str = "fail",
         client: Optional[CallQueue] = None,
     ) -> JobHandle:
         """Queue one call with every option; options left None take the task's.
@@ -153,12 +174,50 @@ class Task:
         send the job to that manager's or worker's own list instead (then
         the task's queue does not apply, and giving ``queue`` too is an
         error). ``job_id``, ``max_attempts``, ``timeout``: as for
-        ``Client.queue_job``. Bad arguments raise before anything is sent.
+        ``Client.queue_job``. ``result_ttl``: seconds the job's record (its
+        state, result, history) stays once it settles (None: the task's, else
+        the manager's ``--result-ttl``; 0: none); ``tags`` add to the task's;
+        ``track`` keeps the record until untracked; ``priority`` orders it
+        in its queue (lower sooner; None: the task's, else 0);
+        ``depends_on`` (handles or ids) makes it wait until each is done, and
+        ``on_dependency_failure`` says what one that fails does to it
+        (``"fail"``: it fails too; ``"run"``: it runs all the same). Bad
+        arguments raise before anything is sent.
         """
         call = self._call(args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
-                          max_attempts=max_attempts, timeout=timeout)
+                          max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl, tags=tags,
+                          track=track, priority=priority)
+        if depends_on is not None or on_dependency_failure != "fail":
+            call = dataclasses.replace(call, depends_on=dependency_ids(depends_on),
+                                       on_dependency_failure=on_dependency_failure)
         sender = _client(client)
-        return JobHandle(sender.queue_call(call), sender)
+        handle = self.last = JobHandle(sender.queue_call(call), sender)
+        return handle
+
+    def call(self, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
+        """Queue ``fn(*args, **kwargs)`` and wait for its result (``timeout``: seconds to wait).
+
+        As ``self.delay(*args, **kwargs).result(timeout)``: raises what
+        :meth:`JobHandle.result` raises. ``timeout`` is the wait's, not the
+        job's time limit (``send_with(timeout=...)`` sets that).
+        """
+        call = dataclasses.replace(self._call(args, kwargs), waiter=True)
+        sender = _client(client=None)
+        handle = self.last = JobHandle(sender.queue_call(call), sender)
+        return handle._result(timeout, registered=True)  # counted as its waiter when queued: block now
+
+    @property
+    def result(self) -> Any:
+        """The result of the last job this process queued through the task, if done; else None."""
+        if self.last is None:
+            return None
+        info = self.last.info()
+        return info.result if info.state == "done" else None
+
+    @property
+    def state(self) -> Optional[str]:
+        """The state of the last job this process queued through the task (None: none yet)."""
+        return None if self.last is None else self.last.state
 
     def map(
         self,
@@ -169,6 +228,10 @@ class Task:
         worker: Optional[str] = None,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
+        result_ttl: Optional[int] = None,
+        tags: Optional[Iterable[str]] = None,
+        track: bool = False,
+        priority: Optional[int] = None,
         client: Optional[CallQueue] = None,
     ) -> list[JobHandle]:
         """Queue one job per item, each item a tuple (or list) of positional arguments.
@@ -191,20 +254,42 @@ class Task:
             queue = self.queue
         calls = CallBatch(name, encoded, queue=queue, manager=manager, worker=worker,
                           max_attempts=self.max_attempts if max_attempts is None else max_attempts,
-                          timeout=self.timeout if timeout is None else timeout)
+                          timeout=self.timeout if timeout is None else timeout,
+                          result_ttl=self.result_ttl if result_ttl is None else result_ttl,
+                          tags=self._tags(tags), track=track, priority=self._priority(priority, worker))
         sender = _client(client)
-        return [JobHandle(job_id, sender) for job_id in sender.queue_calls(calls)]
+        handles = [JobHandle(job_id, sender) for job_id in sender.queue_calls(calls)]
+        if handles:
+            self.last = handles[-1]
+        return handles
 
     def _call(self, args: Sequence[Any], kwargs: Mapping[str, Any], *, queue: Optional[str] = None,
               manager: Optional[str] = None, worker: Optional[str] = None, job_id: Optional[str] = None,
-              max_attempts: Optional[int] = None, timeout: Optional[float] = None) -> Call:
-        self._check_fits(args, kwargs)
+              max_attempts: Optional[int] = None, timeout: Optional[float] = None,
+              result_ttl: Optional[int] = None, tags: Optional[Iterable[str]] = None,
+              track: bool = False, priority: Optional[int] = None, leading: Optional[int] = 0) -> Call:
+        # ``leading``: positional arguments the job gets before these (a chain's
+        # result); None: do not check the fit (not known yet).
+        if leading is not None:
+            self._check_fits((*[None] * leading, *args), kwargs)
         if queue is None and manager is None and worker is None:
             queue = self.queue
         return Call(self.name, args, kwargs, queue=queue, manager=manager, worker=worker,  # Call copies them
                     job_id=job_id,
                     max_attempts=self.max_attempts if max_attempts is None else max_attempts,
-                    timeout=self.timeout if timeout is None else timeout)
+                    timeout=self.timeout if timeout is None else timeout,
+                    result_ttl=self.result_ttl if result_ttl is None else result_ttl,
+                    tags=self._tags(tags) if tags else self.tags, track=track,
+                    priority=self._priority(priority, worker))
+
+    def _priority(self, priority: Optional[int], worker: Optional[str]) -> Optional[int]:
+        # The task's default does not apply to a job sent to one worker's own list.
+        if priority is not None or worker is not None:
+            return priority
+        return self.priority
+
+    def _tags(self, tags: Optional[Iterable[str]]) -> tuple[str, ...]:
+        return check_tags((*self.tags, *check_tags(tags))) if tags else self.tags
 
     def _check_fits(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         # A call that cannot bind would only fail in the worker, attempt after
@@ -344,6 +429,9 @@ class Job:
     queue: ClassVar[Optional[str]] = None
     max_attempts: ClassVar[Optional[int]] = None
     timeout: ClassVar[Optional[float]] = None
+    result_ttl: ClassVar[Optional[int]] = None
+    tags: ClassVar[Optional[tuple[str, ...]]] = None
+    priority: ClassVar[Optional[int]] = None
     __task__: ClassVar[Task]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -351,8 +439,9 @@ class Job:
         if cls.work is Job.work:
             return
         place = _caller_place()
-        options = {"name": cls.__dict__.get("name"), "queue": cls.queue,
-                   "max_attempts": cls.max_attempts, "timeout": cls.timeout}
+        options = {"name": cls.__dict__.get("name"), "queue": cls.queue, "max_attempts": cls.max_attempts,
+                   "timeout": cls.timeout, "result_ttl": cls.result_ttl, "tags": cls.tags,
+                   "priority": cls.priority}
         cls.__task__ = register(Task(_runner(cls), check_options(options, place), place=place, job_class=cls))
 
     def work(self, *args: Any, **kwargs: Any) -> Any:
@@ -387,6 +476,16 @@ class Job:
         """See :meth:`Task.map`."""
         return cls.__task__.map(items, **options)
 
+    @classmethod
+    def s(cls, *args: Any, **kwargs: Any) -> Signature:
+        """See :meth:`Task.s`."""
+        return cls.__task__.s(*args, **kwargs)
+
+    @classmethod
+    def call(cls, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
+        """See :meth:`Task.call`."""
+        return cls.__task__.call(*args, timeout=timeout, **kwargs)
+
 
 def _runner(cls: type) -> Callable[..., Any]:
     """The function a class-based task runs: a fresh instance's ``work``."""
@@ -398,28 +497,7 @@ def _runner(cls: type) -> Callable[..., Any]:
     return run
 
 
-# -- the client tasks queue through ------------------------------------------
-
-_default_client: Optional[CallQueue] = None
-_default_lock = threading.Lock()
-
-
-def set_default_client(client: Optional[CallQueue]) -> None:
-    """The client ``delay``, ``send_with`` and ``map`` use when given none (None: back to lazy)."""
-    global _default_client
-    with _default_lock:
-        _default_client = client
-
-
-def default_client() -> CallQueue:
-    """The process-wide client: the one set, else a ``qw.Client()`` made now (``$QW_REDIS_URL``)."""
-    global _default_client
-    with _default_lock:
-        if _default_client is None:
-            import qw  # at call time: qw imports this module, and the client is qw's public name
-
-            _default_client = qw.Client()
-        return _default_client
+# -- the client tasks queue through: qw.defaults ----------------------------------
 
 
 def _client(client: Optional[CallQueue]) -> CallQueue:

@@ -36,8 +36,10 @@ from .process import (  # noqa: F401 - importable from here too, as before
     Limits,
     Shared,
     Switch,
+    cancel_digest,
 )
 from .queues import QueueSpec
+from .results import ResultError, encode_result, keep_for
 from .target import TargetSpec, resolve
 from .tasks import Task
 from .titles import set_title
@@ -67,6 +69,10 @@ def current_job() -> Optional[Job]:
 
 class JobTimeout(Exception):
     """Raised inside a target that ran past its time limit."""
+
+
+class Cancelled(BaseException):
+    """Raised in a running job whose cancel its manager passed on (SIGUSR1): the run ends, not retried."""
 
 
 class Interrupted(BaseException):
@@ -133,6 +139,7 @@ class Worker(multiprocessing.Process):
         # started through a fork server or spawn, we watch its pid instead.
         self._forked_by_creator = os.getppid() == self._creator_pid
         signal.signal(signal.SIGALRM, self._on_alarm)
+        signal.signal(signal.SIGUSR1, self._on_cancel)
         for signum in CONTROL_SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
         for signum in STOP_SIGNALS:
@@ -307,7 +314,12 @@ class Worker(multiprocessing.Process):
             return False
         row = 0 if breakdown is None else breakdown.row(_task_name(call), job.meta.get(ORIGIN_FIELD))
         limit = job.timeout or call.timeout or self.limits.job_timeout
+        if self.shared.cancel.value and self.shared.cancel.value == cancel_digest(job.id):
+            self.shared.cancel.value = 0  # cancelled while held in a prefetch: never started
+            self._retrying(claimer.cancelled, job, self.limits.result_ttl)
+            return False
         _current = job
+        job.claimer = claimer
         self.shared.started.value = started = time.time()
         queued_at = job.meta.get("qw:queued_at")
         wait = started - float(queued_at) if queued_at else None
@@ -318,7 +330,11 @@ class Worker(multiprocessing.Process):
         try:
             if limit:
                 signal.setitimer(signal.ITIMER_REAL, limit)
-            call.run(job.id, job.data)
+            value = call.run(job.id, job.data, job)
+        except Cancelled:
+            log.info("%s: job %s cancelled while it ran", self.name, job.id)
+            self._retrying(claimer.cancelled, job, self.limits.result_ttl)
+            return False
         except JobTimeout:
             self._settle_failure(claimer, job, f"JobTimeout: ran past its time limit of {limit:g} s",
                                  traceback.format_exc(), wait, time.perf_counter() - begun,
@@ -338,6 +354,19 @@ class Worker(multiprocessing.Process):
             self.shared.deadline.value = 0.0
             _current = None
         run = time.perf_counter() - begun
+        job.claimer = None
+        if job.moved:  # on its next queue now (Job.complete): nothing to acknowledge
+            self.shared.tally.record(PROCESSED, wait, run)
+            return False
+        task_ttl = call.task.result_ttl if call.task is not None else None
+        keep = keep_for(job.meta, task_ttl, self.limits.result_ttl)
+        if keep:
+            try:
+                job.result = encode_result(value, self.limits.max_result_size)
+            except ResultError as exc:  # retrying would return the same: fail it now, saying why
+                self._settle_failure(claimer, job, "", "", wait, run, Outcome(str(exc), retry=False), row=row)
+                return False
+            job.keep = keep
         self.shared.tally.record(PROCESSED, wait, run)
         if breakdown is not None:
             breakdown.record(row, PROCESSED, wait, run)
@@ -411,6 +440,13 @@ class Worker(multiprocessing.Process):
     def _on_alarm(self, signum: int, frame: Any) -> None:
         if self._running:
             raise JobTimeout()
+
+    def _on_cancel(self, signum: int, frame: Any) -> None:
+        # Only the run the manager meant: the job may have ended meanwhile.
+        job = _current
+        if self._running and job is not None and self.shared.cancel.value == cancel_digest(job.id):
+            self.shared.cancel.value = 0
+            raise Cancelled()
 
     def _watch_manager(self) -> None:
         # A worker must not outlive its manager: nobody would heartbeat for it,

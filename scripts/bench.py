@@ -11,12 +11,15 @@ a fresh driver process (bench_peers/driver.py) in the system's environment.
 
 Workloads, each repeated (3 times, 1 with --quick) and reported as the median
 with the range: drain (jobs/s of 2 worker processes), queue one at a time,
-bulk queue, latency to an idle worker, qw's drain with 1 to 8 workers, and
-qw's memory over a long drain. The load that other processes put on the
-machine during each run is measured and reported with it.
+bulk queue, latency to an idle worker, call (queue one job and wait for its
+result, one at a time), qw's drain with 1 to 8 workers, qw's memory over a
+long drain, and the Redis memory of the records qw's jobs keep (while kept,
+and once their result_ttl has passed). The load that other processes put on
+the machine during each run is measured and reported with it.
 
 Usage: python scripts/bench.py [--quick] [--peers=qw,rq,celery,dramatiq,huey,arq,saq] [--out=docs]
-                               [--cache=~/.cache/qw-bench] [--render=<last-run.json>]
+                               [--cache=~/.cache/qw-bench] [--record-ttl=<seconds>]
+                               [--render=<last-run.json>]
 
 ``--render`` writes the report again from the raw results of an earlier run
 (``<cache>/last-run.json``) without running anything.
@@ -42,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -56,6 +59,8 @@ PREFETCH = 10  # as peer_qw.PREFETCH: the prefetch of qw's second drain row
 LABELS = {"qw": "qw", "rq": "RQ", "celery": "Celery", "dramatiq": "Dramatiq", "huey": "Huey", "arq": "arq",
           "saq": "SAQ", "ref": "reference: MULTI/HSET/LPUSH/EXEC"}
 LATENCY_ROUTES = {"": "qw", "manager": "qw → manager queue", "worker": "qw → one worker"}
+TASK_ROWS = {"task": "qw, a task, nothing kept (`result_ttl=0`)",
+             "task-kept": "qw, a task, its record and result kept (the default)"}
 PLOT_PACKAGES = ["matplotlib"]
 PR_SET_CHILD_SUBREAPER = 36
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -68,13 +73,16 @@ class Sizes:
     drain: int  # jobs per drain
     queue: int  # jobs per queuing run
     latency: int  # samples per latency run
-    memory: int  # jobs of qw's memory run
+    memory: int  # jobs of qw's memory run, and of its records run
     reps: int
     scaling: tuple[int, ...] = (1, 2, 4, 8)
+    calls: int = 500  # calls per call run
+    record_ttl: int = 60  # result_ttl of the records run, seconds
 
 
 FULL = Sizes(drain=20_000, queue=10_000, latency=300, memory=100_000, reps=3)
-QUICK = Sizes(drain=3_000, queue=2_000, latency=50, memory=20_000, reps=1)
+QUICK = Sizes(drain=3_000, queue=2_000, latency=50, memory=20_000, reps=1, calls=100, record_ttl=5)
+SINGLE_RUN = ("memory", "records")  # workloads run once, not repeated
 
 
 @dataclass
@@ -87,11 +95,14 @@ class Case:
     processes: int = 2
     variant: str = ""
     runs: list[dict[str, Any]] = field(default_factory=list)
+    ttl: int = 0  # the records run's result_ttl
 
 
 def main() -> int:
     args = parse_args()
     sizes = QUICK if args.quick else FULL
+    if args.record_ttl is not None:
+        sizes = replace(sizes, record_ttl=args.record_ttl)
     systems = [s.strip() for s in args.peers.split(",") if s.strip()]
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
@@ -161,6 +172,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--peers", default=",".join(SYSTEMS), help="systems to run, comma-separated")
     parser.add_argument("--out", default=str(ROOT / "docs"), help="folder for benchmarks.md and .png")
     parser.add_argument("--cache", default="~/.cache/qw-bench", help="virtual environments and raw results")
+    parser.add_argument("--record-ttl", type=int, metavar="SECONDS",
+                        help="result_ttl of qw's records run (default 60, 5 with --quick)")
     parser.add_argument("--render", metavar="JSON",
                         help="only write the report again from an earlier run's raw results (last-run.json)")
     return parser.parse_args()
@@ -394,16 +407,20 @@ def plan(sizes: Sizes, systems: list[str]) -> list[Case]:
     cases += [Case("drain", s, sizes.drain) for s in systems]
     if "qw" in systems:
         cases.append(Case("drain", "qw", sizes.drain, 2, "prefetch"))
-        # The same no-op as a task: queued with .delay() / .map(), run by name.
-        cases += [Case(workload, "qw", size, 2, "task") for workload, size in
-                  (("single", sizes.queue), ("bulk", sizes.queue), ("drain", sizes.drain))]
-        cases.append(Case("drain", "qw", sizes.drain, 2, "task-prefetch"))
+        # The same no-op as a task, run by name: queued with result_ttl=0 (nothing kept), and
+        # with the defaults (.delay() / .map(): the record and the small result kept).
+        for variant in ("task", "task-kept"):
+            cases += [Case(workload, "qw", size, 2, variant) for workload, size in
+                      (("single", sizes.queue), ("bulk", sizes.queue), ("drain", sizes.drain))]
+            cases.append(Case("drain", "qw", sizes.drain, 2, f"{variant}-prefetch"))
     if "qw" in systems:
         cases += [Case("latency", "qw", sizes.latency, 1, route) for route in ("", "manager", "worker")]
     cases += [Case("latency", s, sizes.latency, 1) for s in peers]
+    cases += [Case("call", s, sizes.calls, 1, "call") for s in systems]
     if "qw" in systems:
         cases += [Case("scaling", "qw", sizes.drain, n) for n in sizes.scaling if n != 2]
         cases.append(Case("memory", "qw", sizes.memory, 2))
+        cases.append(Case("records", "qw", sizes.memory, 2, "task-kept", ttl=sizes.record_ttl))
     return cases
 
 
@@ -411,11 +428,11 @@ def run_all(cases: list[Case], reps: int, pythons: dict[str, str], broker: Redis
             workdir: Path, meter: LoadMeter) -> None:
     """Each workload's repetitions interleave the systems, so a burst of other load hits them alike."""
     workloads = list(dict.fromkeys(c.workload for c in cases))
-    total = sum(1 if c.workload == "memory" else reps for c in cases)
+    total = sum(1 if c.workload in SINGLE_RUN else reps for c in cases)
     done = 0
     servers = {broker.proc.pid, counter.proc.pid}  # type: ignore[union-attr]
     for workload in workloads:
-        for rep in range(1 if workload == "memory" else reps):
+        for rep in range(1 if workload in SINGLE_RUN else reps):
             for case in (c for c in cases if c.workload == workload):
                 done += 1
                 before = meter.snapshot()
@@ -437,17 +454,19 @@ def run_driver(
                "--broker", broker.address, "--counter", counter.address, "--jobs", str(case.jobs),
                "--processes", str(case.processes), "--variant", case.variant, "--logdir", str(workdir),
                "--timeout", "240"]
+    if case.ttl:
+        command += ["--ttl", str(case.ttl)]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     if case.system in ("qw", "ref"):
         env["PYTHONPATH"] = str(ROOT)  # this checkout's qw, whatever else is installed
     proc = subprocess.Popen(command, cwd=PEERS_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=300 + 2 * case.ttl)
     except subprocess.TimeoutExpired:
         kill_tree([proc.pid, *descendants(proc.pid)])
         proc.communicate()
-        return {"error": "timed out after 300 s"}
+        return {"error": f"timed out after {300 + 2 * case.ttl} s"}
     lines = out.strip().splitlines()
     if proc.returncode or not lines:
         tail = " | ".join(err.strip().splitlines()[-3:])
@@ -458,6 +477,11 @@ def run_driver(
 def summary_of(result: dict[str, Any]) -> str:
     if "error" in result:
         return f"FAILED: {result['error']}"
+    if result.get("workload") == "call":
+        return f"p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms, {result['rate']:,.0f} calls/s"
+    if result.get("workload") == "records":
+        mb = [result[k]["used_memory"] / 2**20 for k in ("before", "kept", "after")]
+        return "used_memory {:.1f} -> {:.1f} -> {:.1f} MB".format(*mb)
     if "rate" in result:
         return f"{result['rate']:,.0f} jobs/s"
     if "p50_ms" in result:
@@ -551,7 +575,7 @@ def per_job(case: Optional[Case], top_level_only: bool = False) -> str:
 def lua_commands() -> set[str]:
     """Commands qw's Lua scripts call: Redis counts those too, so they are not round trips."""
     names: set[str] = set()
-    for script in (ROOT / "qw" / "lua").glob("*.lua"):
+    for script in (ROOT / "qw" / "lua").glob("**/*.lua"):  # the scripts and the helpers they include
         names.update(n.lower() for n in re.findall(r"redis\.p?call\(\s*['\"](\w+)['\"]", script.read_text()))
     return names
 
@@ -608,7 +632,7 @@ def render_markdown(cases: list[Case], ctx: dict[str, Any], sizes: Sizes) -> str
         "[Running it](#running-it).",
         "",
         f"**These figures come from one run on a shared {ctx['nproc']}-core machine** ({ctx['date']}),",
-        "where another session was running test suites that day, so they are indicative only. The",
+        "where other processes may run beside it, so they are indicative only. The",
         "*others' CPU* column says how much of the machine's CPU time processes outside the benchmark used",
         "during each row's runs (all of them together, and the worst run of a second or more when it was",
         "worse); [Other load](#other-load-during-the-runs) has more. Each cell is "
@@ -636,16 +660,17 @@ def render_markdown(cases: list[Case], ctx: dict[str, Any], sizes: Sizes) -> str
             if prefetching:
                 lines.append(f"| qw, `--prefetch={PREFETCH}` | {cell(values(prefetching, 'rate'))} | | | | | "
                              f"{others([prefetching])} |")
-            tasks = [find(cases, w, "qw", "task") for w in ("drain", "single", "bulk")]
-            if all(tasks):
-                drain, single, bulk = tasks
-                lines.append(f"| qw, a task (`.delay()`, `.map()`) | {cell(values(drain, 'rate'))} | "
-                             f"{cell(values(single, 'rate'))} | {cell(values(bulk, 'rate'))} | | | "
-                             f"{others(tasks)} |")
-            prefetching = find(cases, "drain", "qw", "task-prefetch")
-            if prefetching:
-                lines.append(f"| qw, a task, `--prefetch={PREFETCH}` | {cell(values(prefetching, 'rate'))} "
-                             f"| | | | | {others([prefetching])} |")
+            for variant, label in TASK_ROWS.items():
+                tasks = [find(cases, w, "qw", variant) for w in ("drain", "single", "bulk")]
+                if all(tasks):
+                    drain, single, bulk = tasks
+                    lines.append(f"| {label} | {cell(values(drain, 'rate'))} | "
+                                 f"{cell(values(single, 'rate'))} | {cell(values(bulk, 'rate'))} | | | "
+                                 f"{others(tasks)} |")
+                prefetching = find(cases, "drain", "qw", f"{variant}-prefetch")
+                if prefetching:
+                    lines.append(f"| … the same, `--prefetch={PREFETCH}` | "
+                                 f"{cell(values(prefetching, 'rate'))} | | | | | {others([prefetching])} |")
             for route in ("manager", "worker"):
                 lat = find(cases, "latency", "qw", route)
                 if lat:
@@ -692,12 +717,144 @@ def render_markdown(cases: list[Case], ctx: dict[str, Any], sizes: Sizes) -> str
         "- A single producer or worker waits for each round trip, so on a machine whose loopback round",
         "  trip is slow, throughput keeps growing with concurrency beyond the number of cores",
         "  (qw's worker table).",
+        "- qw's task rows: the same no-op as a task (`noop_task`, run by name, returning `\"ok\"`),",
+        "  queued once with `result_ttl=0` (`send_with(..., result_ttl=0)`, `map(..., result_ttl=0)`:",
+        "  nothing is kept, the job's hash goes when it is done) and once with the defaults (`.delay()`,",
+        "  `.map()`, the manager's `--result-ttl=600`): each job then keeps its record (state, history,",
+        "  times) and its result for 600 s. [Keeping results](#qw-keeping-results) has the ratio.",
         "",
     ]
+    lines += render_calls(cases, systems)
     lines += render_qw_tables(cases, sizes)
     lines += render_method(ctx, sizes)
     lines += render_setup(cases, ctx)
     return "\n".join(lines) + "\n"
+
+
+CALL_NOTES = {
+    "qw": "blocks in Redis: the waiter counts itself in the job's record and BLPOPs on "
+          "`all:settled:<id>`, where the acknowledgement that keeps the result pushes a token.",
+    "rq": "`latest_result(timeout=...)` blocks on the job's result stream with XREAD BLOCK.",
+    "celery": "the Redis result backend: the caller subscribes to the task's channel and the worker "
+              "publishes the result (configured for this row only; the other rows have no backend).",
+    "dramatiq": "the Results middleware with its Redis backend, BRPOPLPUSH on the message's result key "
+                "(for this row only); its worker's consumer polls the queue, as in the latency row.",
+    "huey": "`notify_result=True` (for this row only), so that a blocking `get` waits with BLPOP; "
+            "without it, Huey polls for the result from 50 ms, backing off.",
+    "arq": "`job.result()` only polls: every `poll_delay`, 10 ms here (its default is 0.5 s); the "
+           "worker polls its queue every 50 ms, as in the other rows.",
+    "saq": "`apply` polls the job every `poll_interval`, 10 ms here (its default is 0.5 s), and sleeps "
+           "one interval more after the result is in.",
+}
+
+
+def render_calls(cases: list[Case], systems: list[str]) -> list[str]:
+    """The call table: queue a job and wait for its result, each system its own way."""
+    rows = [(s, find(cases, "call", s, "call")) for s in systems]
+    if not any(case for _, case in rows):
+        return []
+    lines = ["## Call: queue one job and wait for its result", "",
+             "One caller queues a job and waits for its result, one call after the other, on one idle",
+             "worker process; the job reports to the counter and returns `\"ok\"`, which the caller",
+             "checks. p50 and p99 are of each call's time, queue call to result in hand; calls/s is the",
+             "number of calls over the whole loop. Each system waits its own way (notes below).", "",
+             "| system | how it waits | p50 (ms) | p99 (ms) | calls/s | round trips per call "
+             "| commands per call | others' CPU |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    notes = dict(CALL_NOTES)
+    for i, (s, case) in enumerate(rows, 1):
+        api = peer_constants(s).get("CALL_API", "")
+        if case is None or not values(case, "rate"):
+            errors = [r["error"] for r in (case.runs if case else []) if "error" in r]
+            lines.append(f"| {LABELS[s]} | {api} [{i}] | n/a | n/a | n/a | | | |")
+            notes[s] = f"not measured: {errors[0] if errors else 'no run'}"
+            continue
+        lines.append(f"| {LABELS[s]} | {api} [{i}] | {cell(values(case, 'p50_ms'), 'ms')} | "
+                     f"{cell(values(case, 'p99_ms'), 'ms')} | {cell(values(case, 'rate'))} | {trips(case)} | "
+                     f"{per_job(case)} | {others([case])} |")
+    lines.append("")
+    for i, (s, _case) in enumerate(rows, 1):
+        lines.append(f"{i}. {LABELS[s]}: {notes.get(s, '')}")
+    qw = find(cases, "call", "qw", "call")
+    peers = [(statistics.median(values(c, "rate")), s) for s, c in rows if s != "qw" and values(c, "rate")]
+    if qw and values(qw, "rate") and peers:
+        best, who = max(peers)
+        rate = statistics.median(values(qw, "rate"))
+        lines += ["", f"qw: p50 {fmt_ms(statistics.median(values(qw, 'p50_ms')))} ms (goal at most 1 ms), "
+                  f"p99 {fmt_ms(statistics.median(values(qw, 'p99_ms')))} ms (goal under 2 ms), "
+                  f"{rate / best:.2f}x the calls/s of the best other, {LABELS[who]} (goal 2x)."]
+    return [*lines, ""]
+
+
+
+def render_keeping(cases: list[Case]) -> list[str]:
+    """qw's drain with and without the records and results kept, side by side, and their memory."""
+    lines: list[str] = []
+    rows = (("drain, 2 workers", "drain", ""),
+            (f"drain, 2 workers, `--prefetch={PREFETCH}`", "drain", "-prefetch"),
+            ("queue one at a time", "single", ""), ("bulk queue", "bulk", ""))
+    pairs = [(label, find(cases, workload, "qw", f"task{suffix}"),
+              find(cases, workload, "qw", f"task-kept{suffix}")) for label, workload, suffix in rows]
+    pairs = [(label, a, b) for label, a, b in pairs if values(a, "rate") and values(b, "rate")]
+    if pairs:
+        lines += ["## qw: keeping results", "",
+                  "The task rows of the results table side by side: the same task, queued with",
+                  "`result_ttl=0` (nothing kept) and with the defaults (its record and its result kept",
+                  "600 s). The ratio is of the medians; the goal for the drain is at least 0.85x.", "",
+                  "| jobs/s | nothing kept | record and result kept | ratio | commands per job, kept / not |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for label, without, kept in pairs:
+            ratio = statistics.median(values(kept, "rate")) / statistics.median(values(without, "rate"))
+            lines.append(f"| {label} | {cell(values(without, 'rate'))} | {cell(values(kept, 'rate'))} | "
+                         f"{ratio:.2f}x | {per_job(kept)} / {per_job(without)} |")
+    records = find(cases, "records", "qw", "task-kept")
+    run = records.runs[0] if records and records.runs and "kept" in records.runs[0] else None
+    if run:
+        before, kept, after = run["before"], run["kept"], run["after"]
+        n = run["jobs"]
+        mb = 2**20
+        per = (kept["used_memory"] - before["used_memory"]) / n
+        finished = kept["finished_bytes"] / max(kept["finished_ids"], 1)
+        sizes = run["record_bytes"]
+        lines += ["", "### Redis memory of the kept records", "",
+                  f"{n:,} task jobs queued with `map(..., result_ttl={run['ttl']})`, each returning",
+                  f"`\"ok\"`, run by a manager with 2 workers ({n / run['seconds']:,.0f} jobs/s): Redis's",
+                  f"`used_memory` before, once all had run, and once their {run['ttl']} s had passed and",
+                  f"Redis had expired the records ({run['expired_after_seconds']:.0f} s after the last job).",
+                  "",
+                  "| | used_memory (MB) | job records | ids in `all:finished` | `all:finished` (MB) |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for label, m in (("before", before), (f"{n:,} jobs done, records kept", kept),
+                         (f"after the {run['ttl']} s TTL", after)):
+            lines.append(f"| {label} | {m['used_memory'] / mb:.1f} | {m['records']:,} | "
+                         f"{m['finished_ids']:,} | {m['finished_bytes'] / mb:.1f} |")
+        left = (after["used_memory"] - before["used_memory"]) / mb
+        lines += ["",
+                  f"- Per kept record: {per:,.0f} bytes of used_memory (the delta over {n:,} jobs), of",
+                  f"  which {finished:,.0f} bytes are its id in the `all:finished` index; `MEMORY USAGE` of",
+                  f"  one record's hash: {record_sizes(sizes)} ({len(sizes)} records looked at"
+                  + (f", encoded as a {' or '.join(run['record_encodings'])})." if run.get("record_encodings")
+                     else ")."),
+                  f"- After the TTL: {left:+.1f} MB against before; the job records had all expired"
+                  + (", and the index of finished ids still held "
+                     f"{after['finished_ids']:,} ids ({after['finished_bytes'] / mb:.1f} MB)."
+                     if after["finished_ids"] else "."),
+                  ]
+        if after["finished_ids"]:
+            lines += ["  The manager drops expired ids from `all:finished` 200 at a time every 5 s",
+                      "  (`qw/duties/records.py`), and caps the index at its newest 100,000 ids."]
+        sample = run.get("sample_record") or {}
+        if sample:
+            fields = ", ".join(f"`{k}`" for k in sample)
+            lines += [f"- A kept record's fields: {fields}."]
+        lines.append("")
+    return lines
+
+
+def record_sizes(sizes: list[int]) -> str:
+    if len(set(sizes)) == 1:
+        return f"{sizes[0]:,} bytes each"
+    return f"{min(sizes):,} to {max(sizes):,} bytes"
 
 
 def render_qw_tables(cases: list[Case], sizes: Sizes) -> list[str]:
@@ -724,12 +881,13 @@ def render_qw_tables(cases: list[Case], sizes: Sizes) -> list[str]:
             end = after.get(proc["pid"], {})
             lines.append(f"| {name} | {proc['rss_mb']:.1f} | {end.get('rss_mb', float('nan')):.1f} | "
                          f"{end.get('hwm_mb', float('nan')):.1f} |")
+    lines += ["", *render_keeping(cases)]
     lines += [
         "", "## qw: Redis commands per job", "",
         "Top-level commands are those a client sent; the commands qw's Lua scripts run inside Redis",
-        "(listed by name in `qw/lua/*.lua`) are left out, so each EVALSHA counts once. A command",
-        "name that both a script and a client use (the manager's health `HSET`, once a second) is left",
-        "out too. Round trips are the producer's, counted at its sockets.",
+        "(listed by name in `qw/lua/*.lua` and `qw/lua/lib/*.lua`) are left out, so each EVALSHA",
+        "counts once. A command name that both a script and a client use (the manager's health `HSET`,",
+        "once a second) is left out too. Round trips are the producer's, counted at its sockets.",
         "",
         "| path | producer round trips per job | top-level commands per job (all clients) |",
         "| --- | ---: | --- |",
@@ -739,9 +897,13 @@ def render_qw_tables(cases: list[Case], sizes: Sizes) -> list[str]:
         ("`queue_jobs` (bulk), no workers", find(cases, "bulk", "qw")),
         ("drain: 2 busy workers", find(cases, "drain", "qw")),
         (f"drain: 2 busy workers, `--prefetch={PREFETCH}`", find(cases, "drain", "qw", "prefetch")),
+        ("drain of a task, nothing kept", find(cases, "drain", "qw", "task")),
+        ("drain of a task, record and result kept", find(cases, "drain", "qw", "task-kept")),
+        (f"… the same, `--prefetch={PREFETCH}`", find(cases, "drain", "qw", "task-kept-prefetch")),
         ("one job at a time to an idle worker, via `all:jobs`", find(cases, "latency", "qw")),
         ("… via the manager's queue", find(cases, "latency", "qw", "manager")),
         ("… via the worker's own queue", find(cases, "latency", "qw", "worker")),
+        ("`task.call()`: queue one job and wait for its result", find(cases, "call", "qw", "call")),
     ]
     for label, case in rows:
         if case:
@@ -772,9 +934,16 @@ def render_method(ctx: dict[str, Any], sizes: Sizes) -> list[str]:
         "  random 0–50 ms, notes the time, queues one job and waits (BLPOP on the counter) for the job's own",
         "  `time.time()` at its start. The random wait makes a job arrive at a random point of a",
         "  polling system's cycle.",
+        f"- **Call** ({sizes.calls} calls per run): one worker process, idle; the bench queues a job and",
+        "  waits for its result, the next call right after, each system its own way (the call table's",
+        "  notes). Celery, Dramatiq and Huey get their result settings for this workload only.",
         f"- **qw's workers**: the drain with 1 to {max(sizes.scaling)} workers under one manager.",
         f"- **qw's memory**: {sizes.memory:,} jobs queued with `queue_jobs` while a manager with 2 workers",
         "  runs them; VmRSS and VmHWM from `/proc/<pid>/status`.",
+        f"- **qw's kept records**: {sizes.memory:,} task jobs with `result_ttl={sizes.record_ttl}` queued",
+        "  with `map` while a manager with 2 workers runs them; Redis's `INFO memory` `used_memory` and",
+        "  `MEMORY USAGE` (exact, `SAMPLES 0`) before, when all have run, and once the TTL has passed",
+        "  and every record has expired; the job records are counted with `SCAN`.",
         "- **Others' CPU**: CPU time the kernel counted (`/proc/stat`) less the CPU time of the benchmark's",
         "  own processes (the bench, its Redis servers, drivers and workers, alive or reaped), as a share of",
         "  all cores over the run. `/proc/loadavg` before and after each run is in the raw results.",
@@ -805,7 +974,9 @@ def render_setup(cases: list[Case], ctx: dict[str, Any]) -> list[str]:
         "",
         "Every system logs at WARNING, stores results the way it does by default (RQ, Huey, arq and SAQ",
         "keep them for a while; Celery has no result backend configured) and gets its jobs with the",
-        "settings shown; everything else is each one's default.",
+        "settings shown; everything else is each one's default. The call table is the exception: there",
+        "Celery, Dramatiq and Huey get the result settings its notes give. qw's plain jobs keep nothing;",
+        "its task rows say what they keep.",
         "",
         *render_load(cases),
         "## Machine",

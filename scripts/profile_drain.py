@@ -8,7 +8,12 @@ process used (from /proc), and Redis's own time per claim script call
 (INFO commandstats). With --cprofile it also runs one worker loop in this
 process under cProfile and prints the functions that cost most.
 
-Usage: python scripts/profile_drain.py [--jobs=40000] [--workers=2] [--prefetch=1] [--cprofile]
+With --priorities=N the jobs are spread over N priorities (-N/2 .. N/2, 0
+among them), queued level by level: the drain then claims through the
+queue's priority set.
+
+Usage: python scripts/profile_drain.py [--jobs=40000] [--workers=2] [--prefetch=1] [--priorities=0]
+                                       [--cprofile]
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ def start_redis(directory: str) -> tuple[subprocess.Popen, int]:
     raise SystemExit("redis-server did not start")
 
 
-def drain(port: int, jobs: int, workers: int, redis_pid: int, prefetch: int = 1) -> None:
+def drain(port: int, jobs: int, workers: int, redis_pid: int, prefetch: int = 1, priorities: int = 0) -> None:
     client = Client(host="127.0.0.1", port=port)
     manager = Manager("profile_drain:noop", host="127.0.0.1", port=port, name="profile", num_workers=workers,
                       prefetch=prefetch)
@@ -68,16 +73,24 @@ def drain(port: int, jobs: int, workers: int, redis_pid: int, prefetch: int = 1)
     client.redis.config_resetstat()
     pids = list(manager.worker_pids.values())
     before = [cpu_seconds(p) for p in [redis_pid, *pids]]
-    client.queue_jobs({"n": n} for n in range(jobs))
+    if priorities:
+        levels = [p - priorities // 2 for p in range(priorities)]
+        for i, level in enumerate(levels):
+            share = range(i * jobs // priorities, (i + 1) * jobs // priorities)
+            client.queue_jobs(({"n": n} for n in share), priority=level)
+    else:
+        client.queue_jobs({"n": n} for n in range(jobs))
     started = time.monotonic()
-    while client.redis.llen("all:jobs") or any(client.get_all_pending_jobs().values()):
+    while (client.redis.llen("all:jobs") or client.redis.zcard("all:jobs:prio")
+           or any(client.get_all_pending_jobs().values())):
         time.sleep(0.02)
     elapsed = time.monotonic() - started
     after = [cpu_seconds(p) for p in [redis_pid, *pids]]
     script = client.redis.info("commandstats").get("cmdstat_evalsha", {})
     manager.stop()
     used = [(b - a) * 1e6 / jobs for a, b in zip(before, after)]
-    print(f"drain: {jobs / elapsed:,.0f} jobs/s with {workers} workers, prefetch {prefetch} "
+    spread = f", over {priorities} priorities" if priorities else ""
+    print(f"drain: {jobs / elapsed:,.0f} jobs/s with {workers} workers, prefetch {prefetch}{spread} "
           "(queuing included)")
     workers_used = " + ".join(f"{u:.1f}" for u in used[1:])
     print(f"CPU per job: redis-server {used[0]:.1f} us, workers {workers_used} us")
@@ -109,13 +122,14 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=40_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--prefetch", type=int, default=1, help="jobs a worker claims per round trip")
+    parser.add_argument("--priorities", type=int, default=0, help="spread the jobs over this many priorities")
     parser.add_argument("--cprofile", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     with tempfile.TemporaryDirectory() as directory:
         proc, port = start_redis(directory)
         try:
-            drain(port, args.jobs, args.workers, proc.pid, args.prefetch)
+            drain(port, args.jobs, args.workers, proc.pid, args.prefetch, args.priorities)
             if args.cprofile:
                 profile_loop(port, args.jobs // 2)
         finally:

@@ -1,8 +1,10 @@
-"""Hypothesis drives queue, claim, run, acknowledge, fail, crash and recovery
-against the real Redis; after every step each accepted job is in exactly one
-place (a queue, one in-progress list, the scheduled set, the failed list) or
-done, and no id appears twice."""
+"""Hypothesis drives queue, claim, run, acknowledge, fail, crash, recovery and
+cancel against the real Redis; after every step each accepted job is in
+exactly one place (a queue, one in-progress list, the scheduled set, the
+failed list) or done or cancelled, no id appears twice, and the state each
+job's record says (qw:state) agrees with the place it is in."""
 
+import contextlib
 from typing import Optional
 
 from hypothesis import settings
@@ -15,7 +17,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from qw import Client
+from qw import Client, QwError
 from qw.claim import FAILED, RETRYING, Claimer, Job, promote_due
 from qw.recovery import requeue
 
@@ -40,13 +42,34 @@ class Queue(RuleBasedStateMachine):
         self.stale: list[tuple[str, Job]] = []
         self.accepted: set[str] = set()
         self.done: set[str] = set()
+        self.kept: set[str] = set()  # queued with a record (result_ttl): kept once done
+        self.cancelled: set[str] = set()
+        self.dependencies: dict[str, tuple[list[str], str]] = {}  # job -> (its dependencies, on failure)
 
-    @rule(to=st.sampled_from([None, "m", "n", "p", "m:1", "n:1", "p:1"]), batch=st.integers(1, 3))
-    def queue(self, to: Optional[str], batch: int) -> None:
+    @rule(to=st.sampled_from([None, "m", "n", "p", "m:1", "n:1", "p:1"]), batch=st.integers(1, 3),
+          keep=st.booleans(), priority=st.sampled_from([None, -5, 3]))
+    def queue(self, to: Optional[str], batch: int, keep: bool, priority: Optional[int]) -> None:
         worker = to if to and ":" in to else None
         manager = to if to and ":" not in to else None
-        ids = self.client.queue_jobs([{"n": i} for i in range(batch)], manager=manager, worker=worker)
+        ids = self.client.queue_jobs([{"n": i} for i in range(batch)], manager=manager, worker=worker,
+                                     result_ttl=600 if keep else None, priority=None if worker else priority)
         self.accepted.update(ids)
+        if keep:
+            self.kept.update(ids)
+
+    @rule(pick=st.integers(0, 10_000))
+    def cancel(self, pick: int) -> None:
+        # Any job: a queued, scheduled or retrying one is taken out; a running
+        # one is only marked (no manager runs here to stop it); a settled one stays.
+        candidates = sorted(self.accepted - self.cancelled - self.done)
+        if not candidates:
+            return
+        job_id = candidates[pick % len(candidates)]
+        state = self.client.job(job_id).state
+        cancelled = self.client.cancel(job_id)
+        assert cancelled == (state not in ("failed", "cancelled", "done"))
+        if state in ("queued", "retrying", "waiting"):
+            self.cancelled.add(job_id)
 
     @rule(worker=st.sampled_from(WORKERS))
     def claim(self, worker: str) -> None:
@@ -140,6 +163,30 @@ class Queue(RuleBasedStateMachine):
             self.client.redis.zadd("all:scheduled", {i: 0 for i in scheduled})
         promote_due(self.client.redis, self.client.scripts, self.client.keys)
 
+    @rule(picks=st.lists(st.integers(0, 10_000), min_size=1, max_size=3), to=st.sampled_from([None, "m"]),
+          on_failure=st.sampled_from(["fail", "run"]))
+    def queue_dependent(self, picks: list[int], to: Optional[str], on_failure: str) -> None:
+        # Dependencies among the jobs that keep a record (a done plain job leaves none to depend on).
+        candidates = sorted(self.kept)
+        if not candidates:
+            return
+        deps = sorted({candidates[p % len(candidates)] for p in picks})
+        job_id = self.client.queue_job({"waits": True}, manager=to, depends_on=deps,
+                                       on_dependency_failure=on_failure, result_ttl=600)
+        self.accepted.add(job_id)
+        self.kept.add(job_id)
+        self.dependencies[job_id] = (deps, on_failure)
+        if self.client.job(job_id).state == "failed":
+            return
+
+    @rule(pick=st.integers(0, 10_000), priority=st.sampled_from([0, -9, 9]))
+    def reprioritise(self, pick: int, priority: int) -> None:
+        candidates = sorted(self.accepted - self.cancelled - self.done)
+        if candidates:
+            job_id = candidates[pick % len(candidates)]
+            with contextlib.suppress(QwError):  # one queued to a worker keeps arrival order
+                self.client.set_priority(job_id, priority)
+
     @rule()
     def retry_failed(self) -> None:
         self.client.retry_all_failed()
@@ -147,23 +194,64 @@ class Queue(RuleBasedStateMachine):
     @invariant()
     def every_job_is_in_exactly_one_place(self) -> None:
         r = self.client.redis
-        places = [r.lrange("all:jobs", 0, -1), r.lrange("m:jobs", 0, -1), r.lrange("n:jobs", 0, -1),
-                  r.zrange("all:scheduled", 0, -1), r.lrange("all:failed", 0, -1)]
-        places += [r.lrange("p:jobs", 0, -1)]
+        queues = ["all:jobs", "m:jobs", "n:jobs", "p:jobs"]
+        # A queue's list holds its priority marker while its priority set holds jobs.
+        for queue in queues:
+            marked = r.lrange(queue, 0, -1).count(f"\0qw:prio:{queue}".encode())
+            assert marked == (1 if r.zcard(f"{queue}:prio") else 0), queue
+        prioritised = [[m[17:] for m in r.zrange(f"{q}:prio", 0, -1)] for q in queues]
+        lists = [[i for i in r.lrange(q, 0, -1) if not i.startswith(b"\0qw:prio:")] for q in queues]
+        places = [[*lists[0], *prioritised[0]], [*lists[1], *prioritised[1]], [*lists[2], *prioritised[2]],
+                  r.zrange("all:scheduled", 0, -1), r.lrange("all:failed", 0, -1), r.zrange("all:waiting", 0, -1)]
+        places += [[*lists[3], *prioritised[3]]]  # places[6]
         places += [r.lrange(f"{w}:jobs", 0, -1) for w in [*WORKERS, PREFETCHING]]
         seen = [i.decode() for place in places for i in place]
         assert len(seen) == len(set(seen)), "an id is in two places"
-        assert set(seen) == self.accepted - self.done, "a job is lost, or a done job came back"
+        assert set(seen) == self.accepted - self.done - self.cancelled, "a job is lost, or one came back"
         for job_id in self.done:
-            assert not r.exists(f"job:{job_id}")
+            state = r.hget(f"job:{job_id}", "qw:state")
+            assert (state == b"done") if job_id in self.kept else not r.exists(f"job:{job_id}")
+        for job_id in self.cancelled:
+            assert r.hget(f"job:{job_id}", "qw:state") == b"cancelled"
+        self.dependencies_hold()
         for job_id in seen:
             assert r.exists(f"job:{job_id}")
+        self.states_agree_with_places(places)
         for worker, job in self.running.items():
             if job is not None:
                 assert r.lindex(f"{worker}:jobs", -1).decode() == job.id
         in_hand = {i.decode() for i in r.lrange(f"{PREFETCHING}:jobs", 0, -1)}
         for job in self.held + self.finished:
             assert job.id in in_hand and r.hget(f"job:{job.id}", "qw:running") == str(job.token).encode()
+
+
+    def dependencies_hold(self) -> None:
+        # No job runs (or ran) before its dependencies were done; none waits on one that failed for good.
+        r = self.client.redis
+        for job_id, (deps, on_failure) in self.dependencies.items():
+            state = (r.hget(f"job:{job_id}", "qw:state") or b"").decode()
+            dep_states = [(r.hget(f"job:{d}", "qw:state") or b"").decode() for d in deps]
+            if state == "waiting":
+                assert any(s != "done" for s in dep_states), (job_id, dep_states)
+                if on_failure == "fail":
+                    assert not any(s in ("failed", "cancelled") for s in dep_states), (job_id, dep_states)
+            elif state in ("running", "done") and on_failure == "fail":
+                assert all(s == "done" for s in dep_states), (job_id, state, dep_states)
+
+    def states_agree_with_places(self, places: list[list[bytes]]) -> None:
+        r = self.client.redis
+        queues, scheduled, failed = places[:3] + places[6:7], places[3], places[4]
+        expect = {i: {"queued", None} for q in queues for i in q}
+        expect.update({i: {"waiting"} for i in places[5]})
+        expect.update({i: {"retrying"} for i in scheduled})
+        expect.update({i: {"failed"} for i in failed})
+        for worker in [*WORKERS, PREFETCHING]:
+            for i in r.lrange(f"{worker}:jobs", 0, -1):
+                claimed = r.hexists(b"job:" + i, "qw:running")
+                expect[i] = {"running"} if claimed else {"queued", None}
+        for job_id, states in expect.items():
+            state = r.hget(b"job:" + job_id, "qw:state")
+            assert (state.decode() if state else None) in states, (job_id, state, states)
 
 
 def test_every_job_is_always_in_exactly_one_place(client: Client) -> None:

@@ -64,7 +64,7 @@ def test_an_unknown_file_key_is_refused(tmp_path: Path) -> None:
 def test_reloadable_options_are_the_ones_a_reload_may_change() -> None:
     assert set(RELOADABLE) == {"target", "num_workers", "graceful_timeout", "max_attempts", "backoff",
                                "job_timeout", "kill_grace", "max_jobs_per_worker", "max_memory_per_worker",
-                               "poll_interval", "tasks", "queues", "allow"}
+                               "poll_interval", "tasks", "queues", "allow", "result_ttl", "max_result_size"}
 
 
 def _imports(path: Path, modules: set[str]) -> set[str]:

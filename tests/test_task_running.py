@@ -71,8 +71,10 @@ def test_a_task_module_runs_its_tasks_with_their_arguments(start_manager, client
     assert runs(out, second)[0] | {"pid": 0} == {"task": "app.mail.send", "to": "a@b.c", "subject": "hi",
                                                   "extra": {"tag": [1]}, "pid": 0, "attempt": 1}
     assert runs(out, report)[0]["month"] == "2026-11"
-    # Done: nothing is left behind, as for plain jobs.
-    wait_for(lambda: not client.redis.exists(f"job:{first}"), what="the acknowledgement")
+    # Done: a task job's record stays, with its result, for the manager's --result-ttl.
+    wait_for(lambda: client.redis.hget(f"job:{first}", "qw:state") == b"done", what="the acknowledgement")
+    assert client.redis.hget(f"job:{first}", "qw:result") == b"9"
+    assert 0 < client.redis.ttl(f"job:{first}") <= 600
 
 
 def test_redis_cli_is_enough_to_queue_a_task(start_manager, client: Client, redis_server: RedisServer,
@@ -339,7 +341,8 @@ def test_a_reload_imports_task_modules_afresh_and_keeps_the_old_ones_if_the_new_
     wait_for(lambda: not old & set(manager.worker_pids.values()), what="the old worker to leave")
     second = queue_raw(client, "all:jobs", "task_app_under_test.record", [str(out)])
     third = queue_raw(client, "all:jobs", "task_app_under_test.more", [])
-    wait_for(lambda: runs(out, second) and client.redis.exists(f"job:{third}") == 0, what="jobs on version 2")
+    wait_for(lambda: runs(out, second) and client.redis.hget(f"job:{third}", "qw:state") == b"done",
+             what="jobs on version 2")
     assert [runs(out, j)[0]["version"] for j in (first, second)] == [1, 2]
     (code / "task_app_under_test.py").write_text("import qw\n@qw.task\ndef broken(:\n")
     answer = client.control("box", "reload")

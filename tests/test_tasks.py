@@ -115,13 +115,14 @@ def test_an_unknown_option_is_refused_where_the_task_is_declared() -> None:
     place = place_below(2)
     with pytest.raises(ConfigError) as info:
         qw.task(retries=3, queue="x")  # refused before there is a function to decorate
-    assert str(info.value) == f"unknown task option 'retries' at {place}; allowed: max_attempts, name, queue, timeout"
+    assert str(info.value) == (f"unknown task option 'retries' at {place}; "
+                               "allowed: max_attempts, name, priority, queue, result_ttl, tags, timeout")
 
 
 def test_an_unknown_option_fails_the_decoration_itself() -> None:
-    with pytest.raises(ConfigError, match=r"^unknown task options 'priority', 'retries' at .*test_tasks.py:\d+; "
-                                          r"allowed: max_attempts, name, queue, timeout$"):
-        @qw.task(retries=3, priority=1)
+    with pytest.raises(ConfigError, match=r"^unknown task options 'depends', 'retries' at .*test_tasks.py:\d+; "
+                                          r"allowed: max_attempts, name, priority, queue, result_ttl, tags, timeout$"):
+        @qw.task(retries=3, depends=1)
         def never():
             pass
 
@@ -272,7 +273,7 @@ def test_two_job_classes_under_one_name_fail_naming_both_places() -> None:
 def test_job_classes_queue_through_their_task(sample, client: StandIn) -> None:
     handle = sample.Report.delay("2026-11", pages=2)
     assert handle == JobHandle("id-1")
-    assert client.calls[0].meta() == {"qw:task": "tasks_sample.Report", "qw:args": '["2026-11"]',
+    assert client.calls[0].meta() == {"qw:history": "", "qw:task": "tasks_sample.Report", "qw:args": '["2026-11"]',
                                       "qw:kwargs": '{"pages":2}'}
     assert client.calls[0].queue == "reports"
     sample.Report.send_with(args=["2026-10"], queue="urgent")
@@ -292,8 +293,10 @@ def test_delay_and_fire_hand_one_call_to_the_client(sample, client: StandIn) -> 
     assert handle.client is client
     assert sample.add.fire(1, b=2).id == "id-2"
     first, second = client.calls
-    assert first.meta() == {"qw:task": "tasks_sample.add", "qw:args": "[4,5]"}  # no kwargs: no field
-    assert second.meta() == {"qw:task": "tasks_sample.add", "qw:args": "[1]", "qw:kwargs": '{"b":2}'}
+    # qw:history first: a task job keeps a record (the enqueue script fills it in); no kwargs: no field
+    assert first.meta() == {"qw:history": "", "qw:task": "tasks_sample.add", "qw:args": "[4,5]"}
+    assert second.meta() == {"qw:history": "", "qw:task": "tasks_sample.add", "qw:args": "[1]",
+                             "qw:kwargs": '{"b":2}'}
     assert (first.queue, first.manager, first.worker, first.job_id) == (None, None, None, None)
 
 
@@ -422,8 +425,10 @@ def test_a_call_checks_its_options(kwargs: dict[str, Any], says: str) -> None:
 
 def test_a_call_by_import_path_or_name_needs_no_declared_task() -> None:
     # what client.enqueue("myapp.tasks:add", 4, 5) and client.submit("mail.send", ...) build
-    assert Call("myapp.tasks:add", (4, 5)).meta() == {"qw:task": "myapp.tasks:add", "qw:args": "[4,5]"}
-    assert Call("mail.send", ["a@b.c", "hi"], {}).meta() == {"qw:task": "mail.send", "qw:args": '["a@b.c","hi"]'}
+    assert Call("myapp.tasks:add", (4, 5)).meta() == {"qw:history": "", "qw:task": "myapp.tasks:add",
+                                                     "qw:args": "[4,5]"}
+    assert Call("mail.send", ["a@b.c", "hi"], {}).meta() == {"qw:history": "", "qw:task": "mail.send",
+                                                             "qw:args": '["a@b.c","hi"]'}
 
 
 def test_handles_compare_by_id() -> None:

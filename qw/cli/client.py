@@ -4,6 +4,12 @@ Usage:
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] managers
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] workers [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] jobs [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] job <job_id>...
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] result <job_id>
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] cancel <job_id>...
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] priority <job_id> <priority>
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] (track | untrack) <job_id>...
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] tracked
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue string <data> [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue file <file> [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue task <task> [<args>] [<manager>]
@@ -26,7 +32,22 @@ Commands:
   workers         List the workers of one manager (or of all) and their jobs;
                   flag those whose claims have not reached Redis for 10 s.
   jobs            Show queued, in-progress, scheduled (waiting for a retry) and
-                  failed jobs (of one manager), and orphaned manager queues.
+                  failed jobs (of one manager), and orphaned manager queues;
+                  with --state, --tag or --task: the jobs that match, most
+                  recent first, with their state (at most --limit).
+  job             Everything a job's record holds: state, task and arguments
+                  or data, result or error, attempts, worker, times, history,
+                  tags.
+  result          Print the job's result as JSON (waiting up to --wait
+                  seconds; default: only look); exit 1 with the error if it
+                  failed, was cancelled, has no record or has not finished.
+  cancel          Cancel jobs: a queued or scheduled one is removed, a running
+                  one is stopped by its manager; neither runs again.
+  priority        Give a queued job a new priority (lower runs sooner; 0 is
+                  the default): it takes the place of a job queued now with it.
+  track           Keep these jobs' records until untracked.
+  untrack         Stop tracking; a finished record then expires.
+  tracked         List the tracked jobs.
   queue string    Queue one job given as a JSON object; print its id.
   queue file      Queue the JSON object in <file>, or one job per line of a
                   JSON Lines file ('-' reads stdin); print the ids. A bad line
@@ -77,10 +98,19 @@ Options:
                            harmless.
   --max-attempts=<n>       queue: runs the job gets before it fails for good.
   --timeout=<seconds>      queue: the job's time limit.
-  --task=<name>            stats: figures of this task only.
+  --task=<name>            stats: figures of this task only; jobs: its jobs only.
+  --state=<state>          jobs: jobs in this state (queued, scheduled, waiting,
+                           running, retrying, done, failed, cancelled).
+  --tag=<tag>              jobs: jobs queued with this tag. queue: tags for the
+                           job, comma-separated.
+  --result-ttl=<seconds>   queue: keep the job's record this long once done.
+  --track                  queue: keep the job's record until untracked.
+  --priority=<n>           queue: the job's priority in its queue; lower runs
+                           sooner, 0 (the default) in arrival order.
   --json                   managers, workers, jobs, failed, stats, info, tasks: print JSON.
   --limit=<n>              jobs: ids shown per list in text output [default: 20].
-  --wait=<seconds>         How long a command waits for its manager [default: 10].
+  --wait=<seconds>         How long a command waits for its manager (default: 10);
+                           result: how long to wait for the job (default: 0).
   --interval=<seconds>     top: seconds between redraws [default: 1].
   --bind=<address>         web: host[:port] to listen on; beyond 127.0.0.1 only
                            with a token [default: 127.0.0.1:5010].
@@ -103,7 +133,9 @@ from ..call import Call
 from ..client import Client, FailedJob
 from ..exceptions import ConfigError, QwError
 from ..job import parse_object
+from ..keeping import check_priority
 from ..version import __version__
+from . import records as record_commands
 from .common import CONNECTION_OPTIONS, EXIT_ERROR, EXIT_OK, connection_kwargs, integer, number, parse, run
 from .input import parse_arguments, parse_jobs, read_text
 from .tasks_table import format_tasks
@@ -149,6 +181,21 @@ def _main(argv: Optional[list[str]]) -> int:
         return EXIT_OK
     if args["ping"]:
         return ping(client, args["<manager>"])
+    if args["job"]:
+        return record_commands.show_jobs(client, args["<job_id>"], args["--json"])
+    if args["result"]:
+        return record_commands.show_result(client, args["<job_id>"][0], args["--wait"])
+    if args["cancel"]:
+        return record_commands.cancel(client, args["<job_id>"])
+    if args["priority"]:
+        return record_commands.reprioritise(client, args["<job_id>"][0], priority_of(args["<priority>"], "<priority>"))
+    if args["track"] or args["untrack"]:
+        return record_commands.track(client, args["<job_id>"], on=bool(args["track"]))
+    if args["tracked"]:
+        return record_commands.show_tracked(client, args["--json"])
+    if args["jobs"] and (args["--state"] or args["--tag"] or args["--task"]):
+        return record_commands.search(client, args["--state"], args["--tag"], args["--task"], limit,
+                                      args["--json"])
     manager = args["<manager>"]
     command = next((c for c in COMMANDS if args[c]), None)
     if command:
@@ -206,17 +253,31 @@ def task_call(args: dict[str, Any]) -> Call:
                 worker=args["--worker"], job_id=args["--id"], **limits(args))
 
 
+def priority_of(text: str, option: str) -> int:
+    """A priority given on the command line: a whole number in qw's range, else a one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{option} must be a whole number, got {text!r}") from None
+    return check_priority(value)
+
+
 def limits(args: dict[str, Any]) -> dict[str, Any]:
-    """``--max-attempts`` and ``--timeout`` as queue_job's keyword arguments."""
+    """``--max-attempts``, ``--timeout`` and the record options as queue_job's keyword arguments."""
     return {
         "max_attempts": None if args["--max-attempts"] is None else integer(args["--max-attempts"], "--max-attempts", 1),
         "timeout": None if args["--timeout"] is None else number(args["--timeout"], "--timeout"),
+        "result_ttl": None if args["--result-ttl"] is None else integer(args["--result-ttl"], "--result-ttl", 0),
+        "tags": [t for t in args["--tag"].split(",") if t] if args["--tag"] else None,
+        "track": bool(args["--track"]),
+        "priority": None if args["--priority"] is None else priority_of(args["--priority"], "--priority"),
     }
 
 
 def control(client: Client, manager: str, command: str, args: dict[str, Any]) -> int:
     options = {"n": integer(args["<n>"], "<n>", minimum=1)} if command == "scale" else {}
-    answer = client.control(manager, command, timeout=number(args["--wait"], "--wait"), **options)
+    wait = number(args["--wait"], "--wait") if args["--wait"] is not None else 10.0
+    answer = client.control(manager, command, timeout=wait, **options)
     if not answer.get("ok"):
         raise QwError(f"manager {manager}: {answer.get('message')}")
     print(f"manager {manager}: {answer.get('message')}")

@@ -28,7 +28,12 @@
 --         recorded in KEYS[5] so that a producer can wake it), or ""
 -- ARGV[9] "1" if the worker's previous claim found nothing (so it may be listed
 --         in KEYS[5], and is taken off now), else "0"
--- ARGV[10] n, with named queues (see KEYS)
+-- ARGV[10] n, with named queues (see KEYS); else ""
+-- ARGV[11] seconds to keep ARGV[2]'s record (its result, state and history)
+--          after it is done; absent or "": its own qw:result_ttl, if any; 0
+--          deletes its hash, as a plain job's (a waiter or tracking still
+--          keeps it: lib/record.lua)
+-- ARGV[12] its result, JSON, or "" (kept only with the record)
 -- Returns {acked} when nothing was claimed, else
 --         {acked, id, attempt, token, field, value, field, value, ...}
 -- acked is 1 when ARGV[2] was acknowledged (its hash deleted), 0 when the
@@ -37,12 +42,19 @@
 -- qw:running holds the token of the run in progress, and only while it is in
 -- progress: the fencing token. Tokens come from qw:claims, which only grows
 -- (qw:attempts can be given back when a stop interrupts a run).
+-- #include record
+-- #include priority
 local acked = 0
 if ARGV[2] ~= '' then
   local key = ARGV[1] .. ARGV[2]
-  local current = ARGV[6] == '' or redis.call('HGET', key, 'qw:running') == ARGV[6]
+  -- One read for the fencing token and for what keeps the record: a job that
+  -- nobody waits on or tracks pays nothing more than before.
+  local held = redis.call('HMGET', key, 'qw:running', 'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:dependents',
+    'qw:history')
+  local current = ARGV[6] == '' or held[1] == ARGV[6]
   if current and redis.call('LREM', KEYS[1], -1, ARGV[2]) == 1 then
-    redis.call('DEL', key)
+    local ttl = tonumber(ARGV[11]) or tonumber(held[4]) or 0
+    qw_done(key, qw_namespace(ARGV[1]), ARGV[2], ttl, ARGV[12] or '', held[2], held[3], held[5], held[6])
     acked = 1
   end
 end
@@ -70,10 +82,16 @@ end
 for _ = 1, 100 do
   local origin = KEYS[1]
   local id = redis.call('LINDEX', KEYS[1], -1)
+  if qw_is_mark(id) then
+    -- A priority marker a BLMOVE brought: its queue's next job takes its
+    -- place (lib/priority.lua).
+    origin = qw_mark_list(id)
+    id = qw_take_marked(origin, KEYS[1])
+  end
   local i = 1
   while not id and sources[i] do
     origin = sources[i]
-    id = redis.call('LMOVE', origin, KEYS[1], 'RIGHT', 'RIGHT')
+    id = qw_take(origin, KEYS[1])
     i = i + 1
   end
   if not id then
@@ -101,15 +119,16 @@ for _ = 1, 100 do
     local token = redis.call('HINCRBY', key, 'qw:claims', 1)
     if origin == KEYS[1] then
       redis.call('HSETNX', key, 'qw:origin', origin)
-      redis.call('HSET', key, 'qw:running', token)
+      redis.call('HSET', key, 'qw:running', token, 'qw:state', 'running', 'qw:worker', ARGV[7])
     else
-      redis.call('HSET', key, 'qw:origin', origin, 'qw:running', token)
+      redis.call('HSET', key, 'qw:origin', origin, 'qw:running', token, 'qw:state', 'running', 'qw:worker', ARGV[7])
     end
     local reply = {acked, id, attempt, token}
     local fields = redis.call('HGETALL', key)
     for i = 1, #fields do
       reply[#reply + 1] = fields[i]
     end
+    qw_claimed(key, fields, ARGV[7])
     return reply
   end
 end

@@ -8,7 +8,7 @@
 -- KEYS[4] all:failed
 -- KEYS[5] <manager>:idle   worker name -> client id of its blocking connection
 -- KEYS[6 ..]               with named queues, as in ack_and_claim-5.lua; n is
---                          ARGV[9 + 2 * ARGV[8]], after the pairs to acknowledge
+--                          ARGV[9 + 4 * ARGV[8]], after the jobs to acknowledge
 -- ARGV[1] prefix of job hashes, "<namespace>job:"
 -- ARGV[2] now, in seconds (recorded when an id without a hash is failed)
 -- ARGV[3] id the worker has just moved from all:jobs with BLMOVE; or "*": this
@@ -19,20 +19,30 @@
 -- ARGV[6] "1" if the worker's previous claim found nothing, else "0"
 -- ARGV[7] how many jobs to claim; 0 only acknowledges
 -- ARGV[8] n, the number of jobs to acknowledge
--- ARGV[9..] n pairs: id, claim token; then, with named queues, their count
+-- ARGV[9..] n times: id, claim token, seconds to keep its record ("": its
+--           own qw:result_ttl; 0: none) and its result ("" or JSON), as
+--           ARGV[2], [6], [11] and [12] of ack_and_claim-5.lua; then, with
+--           named queues, their count
 -- Returns {acked, id, attempt, token, nfields, field, value, ..., id, ...}:
 -- how many acknowledgements were applied (the others were stale), then each
 -- claimed job with its hash as nfields items.
 -- The worker claims only once it holds no claimed job: every id of its list
 -- that is claimed (has qw:running) is acknowledged by this call or was
 -- settled before, so the unclaimed ids of its own list are at the right end.
+-- #include record
+-- #include priority
 local acked = 0
 local n = tonumber(ARGV[8])
+local namespace = qw_namespace(ARGV[1])
 for i = 1, n do
-  local id = ARGV[7 + 2 * i]
+  local at = 5 + 4 * i
+  local id = ARGV[at]
   local key = ARGV[1] .. id
-  if redis.call('HGET', key, 'qw:running') == ARGV[8 + 2 * i] and redis.call('LREM', KEYS[1], -1, id) == 1 then
-    redis.call('DEL', key)
+  local held = redis.call('HMGET', key, 'qw:running', 'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:dependents',
+    'qw:history')
+  if held[1] == ARGV[at + 1] and redis.call('LREM', KEYS[1], -1, id) == 1 then
+    local ttl = tonumber(ARGV[at + 2]) or tonumber(held[4]) or 0
+    qw_done(key, namespace, id, ttl, ARGV[at + 3], held[2], held[3], held[5], held[6])
     acked = acked + 1
   end
 end
@@ -43,7 +53,7 @@ if want < 1 then
 end
 local sources, idle_from = {KEYS[2], KEYS[3]}, #KEYS + 1
 if #KEYS > 5 then
-  local count = tonumber(ARGV[9 + 2 * n])
+  local count = tonumber(ARGV[9 + 4 * n])
   sources = {KEYS[2]}
   for i = 1, count do
     sources[i + 1] = KEYS[5 + i]
@@ -69,11 +79,17 @@ for _ = 1, want + 100 do
   if own then
     id = redis.call('LINDEX', KEYS[1], -(claimed + 1))
     own = id and true or false
+    if qw_is_mark(id) then
+      -- A priority marker a BLMOVE brought: back to its queue (see ack_and_claim-5.lua).
+      redis.call('LREM', KEYS[1], -1, id)
+      redis.call('RPUSH', qw_mark_list(id), id)
+      id, own = false, false
+    end
   end
   local i = 1
   while not id and sources[i] do
     origin = sources[i]
-    id = redis.call('LMOVE', origin, KEYS[1], 'RIGHT', 'RIGHT')
+    id = qw_take(origin, KEYS[1])
     i = i + 1
   end
   if not id then
@@ -95,11 +111,12 @@ for _ = 1, want + 100 do
     local token = redis.call('HINCRBY', key, 'qw:claims', 1)
     if origin == KEYS[1] then
       redis.call('HSETNX', key, 'qw:origin', origin)
-      redis.call('HSET', key, 'qw:running', token)
+      redis.call('HSET', key, 'qw:running', token, 'qw:state', 'running', 'qw:worker', ARGV[4])
     else
-      redis.call('HSET', key, 'qw:origin', origin, 'qw:running', token)
+      redis.call('HSET', key, 'qw:origin', origin, 'qw:running', token, 'qw:state', 'running', 'qw:worker', ARGV[4])
     end
     local fields = redis.call('HGETALL', key)
+    qw_claimed(key, fields, ARGV[4])
     reply[#reply + 1] = id
     reply[#reply + 1] = attempt
     reply[#reply + 1] = token

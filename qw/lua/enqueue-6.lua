@@ -16,7 +16,10 @@
 -- ARGV[6] name of the idle worker the producer unblocks right behind this
 --         call (it woke that one last time, and guesses it is idle again), or ""
 -- ARGV[7] that worker's client id, or ""
--- ARGV[8..] field, value, field, value, ...
+-- ARGV[8] its priority: "" or "0" for none (the list itself); any other
+--         integer puts it in KEYS[2]'s priority set (lib/priority.lua)
+-- ARGV[9..] field, value, field, value, ...; a job that keeps a record puts
+--          qw:history first, then qw:tags if it has any (lib/record.lua)
 -- Returns 0 when job:<id> already exists (nothing is changed), else
 -- {wake, name, id}: the worker taken off the idle list (name and client id,
 -- or "" and "") and, in wake, its client id when the producer must still
@@ -28,11 +31,20 @@ end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
+-- #include record
+-- #include priority
+local namespace = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[1] - 4)
+qw_open_record(ARGV, 9, namespace, ARGV[1], nil)
 -- HSET in slices: unpack() of a very wide job would overflow Lua's C stack.
-for first = 8, #ARGV, 1000 do
+for first = 9, #ARGV, 1000 do
   redis.call('HSET', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
-redis.call('LPUSH', KEYS[2], ARGV[1])
+local priority = tonumber(ARGV[8])
+if priority and priority ~= 0 then
+  qw_prio_add(KEYS[2], namespace, ARGV[1], priority, KEYS[1])
+else
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+end
 -- The first count in a period creates its hash, which must expire.
 if redis.call('HINCRBY', KEYS[5], 'queued', 1) == 1 then
   redis.call('EXPIRE', KEYS[5], ARGV[4])

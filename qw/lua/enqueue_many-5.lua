@@ -12,20 +12,35 @@
 -- ARGV[3] "worker" / "manager" / "": whom to wake (see enqueue-6.lua)
 -- ARGV[4] number of fields, n, that every job in the batch has
 -- ARGV[5] seconds KEYS[4] is kept, ARGV[6] seconds KEYS[5] is kept
--- ARGV[7..] the jobs, each as: id, then n fields as field, value pairs
+-- ARGV[7] the jobs' priority: "" or "0" for none, else as in enqueue-6.lua
+-- ARGV[8..] the jobs, each as: id, then n fields as field, value pairs (a
+--           job that keeps a record starts with qw:history: lib/record.lua)
 -- Returns the client ids to wake (CLIENT UNBLOCK), possibly none. Jobs whose
 -- hash already exists are skipped.
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then
   return redis.error_reply('QW_UNKNOWN_WORKER ' .. ARGV[2])
 end
+-- #include record
+-- #include priority
 local width = 1 + 2 * tonumber(ARGV[4])
 local queued = 0
-for first = 7, #ARGV, width do
+local namespace = qw_namespace(ARGV[1])
+local now = nil
+local priority = tonumber(ARGV[7])
+if priority == 0 then
+  priority = nil
+end
+for first = 8, #ARGV, width do
   local id = ARGV[first]
   local key = ARGV[1] .. id
   if redis.call('EXISTS', key) == 0 then
+    now = qw_open_record(ARGV, first + 1, namespace, id, now)
     redis.call('HSET', key, unpack(ARGV, first + 1, first + width - 1))
-    redis.call('LPUSH', KEYS[1], id)
+    if priority then
+      qw_prio_add(KEYS[1], namespace, id, priority, key)
+    else
+      redis.call('LPUSH', KEYS[1], id)
+    end
     queued = queued + 1
   end
 end

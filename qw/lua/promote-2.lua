@@ -26,6 +26,9 @@ for _, id in ipairs(due) do
       end
     end
     redis.call('RPUSH', queue, id)
+    if origin then  -- a hash to update (every claimed job has qw:origin)
+      redis.call('HSET', ARGV[2] .. id, 'qw:state', 'queued')
+    end
     moved = moved + 1
   end
 end

@@ -20,13 +20,16 @@
 -- ARGV[7] worker name
 -- Returns the number of ids moved out of KEYS[1] (failed ones included), or
 -- -1 when ARGV[6] found the manager alive.
+-- #include record
+-- #include priority
 if ARGV[6] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then
   return -1
 end
 local ids = redis.call('LRANGE', KEYS[1], 0, -1)
 -- A job taken from a named queue goes back there: all:queue:<name> under
 -- our namespace (the hash prefix less its "job:").
-local named = string.sub(ARGV[1], 1, #ARGV[1] - 4) .. 'all:queue:'
+local namespace = qw_namespace(ARGV[1])
+local named = namespace .. 'all:queue:'
 local function is_named(origin)
   return origin and string.sub(origin, 1, #named) == named and not string.find(origin, ':', #named + 1, true)
 end
@@ -34,14 +37,14 @@ local kept = {}
 local moved = 0
 -- Left to right, each pushed on the head (right end): the id at the right end,
 -- the one that was running (without a prefetch), ends up first in line again.
-for i = 1, #ids do
-  local id = ids[i]
+local function requeue_one(id)
   local key = ARGV[1] .. id
   local origin = redis.call('HGET', key, 'qw:origin')
   local attempts = tonumber(redis.call('HGET', key, 'qw:attempts') or '0') or 0
   local failed = false
   -- The run is taken back: from now on its worker's acknowledgement is stale.
   local claimed = redis.call('HDEL', key, 'qw:running') == 1
+  redis.call('HDEL', key, 'qw:cancel')
   if claimed and attempts > 0 then
     if ARGV[3] == '' then
       redis.call('HINCRBY', key, 'qw:attempts', -1)
@@ -58,9 +61,14 @@ for i = 1, #ids do
       if attempts >= allowed then
         redis.call('HSET', key, 'qw:failed_at', ARGV[5])
         redis.call('LPUSH', KEYS[4], id)
+        qw_failed(key, namespace, id, ARGV[3])
         failed = true
         moved = moved + 1
       end
+    end
+    if not failed then
+      redis.call('HSET', key, 'qw:state', 'queued')
+      qw_note(key, {event = 'requeued', cause = ARGV[3] ~= '' and ARGV[3] or 'stopped', worker = ARGV[7]})
     end
   end
   if failed then
@@ -73,6 +81,15 @@ for i = 1, #ids do
   else
     redis.call('RPUSH', KEYS[2], id)
     moved = moved + 1
+  end
+end
+
+for i = 1, #ids do
+  if qw_is_mark(ids[i]) then
+    -- A priority marker a BLMOVE brought, before the claim that follows it.
+    redis.call('RPUSH', qw_mark_list(ids[i]), ids[i])
+  else
+    requeue_one(ids[i])
   end
 end
 redis.call('DEL', KEYS[1])

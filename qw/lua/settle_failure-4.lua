@@ -17,6 +17,7 @@
 -- ARGV[9] worker name
 -- Returns 1 scheduled for a retry, 0 failed, -1 refused (stale token, or the
 -- id is no longer in this worker's list).
+-- #include record
 local attempts = redis.call('HGET', KEYS[4], 'qw:attempts')
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[4], 'qw:running') ~= ARGV[2] then
   return -1
@@ -24,7 +25,7 @@ end
 if redis.call('LREM', KEYS[1], -1, ARGV[1]) == 0 then
   return -1
 end
-redis.call('HDEL', KEYS[4], 'qw:running')
+redis.call('HDEL', KEYS[4], 'qw:running', 'qw:cancel')
 local errors = redis.call('HGET', KEYS[4], 'qw:errors')
 if errors and string.sub(errors, -1) == ']' and #errors > 2 then
   errors = string.sub(errors, 1, -2) .. ',' .. ARGV[5] .. ']'
@@ -38,8 +39,11 @@ end
 local allowed = tonumber(redis.call('HGET', KEYS[4], 'qw:max_attempts') or ARGV[3]) or 1
 if ARGV[4] ~= '' and (tonumber(attempts) or 0) < allowed then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+  redis.call('HSET', KEYS[4], 'qw:state', 'retrying')
+  qw_note(KEYS[4], {event = 'retry', ['for'] = tonumber(ARGV[4]), error = ARGV[6]})
   return 1
 end
 redis.call('HSET', KEYS[4], 'qw:failed_at', ARGV[8])
 redis.call('LPUSH', KEYS[3], ARGV[1])
+qw_failed(KEYS[4], string.sub(KEYS[4], 1, #KEYS[4] - #ARGV[1] - 4), ARGV[1], ARGV[6])
 return 0

@@ -13,6 +13,8 @@ Modes (the job's only argument):
   on it with BLPOP.
 - ``WARM``: also ``SADD bench:pids <pid>``, so the bench sees which worker
   processes are up before it starts timing.
+
+A job of the call workload does the same and returns :data:`RESULT`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ DONE_KEY = "bench:done"
 STAMPS_KEY = "bench:stamps"
 PIDS_KEY = "bench:pids"
 COUNT, STAMP, WARM = 0, 1, 2
+# What a job of the call workload (and qw's drain that keeps results) returns:
+# a small value, the same in every system, that the caller checks.
+RESULT = "ok"
+VARIANT_ENV = "QW_BENCH_VARIANT"  # the run's --variant, set by the driver for itself and the workers
 
 
 def resp(*parts: str) -> bytes:

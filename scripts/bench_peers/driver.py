@@ -12,11 +12,17 @@ Every ``peer_<system>`` module offers the same things:
 - ``worker_commands(host, port, processes)``: the commands that start its workers;
 - ``queue_single(count, mode, before_each)``: queue jobs one call at a time,
   calling ``before_each()`` (if given) before each call;
-- ``queue_bulk(count)``: queue jobs with its bulk API (or its fastest way).
+- ``queue_bulk(count)``: queue jobs with its bulk API (or its fastest way);
+- ``call_single(count)``: queue a job and wait for its result, ``count`` times,
+  one after the other; the seconds each call took. ``CALL_API`` says how it
+  waits.
 
 Workloads: ``single``, ``bulk`` (queue only, no workers), ``drain`` (jobs per
 second of running workers), ``latency`` (queue call to job start, one idle
-worker process) and ``memory`` (resident memory of the workers over a drain).
+worker process), ``memory`` (resident memory of the workers over a drain),
+``call`` (queue a job and wait for its result, one at a time, one idle worker
+process) and, for qw only, ``records`` (Redis memory of the records that jobs
+keep, while they are kept and after they expired: ``queue_kept(count, ttl)``).
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ LATENCY_GAP = 0.05  # up to this long idle before each latency sample, drawn at 
 # Jobs of the separate, untimed pass that counts round trips: bulk passes
 # span a few of the largest batch (1000), so a partial batch does not skew it.
 COUNT_TRIPS_SINGLE, COUNT_TRIPS_BULK = 500, 3000
+COUNT_TRIPS_CALLS = 50
+RECORD_SAMPLES = 5  # kept job hashes whose MEMORY USAGE the records run reads
 
 
 def main() -> None:
@@ -56,6 +64,7 @@ def main() -> None:
     # The peer modules read these at import, as their worker processes do.
     os.environ[BROKER_ENV] = f"redis://{broker_host}:{broker_port}/0"
     os.environ[bench_job.COUNTER_ENV] = args.counter
+    os.environ[bench_job.VARIANT_ENV] = args.variant
     become_subreaper()
     peer = importlib.import_module(f"peer_{args.system}")
     bench = Bench(args, peer, broker_host, broker_port)
@@ -70,7 +79,8 @@ def main() -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", required=True)
-    parser.add_argument("--workload", required=True, choices=["single", "bulk", "drain", "latency", "memory"])
+    parser.add_argument("--workload", required=True,
+                        choices=["single", "bulk", "drain", "latency", "memory", "call", "records"])
     parser.add_argument("--broker", required=True, help="host:port of the Redis under test")
     parser.add_argument("--counter", required=True, help="host:port of the counter Redis")
     parser.add_argument("--jobs", type=int, default=1000)
@@ -78,6 +88,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--variant", default="")
     parser.add_argument("--logdir", default=".")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--ttl", type=int, default=60, help="result_ttl of the records run, seconds")
     return parser.parse_args()
 
 
@@ -197,6 +208,83 @@ class Bench:
         self.wait_count(n, started)
         elapsed = time.perf_counter() - started
         return {"jobs": n, "seconds": elapsed, "before": before, "after": self.memory()}
+
+    def run_call(self) -> dict[str, Any]:
+        """Queue one job and wait for its result, one call after the other, on one idle worker process.
+
+        Each call's time is taken in the peer (inside its event loop for the
+        asyncio ones); calls/s is the number of calls over the whole loop.
+        """
+        self.start_workers(1)
+        self.peer.call_single(5)  # warm: the result path's connections, subscriptions, scripts
+        n = self.args.jobs
+        stats = self.commandstats()
+        started = time.perf_counter()
+        durations = self.peer.call_single(n)
+        elapsed = time.perf_counter() - started
+        commands = self.commands_since(stats)
+        trips = TripCounter(self.port)  # an untimed pass: the hooks cost CPU
+        self.peer.call_single(COUNT_TRIPS_CALLS)
+        round_trips = trips.stop() / COUNT_TRIPS_CALLS
+        ms = sorted(d * 1000 for d in durations)
+        return {"jobs": n, "seconds": elapsed, "rate": n / elapsed, "p50_ms": statistics.median(ms),
+                "p99_ms": percentile(ms, 0.99), "mean_ms": statistics.fmean(ms), "max_ms": ms[-1],
+                "round_trips_per_job": round_trips, "commands": commands}
+
+    def run_records(self) -> dict[str, Any]:
+        """Redis memory of the records jobs keep: before, once ``--jobs`` jobs kept theirs, after the TTL.
+
+        The jobs (queued in bulk, each with ``result_ttl`` ``--ttl`` and a
+        small result) run on the workers; used_memory is read when all are
+        done, with the MEMORY USAGE of a few kept hashes, and again once their
+        TTL has passed and Redis has expired them.
+        """
+        n, ttl = self.args.jobs, self.args.ttl
+        self.start_workers(self.args.processes)
+        time.sleep(1.0)  # the manager's first duties (health, stats) have written their keys
+        before = self.redis_memory()
+        self.counter.delete(bench_job.DONE_KEY)
+        started = time.perf_counter()
+        self.peer.queue_kept(n, ttl)
+        self.wait_count(n, started)
+        drained = time.perf_counter() - started
+        time.sleep(0.3)  # the last acknowledgements land
+        kept = self.redis_memory()
+        keys = []
+        for key in self.broker.scan_iter(match="*job:*", count=1000):
+            keys.append(key)
+            if len(keys) == RECORD_SAMPLES:
+                break
+        sizes = [self.broker.memory_usage(key, samples=0) for key in keys]
+        encodings = sorted({self.text(self.broker.object("encoding", key)) for key in keys})
+        sample = {self.text(k): self.text(v) for k, v in self.broker.hgetall(keys[0]).items()} if keys else {}
+        # Wait out the TTL (the first records expire ttl seconds after their
+        # job ended), then until Redis has expired every one of them (the
+        # warm-up jobs' records, there before, stay).
+        settled = time.perf_counter()
+        time.sleep(ttl)
+        deadline = time.monotonic() + 60
+        while self.count_records() > before["records"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        after = self.redis_memory()
+        return {"jobs": n, "ttl": ttl, "seconds": drained, "before": before, "kept": kept, "after": after,
+                "record_bytes": sizes, "record_encodings": encodings, "sample_record": sample,
+                "expired_after_seconds": time.perf_counter() - settled}
+
+    @staticmethod
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def count_records(self) -> int:
+        return sum(1 for _ in self.broker.scan_iter(match="*job:*", count=5000))
+
+    def redis_memory(self) -> dict[str, Any]:
+        """The broker's used_memory, its keys, the job records among them, and all:finished."""
+        finished = next(self.broker.scan_iter(match="*all:finished", count=1000), None)
+        return {"used_memory": self.broker.info("memory")["used_memory"], "keys": self.broker.dbsize(),
+                "records": self.count_records(),
+                "finished_ids": self.broker.zcard(finished) if finished else 0,
+                "finished_bytes": (self.broker.memory_usage(finished, samples=0) or 0) if finished else 0}
 
     def queue_fast(self, n: int) -> None:
         if self.peer.HAS_BULK:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from typing import Any, Callable, Optional
 
 import bench_job
@@ -17,7 +18,9 @@ HAS_BULK = True
 WORKER_CONFIG = "N x arq worker, max_jobs 10 (default), poll_delay 0.05 s (default 0.5 s)"
 SINGLE_API = "await ArqRedis.enqueue_job"
 BULK_API = "asyncio.gather of enqueue_job, 100 at a time"
+CALL_API = "`await (await enqueue_job(...)).result(timeout=10, poll_delay=0.01)`: polls (default 0.5 s)"
 BROKER_ENV = "QW_BENCH_BROKER"  # the broker URL, set by the driver for itself and the workers
+RESULT_POLL = 0.01  # how often job.result() looks for the result (its default: 0.5 s)
 CONCURRENT = 100  # enqueues in flight at once: each holds a connection for its transaction
 # arq logs every job at INFO; the other systems run at WARNING too.
 LOG_CONFIG = {"version": 1, "disable_existing_loggers": False, "loggers": {"arq": {"level": "WARNING"}}}
@@ -27,10 +30,16 @@ async def noop(ctx: dict[str, Any], mode: int) -> None:
     bench_job.ran(mode)
 
 
+async def call_job(ctx: dict[str, Any], mode: int) -> str:
+    """The call workload's job: report that it ran, return a small result."""
+    bench_job.ran(mode)
+    return bench_job.RESULT
+
+
 class WorkerSettings:
     """What ``arq peer_arq.WorkerSettings`` runs."""
 
-    functions = [noop]
+    functions = [noop, call_job]
     redis_settings = RedisSettings.from_dsn(os.environ[BROKER_ENV])
     # The default 0.5 s poll would cap each process near 200 jobs/s; 50 ms is
     # qw's own poll slice.
@@ -74,3 +83,22 @@ def queue_bulk(count: int) -> None:
         await pool.aclose()
 
     asyncio.run(run())
+
+
+def call_single(count: int) -> list[float]:
+    """Enqueue a job and await its result, ``count`` times; each call's seconds."""
+
+    async def run() -> list[float]:
+        pool = await create_pool(WorkerSettings.redis_settings)
+        clock, durations = time.perf_counter, []
+        for _ in range(count):
+            started = clock()
+            job = await pool.enqueue_job("call_job", bench_job.COUNT)
+            value = await job.result(timeout=10, poll_delay=RESULT_POLL)
+            durations.append(clock() - started)
+            if value != bench_job.RESULT:
+                raise SystemExit(f"job.result returned {value!r}")
+        await pool.aclose()
+        return durations
+
+    return asyncio.run(run())

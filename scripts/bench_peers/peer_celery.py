@@ -1,9 +1,14 @@
-"""Celery with the Redis broker: ``celery worker -P solo`` processes, no result backend."""
+"""Celery with the Redis broker: ``celery worker -P solo`` processes, no result backend.
+
+The call workload (variant ``call``) configures the Redis result backend, on
+the same Redis, in the producer and the workers alike.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Callable, Optional
 
 import bench_job
@@ -16,11 +21,14 @@ WORKER_CONFIG = ("N x celery worker -P solo (prefetch multiplier 4, the default)
                  "--without-gossip --without-mingle --without-heartbeat")
 SINGLE_API = "task.delay"
 BULK_API = "group(...).apply_async()"
+CALL_API = "`task.delay(...).get(timeout=10)`: the Redis result backend (pub/sub)"
 BROKER_ENV = "QW_BENCH_BROKER"  # the broker URL, set by the driver for itself and the workers
 
 app = Celery("bench", broker=os.environ[BROKER_ENV])
 app.conf.update(broker_connection_retry_on_startup=True, worker_hijack_root_logger=False,
                 task_default_queue="bench")
+if os.environ.get(bench_job.VARIANT_ENV) == "call":
+    app.conf.update(result_backend=os.environ[BROKER_ENV])
 
 
 @app.task(name="noop")
@@ -55,3 +63,23 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
 def queue_bulk(count: int) -> None:
     """Queue ``count`` jobs with the bulk API."""
     group(noop.s(bench_job.COUNT) for _ in range(count)).apply_async()
+
+
+@app.task(name="call_job")
+def call_job(mode: int) -> str:
+    """The call workload's job: report that it ran, return a small result."""
+    bench_job.ran(mode)
+    return bench_job.RESULT
+
+
+def call_single(count: int) -> list[float]:
+    """Queue a job and wait for its result (``AsyncResult.get``), ``count`` times; each call's seconds."""
+    delay, clock = call_job.delay, time.perf_counter
+    durations = []
+    for _ in range(count):
+        started = clock()
+        value = delay(bench_job.COUNT).get(timeout=10)
+        durations.append(clock() - started)
+        if value != bench_job.RESULT:
+            raise SystemExit(f"AsyncResult.get returned {value!r}")
+    return durations

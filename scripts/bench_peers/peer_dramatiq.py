@@ -1,14 +1,21 @@
-"""Dramatiq with the Redis broker: one ``dramatiq`` command, N processes of 8 threads."""
+"""Dramatiq with the Redis broker: one ``dramatiq`` command, N processes of 8 threads.
+
+The call workload (variant ``call``) adds the Results middleware with its
+Redis backend, on the same Redis, in the producer and the workers alike.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Callable, Optional
 
 import bench_job
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.results import Results
+from dramatiq.results.backends.redis import RedisBackend
 
 PACKAGES = ["dramatiq[redis]", "hiredis"]
 VERSIONS = ["dramatiq", "redis", "hiredis"]
@@ -16,9 +23,13 @@ HAS_BULK = False  # group(...).run() sends the messages one by one: no bulk path
 WORKER_CONFIG = "dramatiq --processes N --threads 8"
 SINGLE_API = "actor.send"
 BULK_API = "n/a (group.run enqueues one message at a time)"
+CALL_API = "`actor.send(...).get_result(block=True, timeout=10000)`: the Results middleware, BRPOPLPUSH"
 BROKER_ENV = "QW_BENCH_BROKER"  # the broker URL, set by the driver for itself and the workers
+CALLS = os.environ.get(bench_job.VARIANT_ENV) == "call"
 
 broker = RedisBroker(url=os.environ[BROKER_ENV])
+if CALLS:
+    broker.add_middleware(Results(backend=RedisBackend(url=os.environ[BROKER_ENV])))
 dramatiq.set_broker(broker)
 
 
@@ -51,3 +62,25 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
 def queue_bulk(count: int) -> None:
     """No bulk API: the drain pre-queues with the single call."""
     queue_single(count, bench_job.COUNT)
+
+
+if CALLS:  # store_results is an option only the Results middleware knows
+
+    @dramatiq.actor(max_retries=0, store_results=True)
+    def call_job(mode: int) -> str:
+        """The call workload's job: report that it ran, return a small result."""
+        bench_job.ran(mode)
+        return bench_job.RESULT
+
+
+def call_single(count: int) -> list[float]:
+    """Send a message and block on its result, ``count`` times; each call's seconds."""
+    send, clock = call_job.send, time.perf_counter
+    durations = []
+    for _ in range(count):
+        started = clock()
+        value = send(bench_job.COUNT).get_result(block=True, timeout=10_000)
+        durations.append(clock() - started)
+        if value != bench_job.RESULT:
+            raise SystemExit(f"get_result returned {value!r}")
+    return durations

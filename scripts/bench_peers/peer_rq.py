@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Callable, Optional
 
 import bench_job
@@ -19,6 +20,7 @@ HAS_BULK = True
 WORKER_CONFIG = "N x rq worker --worker-class SimpleWorker (no fork per job)"
 SINGLE_API = "Queue.enqueue"
 BULK_API = "Queue.enqueue_many (one pipeline)"
+CALL_API = "`Queue.enqueue(...).latest_result(timeout=10)`: XREAD BLOCK on the job's result stream"
 QUEUE = "bench"
 
 _queue: Optional[Queue] = None
@@ -56,3 +58,23 @@ def queue_bulk(count: int) -> None:
     """Queue ``count`` jobs with the bulk API."""
     assert _queue is not None
     _queue.enqueue_many([Queue.prepare_data(noop, (bench_job.COUNT,)) for _ in range(count)])
+
+
+def call_job(mode: int) -> str:
+    """The call workload's job: report that it ran, return a small result."""
+    bench_job.ran(mode)
+    return bench_job.RESULT
+
+
+def call_single(count: int) -> list[float]:
+    """Queue a job and block on its result stream (XREAD BLOCK), ``count`` times; each call's seconds."""
+    assert _queue is not None
+    enqueue, clock = _queue.enqueue, time.perf_counter
+    durations = []
+    for _ in range(count):
+        started = clock()
+        result = enqueue(call_job, bench_job.COUNT).latest_result(timeout=10)
+        durations.append(clock() - started)
+        if result is None or result.return_value != bench_job.RESULT:
+            raise SystemExit(f"RQ's latest_result gave {result!r}")
+    return durations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from typing import Any, Callable, Optional
 
 import bench_job
@@ -17,8 +18,10 @@ HAS_BULK = True
 WORKER_CONFIG = "saq --workers N, concurrency 10 (default)"
 SINGLE_API = "await Queue.enqueue"
 BULK_API = "asyncio.gather of Queue.enqueue, 100 at a time"
+CALL_API = "`await Queue.apply(..., timeout=10, poll_interval=0.01)`: polls (default 0.5 s)"
 BROKER_ENV = "QW_BENCH_BROKER"  # the broker URL, set by the driver for itself and the workers
 CONCURRENT = 100
+RESULT_POLL = 0.01  # how often apply() looks at the job (its default: 0.5 s)
 
 
 async def noop(ctx: dict[str, Any], *, mode: int) -> None:
@@ -26,10 +29,16 @@ async def noop(ctx: dict[str, Any], *, mode: int) -> None:
     bench_job.ran(mode)
 
 
+async def call_job(ctx: dict[str, Any], *, mode: int) -> str:
+    """The call workload's job: report that it ran, return a small result."""
+    bench_job.ran(mode)
+    return bench_job.RESULT
+
+
 # What ``saq peer_saq.settings`` runs; the queue connects lazily, in each process.
 settings = {
     "queue": Queue.from_url(os.environ[BROKER_ENV], name="bench"),
-    "functions": [noop],
+    "functions": [noop, call_job],
     "concurrency": 10,
 }
 
@@ -71,3 +80,22 @@ def queue_bulk(count: int) -> None:
         await queue.disconnect()
 
     asyncio.run(run())
+
+
+def call_single(count: int) -> list[float]:
+    """Enqueue a job and wait for its result with ``apply``, ``count`` times; each call's seconds."""
+
+    async def run() -> list[float]:
+        queue = Queue.from_url(os.environ[BROKER_ENV], name="bench")
+        await queue.connect()
+        clock, durations = time.perf_counter, []
+        for _ in range(count):
+            started = clock()
+            value = await queue.apply("call_job", timeout=10, poll_interval=RESULT_POLL, mode=bench_job.COUNT)
+            durations.append(clock() - started)
+            if value != bench_job.RESULT:
+                raise SystemExit(f"Queue.apply returned {value!r}")
+        await queue.disconnect()
+        return durations
+
+    return asyncio.run(run())

@@ -3,21 +3,45 @@
 -- qw:state, and changes in the same script that moves its id; a job that
 -- keeps a record (qw:history exists) also gets the event in its history.
 -- See docs/records.md for the fields and the states.
+-- #include priority
 
 -- Redis's clock, in seconds: "due" and every recorded time come from it,
--- so hosts with skewed clocks agree.
+-- so hosts with skewed clocks agree. Read once per script call: a script
+-- runs atomically, so one instant serves every step it takes.
+local QW_CLOCK = nil
 local function qw_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+  if not QW_CLOCK then
+    local t = redis.call('TIME')
+    QW_CLOCK = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  end
+  return QW_CLOCK
 end
 
--- The first 50 events of a record are kept; later ones are only counted
--- (qw:events), so a job that retries forever cannot grow without bound.
+-- The first 50 events of a record are kept, later ones dropped, so a job
+-- that retries forever cannot grow without bound.
 local QW_HISTORY_CAP = 50
+local QW_SHORTEST_EVENT = 38  -- {"event":"done","at":1796194464.6050}: fewer bytes mean fewer events
 
--- Append one event (a Lua table; its "at" is set here) to the history of
--- job hash `key`, if it keeps one. `history` is its qw:history when the
--- caller has read it already (false: not read yet).
+-- `history` (a JSON array) with `event` (a Lua table; its "at" is set here)
+-- appended; false when the cap is reached.
+local function qw_history_with(history, event, now)
+  if #history >= QW_HISTORY_CAP * QW_SHORTEST_EVENT then
+    local _, count = string.gsub(history, '"event":', '')
+    if count >= QW_HISTORY_CAP then
+      return false
+    end
+  end
+  event.at = now or qw_now()
+  local entry = cjson.encode(event)
+  if #history > 2 and string.sub(history, -1) == ']' then
+    return string.sub(history, 1, -2) .. ',' .. entry .. ']'
+  end
+  return '[' .. entry .. ']'
+end
+
+-- Append one event to the history of job hash `key`, if it keeps one.
+-- `history` is its qw:history when the caller has read it already (false
+-- or nil: not read yet).
 local function qw_note(key, event, now, history)
   if history == nil or history == false then
     history = redis.call('HGET', key, 'qw:history')
@@ -25,17 +49,10 @@ local function qw_note(key, event, now, history)
   if not history then
     return
   end
-  if redis.call('HINCRBY', key, 'qw:events', 1) > QW_HISTORY_CAP then
-    return
+  local longer = qw_history_with(history, event, now)
+  if longer then
+    redis.call('HSET', key, 'qw:history', longer)
   end
-  event.at = now or qw_now()
-  local entry = cjson.encode(event)
-  if #history > 2 and string.sub(history, -1) == ']' then
-    history = string.sub(history, 1, -2) .. ',' .. entry .. ']'
-  else
-    history = '[' .. entry .. ']'
-  end
-  redis.call('HSET', key, 'qw:history', history)
 end
 
 -- The namespace of every key, from the job hash prefix "<namespace>job:".
@@ -45,21 +62,149 @@ end
 
 -- The job settled (done, failed or cancelled): wake each waiter. A waiter
 -- counted itself in qw:waiters and blocks on all:settled:<id>; one token
--- per waiter, and the list expires soon after. `waiters` is qw:waiters
--- when already read (false: read it here).
+-- per waiter, and the list expires soon after. `waiters` is qw:waiters as
+-- the caller read it (false: none).
+-- A token says how the job settled, "<state>\n", and for a done job with a
+-- result of at most QW_TOKEN_RESULT bytes the result too, so that the
+-- waiter needs no read after it wakes.
 local QW_SETTLED_TTL = 60
-local function qw_wake_waiters(key, namespace, id, waiters)
-  if waiters == false then
-    waiters = redis.call('HGET', key, 'qw:waiters')
-  end
+local QW_TOKEN_RESULT = 65536
+local function qw_wake_waiters(key, namespace, id, waiters, state, result)
   local n = tonumber(waiters) or 0
   if n < 1 then
     return
   end
   local settled = namespace .. 'all:settled:' .. id
+  local token = (state or 'settled') .. '\n'
+  if state == 'done' and result and #result <= QW_TOKEN_RESULT then
+    token = token .. result
+  end
   for _ = 1, math.min(n, 1000) do
-    redis.call('RPUSH', settled, '1')
+    redis.call('RPUSH', settled, token)
   end
   redis.call('EXPIRE', settled, QW_SETTLED_TTL)
   redis.call('HDEL', key, 'qw:waiters')
+end
+
+-- How long a settled record stays: `ttl` seconds; a record that would not
+-- be kept (ttl 0) but has waiters stays long enough for them to read it; a
+-- tracked one stays until untracked.
+local function qw_expire(key, ttl, waiters, tracked)
+  if tracked then
+    redis.call('PERSIST', key)
+    return
+  end
+  if ttl <= 0 then
+    ttl = QW_SETTLED_TTL
+  end
+  redis.call('EXPIRE', key, math.ceil(ttl))
+end
+
+-- A job failed for good (it is in all:failed now): its state, time and
+-- event, and its waiters woken (its dependents: see qw_failed).
+local function qw_failed_state(key, namespace, id, error, now)
+  redis.call('HSET', key, 'qw:state', 'failed', 'qw:finished_at', now)
+  qw_note(key, {event = 'failed', error = error}, now)
+  qw_wake_waiters(key, namespace, id, redis.call('HGET', key, 'qw:waiters'), 'failed')
+end
+
+-- #include flow
+
+-- A run returned: delete the hash (a job that keeps nothing), or keep it as
+-- the record of a done job, its result with it, in this same step.
+-- `waiters`, `tracked`, `dependents` and `history` are qw:waiters,
+-- qw:tracked, qw:dependents and qw:history as read (or false).
+local function qw_done(key, namespace, id, ttl, result, waiters, tracked, dependents, history)
+  if dependents then
+    qw_release(namespace, id, 'done', '', result)
+  end
+  if ttl <= 0 and not waiters and not tracked then
+    redis.call('DEL', key)
+    return
+  end
+  local now = qw_now()
+  redis.call('HDEL', key, 'qw:running', 'qw:cancel')
+  local fields = {'qw:state', 'done', 'qw:finished_at', now}
+  if result ~= '' then
+    fields[5], fields[6] = 'qw:result', result
+  end
+  local longer = history and qw_history_with(history, {event = 'done'}, now)
+  if longer then
+    fields[#fields + 1] = 'qw:history'
+    fields[#fields + 1] = longer
+  end
+  redis.call('HSET', key, unpack(fields))
+  redis.call('ZADD', namespace .. 'all:finished', now, id)
+  qw_wake_waiters(key, namespace, id, waiters, 'done', result)
+  qw_expire(key, ttl, waiters, tracked)
+end
+
+-- A claim of a job that keeps a record: its start time and a "claimed"
+-- event. `fields` is the hash as the claim read it (HGETALL).
+local function qw_claimed(key, fields, worker)
+  for i = 1, #fields, 2 do
+    if fields[i] == 'qw:history' then
+      local now = qw_now()
+      local longer = qw_history_with(fields[i + 1], {event = 'claimed', worker = worker}, now)
+      if longer then
+        redis.call('HSET', key, 'qw:started_at', now, 'qw:history', longer)
+      else
+        redis.call('HSET', key, 'qw:started_at', now)
+      end
+      return
+    end
+  end
+end
+
+-- A job failed for good (it is in all:failed now): its state, time, event,
+-- waiters and dependents. Failed records stay, as the failed list does.
+local function qw_failed(key, namespace, id, error)
+  qw_failed_state(key, namespace, id, error, qw_now())
+  if redis.call('HEXISTS', key, 'qw:dependents') == 1 then
+    qw_release(namespace, id, 'failed', error, '')
+  end
+end
+
+-- The job will not run (again): its state, time, event and waiters, and the
+-- record kept `ttl` seconds (its own qw:result_ttl first).
+local function qw_cancelled(key, namespace, id, ttl, waiters, tracked, own_ttl)
+  if redis.call('HEXISTS', key, 'qw:dependents') == 1 then
+    qw_release(namespace, id, 'cancelled', '', '')
+  end
+  local now = qw_now()
+  redis.call('HDEL', key, 'qw:running', 'qw:cancel')
+  redis.call('HSET', key, 'qw:state', 'cancelled', 'qw:finished_at', now)
+  qw_note(key, {event = 'cancelled'}, now)
+  redis.call('ZADD', namespace .. 'all:finished', now, id)
+  qw_wake_waiters(key, namespace, id, waiters, 'cancelled')
+  qw_expire(key, tonumber(own_ttl) or ttl, waiters, tracked)
+end
+
+-- A job queued with a record puts qw:history first among its fields (ARGV
+-- index `at`), its value a placeholder: it becomes the "queued" event at
+-- Redis's time here. qw:tags and qw:tracked, when given, follow it: each
+-- tag's index (all:tag:<tag>), the index of tags (all:tags) and the tracked
+-- set (all:tracked) get the id. Returns the time used (`now`, if given).
+local function qw_open_record(argv, at, namespace, id, now)
+  if argv[at] ~= 'qw:history' then
+    return now
+  end
+  now = now or qw_now()
+  argv[at + 1] = cjson.encode({{event = 'queued', at = now}})
+  local i = at + 2
+  while argv[i] == 'qw:tags' or argv[i] == 'qw:tracked' do
+    if argv[i] == 'qw:tracked' then
+      redis.call('SADD', namespace .. 'all:tracked', id)
+    else
+      local ok, tags = pcall(cjson.decode, argv[i + 1])
+      if ok and type(tags) == 'table' then
+        for _, tag in ipairs(tags) do
+          redis.call('ZADD', namespace .. 'all:tag:' .. tag, now, id)
+          redis.call('ZADD', namespace .. 'all:tags', now, tag)
+        end
+      end
+    end
+    i = i + 2
+  end
+  return now
 end
