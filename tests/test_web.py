@@ -311,3 +311,17 @@ def test_what_another_program_wrote_does_not_break_a_page(web: WebServer, client
     for path in ("/", "/workers", "/queues", "/jobs?all=1"):
         answer = web.signed_in("GET", path)
         assert answer.status == 200 and "<b>2" not in answer.text and "<script>\n" not in answer.text, path
+
+
+def test_a_queue_with_priorities_is_listed_in_the_order_jobs_run(web: WebServer, client: Client) -> None:
+    plain = [client.queue_job({"n": i}, job_id=f"p{i}") for i in range(3)]
+    client.queue_job({"n": "urgent"}, job_id="urgent", priority=-5)
+    client.queue_job({"n": "late"}, job_id="late", priority=7)
+    assert client.get_all_queued_jobs() == ["urgent", *plain, "late"]  # qw's own order
+    overview = web.signed_in("GET", "/").text
+    assert re.search(r'data-queue="all:jobs">5<', overview) and re.search(r'id="count-queued">5<', overview)
+    listed = re.findall(r'class="id" href="/jobs/([^"]+)"', web.signed_in("GET", "/queues/shared").text)
+    assert listed == ["urgent", *plain, "late"] and "qw:prio" not in "".join(listed)
+    pages = [re.findall(r'class="id" href="/jobs/([^"]+)"', web.signed_in("GET", f"/queues/shared?size=2&page={n}").text)
+             for n in (1, 2, 3)]
+    assert pages == [["urgent", "p0"], ["p1", "p2"], ["late"]]
