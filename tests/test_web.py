@@ -325,3 +325,22 @@ def test_a_queue_with_priorities_is_listed_in_the_order_jobs_run(web: WebServer,
     pages = [re.findall(r'class="id" href="/jobs/([^"]+)"', web.signed_in("GET", f"/queues/shared?size=2&page={n}").text)
              for n in (1, 2, 3)]
     assert pages == [["urgent", "p0"], ["p1", "p2"], ["late"]]
+
+
+def test_records_of_finished_jobs_are_found_and_a_queued_job_cancelled(web: WebServer, client: Client,
+                                                                       start_manager, records) -> None:
+    kept = client.queue_job({"dir": str(records.dir)}, result_ttl=300, tags=["nightly"])
+    start_manager(num_workers=1, name="m1")
+    wait_for(lambda: client.job(kept).state == "done", what="the job to be done")
+    found = web.signed_in("GET", "/jobs?state=done&all=1").text
+    assert f"/jobs/{kept}" in found and '<span class="tag">nightly</span>' in found
+    assert f"/jobs/{kept}" not in web.signed_in("GET", "/jobs?state=cancelled&all=1").text
+    page = web.signed_in("GET", f"/jobs/{kept}").text
+    assert '<dd id="state">done' in page and 'id="history"' in page and 'id="cancel"' not in page
+    waiting = client.queue_job({"n": 1}, queue="nobody-serves-this")
+    page = web.signed_in("GET", f"/jobs/{waiting}").text
+    assert 'id="cancel"' in page
+    answer = web.signed_in("POST", "/cancel", {"id": waiting, "csrf": web.csrf(f"/jobs/{waiting}")})
+    assert answer.status == 200 and f"{waiting}: cancelled" in answer.text
+    assert client.job(waiting).state == "cancelled"
+    assert f"/jobs/{waiting}" in web.signed_in("GET", "/jobs?state=cancelled&all=1").text

@@ -1,4 +1,4 @@
-"""The actions (POST): retry and delete failed jobs, and the control commands of a manager.
+"""The actions (POST): retry and delete failed jobs, cancel jobs, and the control commands of a manager.
 
 Each takes the checked form and returns a :class:`Done` page saying what
 became of each job or what the manager answered. None queues a job of its
@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 
 from ..client import Client
 from ..control import OPERATIONS, ControlError
+from ..exceptions import QwError
 from . import failures, params
 
 CONTROL_WAIT = 5.0  # seconds a command waits for its manager's answer
@@ -66,6 +67,24 @@ def delete(client: Client, form: Form) -> Done:
 def purge(client: Client, form: Form) -> Done:
     """Delete every failed job."""
     return Done("Purge the failed list", [f"deleted {client.purge_failed()} failed job(s)"], "/failed")
+
+
+def cancel(client: Client, form: Form) -> Done:
+    """Cancel the chosen jobs: queued, scheduled or waiting ones at once, a running one at its next check."""
+    ids = params.job_ids(form.get("id", []))
+    if not ids:
+        raise params.BadRequest("no job chosen")
+    lines, ok = [], True
+    for job_id in ids:
+        try:
+            done = client.cancel(job_id)
+        except QwError as exc:  # no record of it
+            done, lines = False, lines + [f"{job_id}: {exc}"]
+            ok = False
+            continue
+        ok = ok and done
+        lines.append(f"{job_id}: {'cancelled' if done else 'already settled'}")
+    return Done("Cancel", lines, _back(form, "/jobs"), ok)
 
 
 def control(client: Client, form: Form, manager: str, command: str) -> Done:

@@ -94,6 +94,7 @@ class Dashboard:
             Route("/failed/retry", act(lambda c, f, p: actions.retry(c, f)), methods=["POST"]),
             Route("/failed/delete", act(lambda c, f, p: actions.delete(c, f)), methods=["POST"]),
             Route("/failed/purge", act(lambda c, f, p: actions.purge(c, f)), methods=["POST"]),
+            Route("/cancel", act(lambda c, f, p: actions.cancel(c, f)), methods=["POST"]),
             Route("/managers/{manager:str}/{command:str}",
                   act(lambda c, f, p: actions.control(c, f, p["manager"], p["command"])), methods=["POST"]),
             Route("/login", self._login_form, methods=["GET"]),

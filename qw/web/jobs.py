@@ -18,11 +18,13 @@ from typing import Any, Iterable, Optional
 from .. import job as jobcodec
 from ..client import Client
 from ..exceptions import JobDataError
+from ..inspection import is_marker, member_id, priority_set
+from ..keeping import STATES as KEPT_STATES
 from ..store import text
 from .places import Place
 
 SEARCH_WINDOW = 2_000  # ids read per search, over all the places searched
-STATES = ("queued", "running", "scheduled", "failed")
+STATES = KEPT_STATES  # queued, scheduled, waiting, running, retrying, done, failed, cancelled
 _SUMMARY = ("qw:task", "qw:queued_at", "qw:state", "qw:error", "qw:attempts", "qw:failed_at", "qw:running",
             "qw:tags")
 
@@ -48,7 +50,7 @@ def summaries(client: Client, ids: Iterable[str], where: Optional[list[str]] = N
                "attempts": int(_number(values["qw:attempts"]) or 0),
                "failed_at": _number(values["qw:failed_at"]),
                "tags": _tags(values["qw:tags"])}
-        row["state"] = values["qw:state"] or (where[i] if where and where[i] else _guess(values))
+        row["state"] = state_of(values, where[i] if where else "")
         rows.append(row)
     return rows
 
@@ -106,19 +108,25 @@ def search(client: Client, places: list[Place], state: str, task: str, error: st
     task, error or tag filter reads job hashes, three fields each.
     """
     keys = client.keys
-    sources: list[tuple[str, str, str]] = []  # (key, how to read it, the state of what is there or "")
+    # (key, how to read it, the state of what is there, or "" where the record's qw:state says)
+    sources: list[tuple[str, str, str]] = []
     if state in ("", "queued"):
         sources += [(p.key(client), "queue", "queued") for p in places if p.kind != "worker"]
-    if state in ("", "running"):
+        sources += [(priority_set(p.key(client)), "prio", "queued") for p in places if p.kind != "worker"]
+    if state in ("", "running", "queued"):
         # A worker's list holds the job it runs and, with prefetch, some it holds: told by qw:running.
         sources += [(p.key(client), "queue", "") for p in places if p.kind == "worker"]
-    if state in ("", "scheduled"):
+    if state in ("", "scheduled", "retrying"):
         sources.append((keys.all_scheduled, "zset", "scheduled"))
+    if state in ("", "waiting"):
+        sources.append((keys.all_waiting, "zset", "waiting"))
     if state in ("", "failed"):
         sources.append((keys.all_failed, "failed", "failed"))
+    if state in ("", "done", "cancelled"):
+        sources.append((keys.all_finished, "newest", ""))  # kept records of settled jobs
     pipe = client.redis.pipeline(transaction=False)
     for key, how, _state in sources:
-        if how == "zset":
+        if how in ("zset", "prio", "newest"):
             pipe.zcard(key)
         else:
             pipe.llen(key)
@@ -129,31 +137,41 @@ def search(client: Client, places: list[Place], state: str, task: str, error: st
     for (key, how, _state), share in reads:
         if how == "queue":
             pipe.lrange(key, -share, -1)  # the next to run
-        elif how == "zset":
-            pipe.zrange(key, 0, share - 1)  # the soonest due
+        elif how in ("zset", "prio"):
+            pipe.zrange(key, 0, share - 1)  # the soonest due, the first to run
+        elif how == "newest":
+            pipe.zrevrange(key, 0, share - 1)  # the latest settled
         else:
             pipe.lrange(key, 0, share - 1)  # the newest failed
     replies = pipe.execute() if reads else []
     found: list[tuple[str, str]] = []
     for ids_raw, ((_key, how, where), _share) in zip(replies, reads):
-        ids = [text(x) for x in ids_raw]
+        if how == "prio":
+            ids = [member_id(x) for x in ids_raw]
+        else:
+            ids = [text(x) for x in ids_raw if not is_marker(x)]
         found += [(job_id, where) for job_id in (reversed(ids) if how == "queue" else ids)]
     capped = sum(shares) < sum(sizes)
     looked_at = len(found)
-    if task or error or tag:
-        found = _matching(client, found, task.lower(), error.lower(), tag)
+    if task or error or tag or state:
+        found = _matching(client, found, task.lower(), error.lower(), tag, state)
     return {"matches": found, "looked_at": looked_at, "capped": capped}
 
 
 def _matching(client: Client, found: list[tuple[str, str]], task: str, error: str,
-              tag: str) -> list[tuple[str, str]]:
-    """The ids whose task and last error contain ``task`` and ``error`` (lower case) and whose tags
-    include ``tag``: three fields each."""
+              tag: str, state: str) -> list[tuple[str, str]]:
+    """The ids whose task and last error contain ``task`` and ``error`` (lower case), whose tags
+    include ``tag`` and whose state is ``state``: a few fields each."""
+    fields = ("qw:task", "qw:error", "qw:tags", "qw:state", "qw:running", "qw:failed_at")
     pipe = client.redis.pipeline(transaction=False)
     for job_id, _where in found:
-        pipe.hmget(client.keys.job(job_id), "qw:task", "qw:error", "qw:tags")
+        pipe.hmget(client.keys.job(job_id), *fields)
     kept = []
-    for (job_id, where), (job_task, job_error, job_tags) in zip(found, pipe.execute() if found else []):
+    for (job_id, where), values in zip(found, pipe.execute() if found else []):
+        job_task, job_error, job_tags = values[:3]
+        meta = dict(zip(fields, (text(v) if v is not None else None for v in values)))
+        if state and state_of(meta, where) != state:
+            continue
         if tag and (job_tags is None or tag not in _tags(text(job_tags))):
             continue
         if task and (job_task is None or task not in text(job_task).lower()):
@@ -180,6 +198,11 @@ def allot(sizes: list[int], budget: int) -> list[int]:
         remaining -= sizes[smallest]
         pending.pop(0)
     return shares
+
+
+def state_of(meta: dict[str, Any], where: str = "") -> str:
+    """A job's state: its ``qw:state`` where kept, else what its place says, else told from its fields."""
+    return meta.get("qw:state") or where or _guess(meta)
 
 
 def _guess(meta: dict[str, Any]) -> str:
