@@ -344,3 +344,10 @@ def test_records_of_finished_jobs_are_found_and_a_queued_job_cancelled(web: WebS
     assert answer.status == 200 and f"{waiting}: cancelled" in answer.text
     assert client.job(waiting).state == "cancelled"
     assert f"/jobs/{waiting}" in web.signed_in("GET", "/jobs?state=cancelled&all=1").text
+
+
+def test_the_overview_counts_jobs_waiting_for_others(web: WebServer, client: Client) -> None:
+    first = client.queue_job({"n": 1}, queue="nobody-serves-this")
+    client.queue_job({"n": 2}, depends_on=[first])
+    assert re.search(r'id="count-waiting"><a href="/jobs\?state=waiting">1<', web.signed_in("GET", "/").text)
+    assert "1 match(es)" in web.signed_in("GET", "/jobs?state=waiting").text

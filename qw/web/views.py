@@ -41,12 +41,14 @@ def overview(client: Client, query: Mapping[str, str], path: Mapping[str, str]) 
     pipe = client.redis.pipeline(transaction=False)
     pipe.zcard(keys.all_scheduled)
     pipe.llen(keys.all_failed)
-    scheduled, failed = pipe.execute()
+    pipe.zcard(keys.all_waiting)
+    scheduled, failed, waiting = pipe.execute()
     in_progress = sum(1 for m in rows for w in m["workers"] if w["job"])
     hour = charts.recent(client, params.integer(query, "hours", 1, 1, HOURS_MAX))
     days = charts.days(client)
     return Page("overview.html", {
         "managers": rows, "queues": queues, "scheduled": int(scheduled), "failed": int(failed),
+        "waiting": int(waiting),
         "in_progress": in_progress, "queued": sum(q["depth"] for q in queues), "hour": hour,
         "throughput": charts.throughput_svg(hour["series"], hour["step"]),
         "failure": charts.failure_svg(hour["series"]), "hours_choices": (1, 6, 24), "days": days,
