@@ -18,7 +18,7 @@ import pytest
 from selenium import webdriver  # the test extra
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from web_support import TOKEN, WebServer, serving
+from web_support import TOKEN, WebServer, failed_by_hand, serving
 
 from qw import Client, Manager
 
@@ -202,10 +202,26 @@ def test_a_form_on_another_origin_cannot_change_anything(browser: webdriver.Chro
     assert client.redis.lrange(client.keys.all_failed, 0, -1) == [b"kept"]
 
 
-def test_no_page_logs_a_console_error(browser: webdriver.Chrome, web: WebServer, client: Client) -> None:
-    client.queue_job({"x": 1}, job_id="j1")
+def test_each_page_shows_what_redis_holds_and_logs_no_console_error(browser: webdriver.Chrome, web: WebServer,
+                                                                    client: Client) -> None:
+    client.queue_jobs([{"n": i} for i in range(3)])
+    client.queue_job({"x": 1}, job_id="j1", queue="emails")
+    for i in range(2):
+        failed_by_hand(client, f"f{i}", {"i": i}, "KeyError: 'user'")
+    client.redis.zadd(client.keys.all_scheduled, {"later": time.time() + 3600})
     _sign_in(browser, web, "/")
     browser.get_log("browser")  # drop what came before
-    for path in ("/", "/queues", "/queues/shared", "/workers", "/jobs", "/jobs?all=1", "/jobs/j1", "/failed"):
+    expected = {"/?poll=0": {"#count-queued": "3", "#count-failed": "2", "#count-scheduled": "1"},
+                "/queues?poll=0": {'[data-queue="all:jobs"]': "3", "#scheduled": "1"},
+                "/queues/shared?poll=0": {"#depth": "3"},
+                "/queues/named/emails?poll=0": {"#depth": "1"},
+                "/queues/scheduled?poll=0": {"#count": "1"},
+                "/failed?poll=0": {"#failed-total": "2", '[data-type="KeyError"] td.num': "2"},
+                "/jobs/j1?poll=0": {"#state": "queued"},
+                "/jobs?state=failed&poll=0": {"#looked": "2 match(es) among 2 job(s) looked at."},
+                "/workers?poll=0": {}}
+    for path, shown in expected.items():
         browser.get(web.url + path)
+        for css, text in shown.items():
+            assert _text(browser, css) == text, (path, css)
     assert _console_errors(browser) == []
