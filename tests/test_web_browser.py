@@ -225,3 +225,21 @@ def test_each_page_shows_what_redis_holds_and_logs_no_console_error(browser: web
         for css, text in shown.items():
             assert _text(browser, css) == text, (path, css)
     assert _console_errors(browser) == []
+
+
+def test_the_live_page_says_when_redis_is_gone_and_recovers(browser: webdriver.Chrome,
+                                                            private_redis: RedisServer) -> None:
+    server = WebServer(private_redis.url)
+    try:
+        browser.get(server.url + "/login?next=%2F%3Fpoll%3D1")
+        browser.find_element(By.ID, "token").send_keys(TOKEN)
+        browser.find_element(By.ID, "sign-in").click()
+        assert _arrived(browser, "#count-queued") == "0"
+        private_redis.kill()
+        wait_for(lambda: "cannot reach Redis" in _text(browser, "#live-state"), what="the page to say so")
+        private_redis.start()
+        Client(url=private_redis.url).queue_job({"n": 1})
+        wait_for(lambda: _text(browser, "#count-queued") == "1", what="the page to recover")
+        assert _text(browser, "#live-state") == "refreshing every 1 s"
+    finally:
+        server.stop()
