@@ -351,3 +351,12 @@ def test_the_overview_counts_jobs_waiting_for_others(web: WebServer, client: Cli
     client.queue_job({"n": 2}, depends_on=[first])
     assert re.search(r'id="count-waiting"><a href="/jobs\?state=waiting">1<', web.signed_in("GET", "/").text)
     assert "1 match(es)" in web.signed_in("GET", "/jobs?state=waiting").text
+
+
+def test_the_overview_shows_one_task_or_queue_and_refuses_a_bad_one(web: WebServer, client: Client) -> None:
+    page = web.signed_in("GET", "/?task=mail.send&hours=6").text
+    assert "Last 6 hour(s): task mail.send" in page and "(not kept per task or queue)" in page
+    assert "queue emails" in web.signed_in("GET", "/?queue=emails").text
+    for bad in ("/?task=a%20b", "/?queue=all", "/?task=x&queue=y"):
+        answer = web.signed_in("GET", bad)
+        assert answer.status == 400 and "bad request" in answer.text, bad

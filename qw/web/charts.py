@@ -22,11 +22,14 @@ BARS = 60
 DAYS = 7  # the managers' default history of days
 
 
-def recent(client: Client, hours: int = 1, now: Optional[float] = None) -> dict[str, Any]:
-    """All managers' figures over the last ``hours`` in :data:`BARS` bars (current last), and a summary."""
+def recent(client: Client, hours: int = 1, now: Optional[float] = None,
+           scope: Optional[stats.Scope] = None) -> dict[str, Any]:
+    """The figures of ``scope`` (all managers, or one task or named queue) over the last ``hours``
+    in :data:`BARS` bars (the current last), and a summary."""
     now = time.time() if now is None else now
     minutes = hours * 60
-    periods = stats.read(client.redis, client.keys, None, stats.MINUTE, minutes, now)
+    scope = scope or stats.Scope()
+    periods = stats.read(client.redis, client.keys, scope, stats.MINUTE, minutes, now)
     step = max(1, minutes // BARS)  # minutes per bar
     series = []
     for first in range(0, len(periods), step):
@@ -35,17 +38,20 @@ def recent(client: Client, hours: int = 1, now: Optional[float] = None) -> dict[
         settled = sum(figures.counters.get(name, 0) for name in stats.OUTCOMES)
         failed = figures.counters.get("failed", 0) + figures.counters.get("retried", 0)
         series.append({"start": chunk[0][0], "settled": settled, "failed": failed})
-    summary = stats.summary(stats.total(periods), (minutes - 1) * 60 + now % 60)
-    return {"series": series, "summary": summary, "hours": hours, "step": step}
+    summary = stats.summary(stats.total(periods), (minutes - 1) * 60 + now % 60, scope.uncounted)
+    return {"series": series, "summary": summary, "hours": hours, "step": step, "scope": scope.label}
 
 
-def days(client: Client, count: int = DAYS, now: Optional[float] = None) -> list[dict[str, Any]]:
-    """All managers' figures per day (UTC) over the last ``count`` days, the newest first."""
+def days(client: Client, count: int = DAYS, now: Optional[float] = None,
+         scope: Optional[stats.Scope] = None) -> list[dict[str, Any]]:
+    """The figures of ``scope`` (default: all managers) per UTC day, the last ``count`` days, newest first."""
     now = time.time() if now is None else now
+    scope = scope or stats.Scope()
     rows = []
-    for start, figures in reversed(stats.read(client.redis, client.keys, None, stats.DAY, count, now)):
+    for start, figures in reversed(stats.read(client.redis, client.keys, scope, stats.DAY, count, now)):
         elapsed = now - start if start + 86400 > now else 86400
-        rows.append({"day": time.strftime("%Y-%m-%d", time.gmtime(start)), **stats.summary(figures, elapsed)})
+        rows.append({"day": time.strftime("%Y-%m-%d", time.gmtime(start)),
+                     **stats.summary(figures, elapsed, scope.uncounted)})
     return rows
 
 

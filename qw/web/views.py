@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import quote
 
+from .. import stats
 from ..client import Client
 from ..store import text
 from . import charts, failures, jobs, managers, params
@@ -44,14 +45,17 @@ def overview(client: Client, query: Mapping[str, str], path: Mapping[str, str]) 
     pipe.zcard(keys.all_waiting)
     scheduled, failed, waiting = pipe.execute()
     in_progress = sum(1 for m in rows for w in m["workers"] if w["job"])
-    hour = charts.recent(client, params.integer(query, "hours", 1, 1, HOURS_MAX))
-    days = charts.days(client)
+    # Figures of one task or named queue with ?task= or ?queue= (qw keeps those over all managers).
+    scope = stats.Scope(task=params.optional_text(query, "task"), queue=params.optional_text(query, "queue"))
+    hour = charts.recent(client, params.integer(query, "hours", 1, 1, HOURS_MAX), scope=scope)
+    days = charts.days(client, scope=scope)
     return Page("overview.html", {
         "managers": rows, "queues": queues, "scheduled": int(scheduled), "failed": int(failed),
         "waiting": int(waiting),
         "in_progress": in_progress, "queued": sum(q["depth"] for q in queues), "hour": hour,
         "throughput": charts.throughput_svg(hour["series"], hour["step"]),
         "failure": charts.failure_svg(hour["series"]), "hours_choices": (1, 6, 24), "days": days,
+        "task": scope.task or "", "queue": scope.queue or "",
     })
 
 
