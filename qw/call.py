@@ -20,11 +20,14 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Mapping, Optional, Protocol, Sequence, overload
 
+from . import when
 from .exceptions import ConfigError, JobDataError
 from .job import json_kind
 from .keys import META_PREFIX, validate_manager_name, validate_queue_name
+from .when import Delay, Due
 
 TASK_FIELD = META_PREFIX + "task"
 ARGS_FIELD = META_PREFIX + "args"
@@ -54,7 +57,9 @@ class Call:
     as a list. Where it goes: ``queue`` (a queue name; None or ``"all"`` is
     the shared ``all:jobs``), or else ``manager`` and/or ``worker`` as for
     ``Client.queue_job``; a call gives a queue or a manager/worker, not both.
-    ``job_id``, ``max_attempts`` and ``timeout`` are ``queue_job``'s options.
+    ``job_id``, ``max_attempts`` and ``timeout`` are ``queue_job``'s options;
+    ``delay`` (seconds or a timedelta) or ``at`` (an aware datetime) queue
+    it for later, as ``queue_job`` does.
 
     The JSON is made here, once, and :meth:`meta` returns it: treat a call
     as read-only once built (changing ``args`` would not change what is
@@ -71,7 +76,11 @@ class Call:
     job_id: Optional[str] = None
     max_attempts: Optional[int] = None
     timeout: Optional[float] = None
+    delay: Optional[Delay] = None
+    at: Optional[datetime] = None
     _meta: dict[str, str] = field(init=False, repr=False, compare=False)
+    #: When it is due (from ``delay`` or ``at``; see :mod:`qw.when`), or None: queue it now.
+    due: Optional[Due] = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         check_task_name(self.task)
@@ -98,6 +107,8 @@ class Call:
             raise ConfigError(f"job_id must be a non-empty string, got {self.job_id!r}")
         check_max_attempts(self.max_attempts)
         check_timeout(self.timeout)
+        if self.delay is not None or self.at is not None:
+            self.due = when.due(self.delay, self.at)
 
     def meta(self) -> dict[str, str]:
         """The ``qw:task``, ``qw:args`` and (when there are any) ``qw:kwargs`` fields, as strings."""

@@ -15,11 +15,12 @@ calls), :mod:`qw.seed` (registration, ``fetch_next_job``,
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import redis
 
-from . import census, failed, inspection, seed, task_queuing
+from . import census, failed, inspection, schedule, seed, task_queuing, when
 from .call import Call
 from .connection import RedisConfig, translated
 from .control import send
@@ -29,6 +30,7 @@ from .keys import Keys, validate_manager_name
 from .queuing import DEFAULT_BATCH, STATS_TTLS, Producer
 from .scripts import Scripts
 from .store import Store
+from .when import Delay
 
 __all__ = ["Client", "FailedJob", "DEFAULT_BATCH", "STATS_TTLS"]
 
@@ -130,6 +132,8 @@ class Client:
         job_id: Optional[str] = None,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
+        delay: Optional[Delay] = None,
+        at: Optional[datetime] = None,
     ) -> str:
         """Queue one job in one atomic step and return its id.
 
@@ -140,8 +144,14 @@ class Client:
         A ``job_id`` that already exists is not queued again, so a caller
         can safely repeat a queue call whose reply it did not get.
         ``max_attempts`` and ``timeout`` (seconds) override the manager's
-        defaults for this job.
+        defaults for this job. ``delay`` (seconds or a timedelta) or ``at``
+        (a datetime with a time zone; past: now) queue it for later: its
+        state is ``scheduled`` until a manager moves it to its queue, on time.
         """
+        due = when.due(delay, at)
+        if due is not None:
+            return schedule.schedule_job(self._producer, job_data, due, manager, worker, job_id, max_attempts,
+                                         timeout, queue)
         return self._producer.queue_job(job_data, manager, worker, job_id, max_attempts, timeout, queue)
 
     def queue_jobs(
@@ -154,14 +164,20 @@ class Client:
         batch_size: int = DEFAULT_BATCH,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
+        delay: Optional[Delay] = None,
+        at: Optional[datetime] = None,
     ) -> list[str]:
         """Queue many jobs, one round trip per batch; return their ids in order.
 
         Every job is checked before the first is sent, so bad data queues
         nothing. Each job is queued atomically; a batch cut short by a lost
-        connection leaves the jobs before the cut queued. ``queue``: as for
-        :meth:`queue_job`.
+        connection leaves the jobs before the cut queued. ``queue``,
+        ``delay``, ``at``: as for :meth:`queue_job` (all due at once).
         """
+        due = when.due(delay, at)
+        if due is not None:
+            return schedule.schedule_jobs(self._producer, jobs, due, manager, worker, batch_size, max_attempts,
+                                          timeout, queue)
         return self._producer.queue_jobs(jobs, manager, worker, batch_size, max_attempts, timeout, queue)
 
     # -- queuing tasks -------------------------------------------------------
@@ -171,8 +187,10 @@ class Client:
 
         What ``Task.delay`` and ``send_with`` use. The call says where it
         goes (``worker``, else ``manager``, else ``queue``) and holds its own
-        ``job_id``, ``max_attempts`` and ``timeout``.
+        ``job_id``, ``max_attempts``, ``timeout`` and due time (``delay``, ``at``).
         """
+        if call.due is not None:
+            return schedule.schedule_call(self._producer, call)
         return task_queuing.queue_call(self._producer, call)
 
     def queue_calls(self, calls: Iterable[Call], batch_size: int = DEFAULT_BATCH) -> list[str]:
@@ -181,6 +199,10 @@ class Client:
         What ``Task.map`` uses. Calls to different lists may be mixed; each
         keeps its place in its list's order.
         """
+        if not isinstance(calls, task_queuing.CallBatch):
+            calls = list(calls)
+            if any(call.due is not None for call in calls):  # checked already, when each was built
+                return [self.queue_call(call) for call in calls]
         return task_queuing.queue_calls(self._producer, calls, batch_size)
 
     def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> JobHandle:
@@ -204,6 +226,8 @@ class Client:
         job_id: Optional[str] = None,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
+        delay: Optional[Delay] = None,
+        at: Optional[datetime] = None,
     ) -> JobHandle:
         """Queue a call of ``task`` (a task name or an import path) with every option.
 
@@ -213,7 +237,7 @@ class Client:
         (``task.send_with`` does).
         """
         call = Call(task, args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
-                    max_attempts=max_attempts, timeout=timeout)
+                    max_attempts=max_attempts, timeout=timeout, delay=delay, at=at)
         return JobHandle(self.queue_call(call), self)
 
     # -- taking jobs (the seed API; Worker uses Claimer directly) ----------
@@ -266,7 +290,7 @@ class Client:
         return inspection.get_all_pending_jobs(self._store)
 
     def get_scheduled_jobs(self) -> list[tuple[str, float]]:
-        """Jobs waiting for a retry, as ``(job_id, due_at)`` (unix seconds), soonest first."""
+        """Delayed jobs and jobs waiting for a retry, as ``(job_id, due_at)`` (unix seconds), soonest first."""
         return inspection.get_scheduled_jobs(self._store)
 
     def get_stats(self, manager: Optional[str] = None, *, task: Optional[str] = None,

@@ -26,7 +26,12 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
      "idle worker name -> client id it blocks on, for the workers serving that queue; at most one entry "
      "per such worker, removed when it claims or leaves"),
     ("all:failed", "list", "ids of failed jobs; their hashes keep qw:error, qw:errors and qw:traceback"),
-    ("all:scheduled", "zset", "ids waiting for a retry, scored by when they are due (unix seconds)"),
+    ("all:scheduled", "zset",
+     "ids of delayed jobs and of jobs waiting for a retry, scored by when they are due (unix seconds, "
+     "Redis's clock)"),
+    ("all:scheduled:wake", "list",
+     "at most one token, pushed when a job is scheduled sooner than the earliest one: wakes a manager's "
+     "scheduler; expires after 10 s"),
     ("all:orphaned", "set", "names of departed managers whose own queue still holds jobs"),
     ("all:reaper", "string", "lock held by the one manager reaping departed managers right now"),
     ("<manager>:heartbeat", "string", "the manager's lease: its holder, expiring unless renewed"),
@@ -145,6 +150,11 @@ class Keys:
     @property
     def all_scheduled(self) -> str:
         return f"{self.namespace}all:scheduled"
+
+    @property
+    def all_scheduled_wake(self) -> str:
+        """Where a scheduler blocks; a job due sooner than the earliest one pushes a token."""
+        return f"{self.all_scheduled}:wake"
 
     @property
     def all_orphaned(self) -> str:

@@ -5,7 +5,7 @@ A pre-fork arbiter, cut into parts that each do one thing:
 - :mod:`qw.options` checks the options (one table) and keeps them (``Settings``);
 - :mod:`qw.pool` holds the worker slots: spawn, resize, retire, deaths and their requeue;
 - :mod:`qw.duties` are the chores run each tick or when their socket is
-  readable: lease renewal, time limits, health, statistics, retries due,
+  readable: lease renewal, time limits, health, statistics, due delayed jobs and retries,
   reaping lapsed managers, the control inbox, the metrics endpoint;
 - :mod:`qw.commands` carries out requests (signals, other threads, Redis);
 - :mod:`qw.supervisor` is the loop, the one ``wait()``;
@@ -33,7 +33,7 @@ from .duties.health import PublishHealth
 from .duties.inbox import ControlInbox
 from .duties.lease import RenewLease
 from .duties.reaper import ReapDeparted
-from .duties.retries import PromoteRetries
+from .duties.scheduler import PromoteDue
 from .duties.stats import FlushStats
 from .duties.time_limits import EnforceTimeLimits
 from .exceptions import QwError
@@ -157,7 +157,7 @@ class Manager:
             EnforceTimeLimits(pool, settings),
             self._health,
             self._flush,
-            PromoteRetries(client, settings, name),
+            PromoteDue(client, name),
             ReapDeparted(client, settings, name),
             ControlInbox(self.inbox, self._commands.requests),
         ]

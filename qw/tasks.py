@@ -32,6 +32,7 @@ import functools
 import inspect
 import sys
 import threading
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, overload
 
@@ -39,6 +40,7 @@ from .call import Call, CallBatch, CallQueue, check_max_attempts, check_timeout,
 from .exceptions import ConfigError
 from .handle import JobHandle
 from .keys import validate_queue_name, validate_task_name
+from .when import Delay
 
 #: Every task declared in this process, by name.
 registry: dict[str, Task] = {}
@@ -134,6 +136,10 @@ class Task:
 
     fire = delay
 
+    def fire_at(self, delay: Delay, *args: Any, **kwargs: Any) -> JobHandle:
+        """Queue ``fn(*args, **kwargs)`` to run after ``delay`` (a timedelta or seconds)."""
+        return self.send_with(args, kwargs, delay=delay)
+
     def send_with(
         self,
         args: Sequence[Any] = (),
@@ -145,6 +151,8 @@ class Task:
         job_id: Optional[str] = None,
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
+        delay: Optional[Delay] = None,
+        at: Optional[datetime] = None,
         client: Optional[CallQueue] = None,
     ) -> JobHandle:
         """Queue one call with every option; options left None take the task's.
@@ -152,11 +160,12 @@ class Task:
         ``queue`` overrides the task's queue; ``manager`` or ``worker``
         send the job to that manager's or worker's own list instead (then
         the task's queue does not apply, and giving ``queue`` too is an
-        error). ``job_id``, ``max_attempts``, ``timeout``: as for
+        error). ``job_id``, ``max_attempts``, ``timeout``, ``delay``
+        (seconds or a timedelta), ``at`` (an aware datetime): as for
         ``Client.queue_job``. Bad arguments raise before anything is sent.
         """
         call = self._call(args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
-                          max_attempts=max_attempts, timeout=timeout)
+                          max_attempts=max_attempts, timeout=timeout, delay=delay, at=at)
         sender = _client(client)
         return JobHandle(sender.queue_call(call), sender)
 
@@ -197,14 +206,15 @@ class Task:
 
     def _call(self, args: Sequence[Any], kwargs: Mapping[str, Any], *, queue: Optional[str] = None,
               manager: Optional[str] = None, worker: Optional[str] = None, job_id: Optional[str] = None,
-              max_attempts: Optional[int] = None, timeout: Optional[float] = None) -> Call:
+              max_attempts: Optional[int] = None, timeout: Optional[float] = None,
+              delay: Optional[Delay] = None, at: Optional[datetime] = None) -> Call:
         self._check_fits(args, kwargs)
         if queue is None and manager is None and worker is None:
             queue = self.queue
         return Call(self.name, args, kwargs, queue=queue, manager=manager, worker=worker,  # Call copies them
                     job_id=job_id,
                     max_attempts=self.max_attempts if max_attempts is None else max_attempts,
-                    timeout=self.timeout if timeout is None else timeout)
+                    timeout=self.timeout if timeout is None else timeout, delay=delay, at=at)
 
     def _check_fits(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         # A call that cannot bind would only fail in the worker, attempt after
@@ -375,6 +385,11 @@ class Job:
         return cls.__task__.send_with(args, kwargs)
 
     fire = delay
+
+    @classmethod
+    def fire_at(cls, delay: Delay, *args: Any, **kwargs: Any) -> JobHandle:
+        """See :meth:`Task.fire_at`."""
+        return cls.__task__.fire_at(delay, *args, **kwargs)
 
     @classmethod
     def send_with(cls, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any]] = None,

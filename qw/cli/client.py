@@ -72,6 +72,9 @@ Options:
                            harmless.
   --max-attempts=<n>       queue: runs the job gets before it fails for good.
   --timeout=<seconds>      queue: the job's time limit.
+  --delay=<seconds>        queue: run the job that many seconds from now.
+  --at=<time>              queue: run the job at this ISO 8601 time with its offset
+                           (2026-12-24T09:00:00+01:00, or ...Z); a past time runs now.
   --task=<name>            stats: figures of this task only.
   --json                   managers, workers, jobs, failed, stats, info, tasks: print JSON.
   --limit=<n>              jobs: ids shown per list in text output [default: 20].
@@ -87,6 +90,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from .. import when
 from ..call import Call
 from ..client import Client, FailedJob
 from ..exceptions import ConfigError, QwError
@@ -190,10 +194,12 @@ def task_call(args: dict[str, Any]) -> Call:
 
 
 def limits(args: dict[str, Any]) -> dict[str, Any]:
-    """``--max-attempts`` and ``--timeout`` as queue_job's keyword arguments."""
+    """``--max-attempts``, ``--timeout``, ``--delay`` and ``--at`` as queue_job's keyword arguments."""
     return {
         "max_attempts": None if args["--max-attempts"] is None else integer(args["--max-attempts"], "--max-attempts", 1),
         "timeout": None if args["--timeout"] is None else number(args["--timeout"], "--timeout"),
+        "delay": None if args["--delay"] is None else number(args["--delay"], "--delay"),
+        "at": None if args["--at"] is None else when.parse_at(args["--at"]),
     }
 
 

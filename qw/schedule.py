@@ -1,0 +1,82 @@
+"""Queuing jobs for later: the producer's side of delayed jobs (``delay=``, ``at=``).
+
+A delayed job is written whole, with its routing (``qw:origin``: a named
+queue, a manager's or a worker's list, or ``all:jobs``) and options, and
+its id goes into ``all:scheduled`` scored by its due time on Redis's clock,
+in one atomic step (``schedule-4.lua``); its state is ``scheduled``. A
+manager's scheduler moves it to its queue when due (:mod:`qw.promotion`).
+A batch is one script call per run of same-shaped jobs, pipelined: one
+round trip.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Mapping, Optional
+
+from . import job as jobcodec
+from .call import Call
+from .connection import translated
+from .queuing import STATS_TTLS, Encoded, Producer, _runs, check_batch_size, job_options, new_id
+from .when import Due
+
+
+def schedule_job(producer: Producer, job_data: Mapping[str, Any], due: Due, manager: Optional[str],
+                 worker: Optional[str], job_id: Optional[str], max_attempts: Optional[int],
+                 timeout: Optional[float], queue: Optional[str] = None) -> str:
+    """Queue one data job for ``due``; its id."""
+    fields = jobcodec.encode(job_data)
+    job_id = job_id or new_id()
+    _send(producer, _with_routing(producer, [(job_id, fields)], manager, worker, queue, max_attempts, timeout),
+          due)
+    return job_id
+
+
+def schedule_jobs(producer: Producer, jobs: Iterable[Mapping[str, Any]], due: Due, manager: Optional[str],
+                  worker: Optional[str], batch_size: int, max_attempts: Optional[int],
+                  timeout: Optional[float], queue: Optional[str] = None) -> list[str]:
+    """Queue many data jobs for ``due``, one round trip per batch; their ids in order."""
+    check_batch_size(batch_size)
+    encoded = [(new_id(), jobcodec.encode(data)) for data in jobs]  # bad data queues nothing
+    encoded = _with_routing(producer, encoded, manager, worker, queue, max_attempts, timeout)
+    for start in range(0, len(encoded), batch_size):
+        _send(producer, encoded[start : start + batch_size], due)
+    return [job_id for job_id, _fields in encoded]
+
+
+def schedule_call(producer: Producer, call: Call) -> str:
+    """Queue one task call for its due time (``call.due``); its id."""
+    job_id = call.job_id or new_id()
+    jobs = _with_routing(producer, [(job_id, call.meta())], call.manager, call.worker, call.queue,
+                         call.max_attempts, call.timeout)
+    assert call.due is not None
+    _send(producer, jobs, call.due)
+    return job_id
+
+
+def _with_routing(producer: Producer, jobs: list[Encoded], manager: Optional[str], worker: Optional[str],
+                  queue: Optional[str], max_attempts: Optional[int], timeout: Optional[float]) -> list[Encoded]:
+    # The fields queuing now would write: where it goes (qw:origin, which
+    # the promotion reads), when it was queued, its own limits.
+    origin = producer.target(manager, worker, queue)[0]
+    options = job_options(max_attempts, timeout)
+    queued_at = repr(time.time())
+    for _job_id, fields in jobs:
+        fields["qw:queued_at"] = queued_at
+        fields["qw:origin"] = origin
+        fields.update(options)
+    return jobs
+
+
+def _send(producer: Producer, jobs: list[Encoded], due: Due) -> None:
+    keys = producer.keys
+    minute, day = producer._stats_keys()
+    script = producer.scripts.schedule
+    call_keys = [keys.all_scheduled, keys.all_scheduled_wake, minute, day]
+    mode, value = due
+    with translated(producer.config):
+        pipe = producer.redis.pipeline(transaction=False)
+        for width, args in _runs(jobs):
+            script(keys=call_keys, args=[keys.job_prefix, mode, repr(value), *STATS_TTLS, width, *args],
+                   client=pipe)
+        pipe.execute()
