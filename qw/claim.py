@@ -44,6 +44,18 @@ class Job:
         return int(value) if value else None
 
     @property
+    def schedule(self) -> Optional[str]:
+        """The recurring schedule this job is a run of, if any (see ``Client.recur``)."""
+        return self.meta.get("qw:recur")
+
+    @property
+    def due(self) -> Optional[float]:
+        """When this run of a recurring schedule was due (unix seconds); with :attr:`schedule`,
+        an idempotency key."""
+        value = self.meta.get("qw:recur_due")
+        return float(value) if value else None
+
+    @property
     def timeout(self) -> Optional[float]:
         """The job's own time limit in seconds (``timeout`` at queue time), if any."""
         value = self.meta.get("qw:timeout")

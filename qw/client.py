@@ -20,15 +20,16 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import redis
 
-from . import census, failed, inspection, schedule, seed, task_queuing, when
+from . import census, failed, inspection, recurring, schedule, seed, task_queuing, when
 from .call import Call
 from .connection import RedisConfig, translated
 from .control import send
 from .failed import FailedJob
 from .handle import JobHandle
-from .keys import Keys, validate_manager_name
+from .keys import Keys, validate_manager_name, validate_schedule_name
 from .queuing import DEFAULT_BATCH, STATS_TTLS, Producer
 from .scripts import Scripts
+from .recurrence import DEFAULT_MAX_CATCHUP, Recurrence
 from .store import Store
 from .when import Delay
 
@@ -239,6 +240,70 @@ class Client:
         call = Call(task, args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
                     max_attempts=max_attempts, timeout=timeout, delay=delay, at=at)
         return JobHandle(self.queue_call(call), self)
+
+    # -- recurring schedules -------------------------------------------------
+
+    def recur(
+        self,
+        name: str,
+        *,
+        task: Optional[str] = None,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Mapping[str, Any]] = None,
+        data: Optional[Mapping[str, Any]] = None,
+        every: Optional[Delay] = None,
+        offset: Delay = 0,
+        cron: Optional[str] = None,
+        tz: Optional[str] = None,
+        queue: Optional[str] = None,
+        manager: Optional[str] = None,
+        catchup: str = "skip",
+        max_catchup: int = DEFAULT_MAX_CATCHUP,
+        no_overlap: bool = False,
+        max_attempts: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> str:
+        """Create or replace the recurring schedule ``name``; ``"created"``, ``"replaced"`` or ``"unchanged"``.
+
+        It queues a call of ``task`` (with ``args``, ``kwargs``) or a job
+        with ``data``, one of them, to ``queue`` or ``manager``: every
+        ``every`` seconds (a timedelta too) on absolute time, shifted by
+        ``offset``, or on ``cron`` (five fields, or ``@daily``...) in time
+        zone ``tz``. Every manager fires it; each due time fires once.
+        ``catchup`` says what to do about fires every manager missed:
+        ``skip``, ``latest`` or ``all`` (at most ``max_catchup``);
+        ``no_overlap`` skips a fire while the last run is unfinished.
+        Everything is checked before anything is written.
+        """
+        rule = Recurrence(every=every, offset=offset, cron=cron, tz=tz, catchup=catchup, max_catchup=max_catchup)
+        schedule = recurring.Schedule(name, rule, task=task, args=list(args), kwargs=dict(kwargs or {}),
+                                      data=None if data is None else dict(data), queue=queue, manager=manager,
+                                      no_overlap=no_overlap, max_attempts=max_attempts, timeout=timeout)
+        return ("unchanged", "created", "replaced")[recurring.define(self._store, schedule)]
+
+    def recurring(self) -> list[dict[str, Any]]:
+        """Every recurring schedule: its definition, next and last fire, the last run's outcome, counts."""
+        return recurring.listing(self._store)
+
+    def unrecur(self, name: str) -> bool:
+        """Delete the schedule ``name`` (runs already queued stay); False if there was none."""
+        return recurring.remove(self._store, validate_schedule_name(name))
+
+    def pause_recurring(self, name: str) -> None:
+        """Stop firing ``name`` until :meth:`resume_recurring`; fires meanwhile are not made up."""
+        recurring.pause(self._store, validate_schedule_name(name))
+
+    def resume_recurring(self, name: str) -> None:
+        """Fire ``name`` again, from its next due time after now."""
+        recurring.resume(self._store, validate_schedule_name(name))
+
+    def run_recurring_now(self, name: str) -> str:
+        """Queue one run of ``name`` now, outside its sequence; its job id."""
+        return recurring.run_now(self._store, self._producer, validate_schedule_name(name))
+
+    def fire_recurring(self, now: float) -> int:
+        """Fire the schedules due at ``now`` (Redis's clock): what a manager's scheduler calls."""
+        return recurring.fire_due(self._store, self._producer, now)
 
     # -- taking jobs (the seed API; Worker uses Claimer directly) ----------
 

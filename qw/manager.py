@@ -43,6 +43,7 @@ from .lease import NameLease
 from .lifecycle import Lifecycle, Waker
 from .loading import load_code
 from .options import ARGUMENTS, Settings
+from .periodic import publish as publish_schedules
 from .pool import Pool
 from .process import CONTROL_SIGNALS, STOP_SIGNALS, Switch, describe_exit  # noqa: F401 - describe_exit: as before
 from .stats import DEFAULT_HISTORY
@@ -220,6 +221,7 @@ class Manager:
         for warning in warnings:
             log.warning("manager %s: %s", self.name, warning)
         try:
+            publish_schedules(self.client, self.settings.task_map, self.name)
             if self.settings.metrics_port is not None:
                 self._start_metrics()
             self._pool.recover_predecessor()

@@ -29,6 +29,7 @@ class Promotion:
     next_due: Optional[float]
     now: float
     wake: tuple[int, ...]
+    next_recurring: Optional[float] = None  # the earliest due time of a recurring schedule
 
     @property
     def more(self) -> bool:
@@ -39,11 +40,11 @@ class Promotion:
 def promote(call: Callable[..., Any], scripts: Scripts, keys: Keys, limit: int = BATCH) -> Promotion:
     """Run one promotion through ``call(script, keys, args)`` (a :class:`~qw.scripts.DirectCaller`,
     or :func:`on` a redis-py client)."""
-    reply = call(scripts.promote_due, [keys.all_scheduled, keys.all_jobs],
+    reply = call(scripts.promote_due, [keys.all_scheduled, keys.all_jobs, keys.all_recurring],
                  [keys.job_prefix, keys.namespace, int(limit)])
-    moved, next_due, now, *wake = reply
+    moved, next_due, now, recurring, *wake = reply
     return Promotion(int(moved), float(next_due) if next_due else None, float(now),
-                     tuple(dict.fromkeys(int(w) for w in wake)))
+                     tuple(dict.fromkeys(int(w) for w in wake)), float(recurring) if recurring else None)
 
 
 def on(client: redis.Redis) -> Callable[..., Any]:

@@ -51,6 +51,8 @@ class Scripts:
     requeue: Script
     promote_due: Script
     schedule: Script
+    recur: Script
+    fire_recurring: Script
     retry_failed: Script
     forget_manager: Script
     acquire_name: Script

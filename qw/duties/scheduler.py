@@ -1,11 +1,13 @@
-"""Move delayed jobs and retries to their queues the moment they are due.
+"""Move delayed jobs and retries to their queues the moment they are due, and fire recurring schedules.
 
 The duty sleeps in the supervising loop's one ``wait()`` until the earliest
 due time it last read (``every`` is the time left until then, at most
 :data:`CAP`), so a due job reaches its queue within a millisecond or two
 of its due time; a job scheduled sooner than that earliest one pushes a
 token on ``all:scheduled:wake``, where this duty keeps a BLPOP in flight
-(its socket joins the same ``wait()``). An idle manager sends one
+(its socket joins the same ``wait()``). The same promotion returns the
+earliest due time of the recurring schedules (``all:recurring``), which
+fire through :func:`qw.recurring.fire_due`. An idle manager sends one
 promotion a second and one BLPOP every :data:`BLOCK` seconds.
 
 It runs in the loop rather than a thread of its own: the manager forks its
@@ -65,13 +67,18 @@ class PromoteDue(Duty):
             received = time.monotonic()
             promotion.wake(self.client.redis, done.wake)
             moved += done.moved
-            if not done.more:
+            recurring = done.next_recurring is not None and done.next_recurring <= done.now
+            if recurring:
+                self.client.fire_recurring(done.now)
+            if not (done.more or recurring):
                 break
-        if done.more:
+        else:
             self._next_run = time.monotonic()  # a backlog: the other duties get their turn first
-        elif done.next_due is not None:
+            return
+        upcoming = [t for t in (done.next_due, done.next_recurring) if t is not None]
+        if upcoming:
             # Redis's clock ran the script between sending and receiving: take the middle.
-            left = done.next_due - done.now
+            left = min(upcoming) - done.now
             self._next_run = min((sent + received) / 2 + left, received + CAP)
         if moved >= promotion.BATCH:
             log.info("manager %s: %d due job(s) queued", self.manager, moved)

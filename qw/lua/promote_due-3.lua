@@ -10,18 +10,22 @@
 -- wake by themselves.
 -- KEYS[1] all:scheduled
 -- KEYS[2] all:jobs
+-- KEYS[3] all:recurring   read only: its earliest due time is returned too
 -- ARGV[1] prefix of job hashes, "<namespace>job:"
 -- ARGV[2] namespace prefix of every key (manager, worker and idle keys are
 --         built from it, and from nothing else)
 -- ARGV[3] most jobs to move in one call
--- Returns {moved, next, now, client id, ...}: next is the earliest due time
--- left (a string, unix seconds; "" when none), now Redis's clock (a string).
+-- Returns {moved, next, now, recurring, client id, ...}: next is the
+-- earliest due time left (a string, unix seconds; "" when none), now Redis's
+-- clock (a string), recurring the earliest due time of a recurring schedule
+-- (a string, "" when none).
 -- #include record
 local now = qw_now()
 local ns, prefix = ARGV[2], ARGV[1]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local after = redis.call('ZRANGE', KEYS[1], #due, #due, 'WITHSCORES')
 local nxt = after[2] or ''
+local recurring = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2] or ''
 
 -- Every read before the first write: where each job goes, and whom to wake.
 local moves = {}          -- {id, list, push, exists}
@@ -88,7 +92,7 @@ for _, move in ipairs(moves) do
     redis.call('HSET', prefix .. move[1], 'qw:state', 'queued')
   end
 end
-local reply = {#due, nxt, string.format('%.6f', now)}
+local reply = {#due, nxt, string.format('%.6f', now), recurring}
 for _, w in ipairs(woken) do
   redis.call('HDEL', w[1], w[2])
   reply[#reply + 1] = w[3]
