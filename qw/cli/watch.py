@@ -11,6 +11,7 @@ from typing import Any, Optional
 from .. import stats
 from ..client import Client
 from .common import EXIT_OK, columns
+from .schedules_table import format_schedules
 from .tasks_table import format_tasks
 
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
@@ -55,7 +56,8 @@ def info_report(client: Client, manager: Optional[str]) -> dict[str, Any]:
               "in_progress": sum(1 for w in workers if w["job"])}
     overall = stats.recent(client.redis, client.keys)
     return {"at": now, "managers": managers, "workers": workers, "queues": queues,
-            "jobs_per_s": overall["jobs_per_s"], "tasks": client.get_tasks(manager)}
+            "jobs_per_s": overall["jobs_per_s"], "tasks": client.get_tasks(manager),
+            "schedules": client.recurring()}
 
 
 def format_info(report: dict[str, Any]) -> str:
@@ -78,6 +80,8 @@ def format_info(report: dict[str, Any]) -> str:
     lines += columns(rows) if len(rows) > 1 else ["no workers registered"]
     if report["tasks"]["tasks"]:  # a deployment of plain jobs only sees no change
         lines += ["", format_tasks(report["tasks"])]
+    if report.get("schedules"):
+        lines += ["", format_schedules(report["schedules"])]
     q = report["queues"]
     lines.append("")
     lines.append(f"queued in all:jobs: {q['all:jobs']}   in progress: {q['in_progress']}   "
