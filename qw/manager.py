@@ -154,11 +154,11 @@ class Manager:
         """What the supervising loop runs each tick (in this order) or when a socket is readable."""
         settings, client, pool, name = self.settings, self.client, self._pool, self.name
         duties: list[Duty] = [
+            PromoteDue(client, name),  # first: a due job must not wait behind the other duties' round trips
             RenewLease(client, self.lease_holder, settings, self._lifecycle, lambda: pool.workers),
             EnforceTimeLimits(pool, settings),
             self._health,
             self._flush,
-            PromoteDue(client, name),
             ReapDeparted(client, settings, name),
             ControlInbox(self.inbox, self._commands.requests),
         ]

@@ -14,6 +14,8 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Mapping, Optional
 
+import redis
+
 from . import job as jobcodec
 from .call import Call
 from .connection import translated
@@ -74,9 +76,22 @@ def _send(producer: Producer, jobs: list[Encoded], due: Due) -> None:
     script = producer.scripts.schedule
     call_keys = [keys.all_scheduled, keys.all_scheduled_wake, minute, day]
     mode, value = due
+    calls = [[keys.job_prefix, mode, repr(value), *STATS_TTLS, width, *args] for width, args in _runs(jobs)]
     with translated(producer.config):
-        pipe = producer.redis.pipeline(transaction=False)
-        for width, args in _runs(jobs):
-            script(keys=call_keys, args=[keys.job_prefix, mode, repr(value), *STATS_TTLS, width, *args],
-                   client=pipe)
-        pipe.execute()
+        for attempt in (1, 2):
+            pipe = producer.redis.pipeline(transaction=False)
+            for args in calls:
+                pipe.evalsha(script.sha, len(call_keys), *call_keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+            missing = [args for args, reply in zip(calls, replies)
+                       if isinstance(reply, redis.exceptions.NoScriptError)]
+            errors = [reply for reply in replies
+                      if isinstance(reply, Exception) and not isinstance(reply, redis.exceptions.NoScriptError)]
+            if errors:
+                raise errors[0]
+            if not missing or attempt == 2:
+                break
+            # Redis lost its script cache: load it and send those calls again
+            # (jobs of theirs already written are skipped).
+            producer.redis.script_load(script.script)
+            calls = missing
