@@ -40,7 +40,14 @@ for first = 7, #ARGV, width + 1 do
       redis.call('HSET', key, unpack(ARGV, from, math.min(from + 999, first + width)))
     end
     redis.call('HSET', key, 'qw:state', 'scheduled')
-    qw_note(key, {event = 'scheduled', ['for'] = due}, now, false)
+    -- A job that keeps a record says so in its fields: note the event
+    -- without reading the hash back (every read before the first write).
+    for j = first + 1, first + width, 2 do
+      if ARGV[j] == 'qw:history' then
+        qw_note(key, {event = 'scheduled', ['for'] = due}, now, ARGV[j + 1])
+        break
+      end
+    end
     qw_schedule(KEYS[1], KEYS[2], id, due, earliest)
     if earliest == nil or due < earliest then
       earliest = due
