@@ -28,8 +28,8 @@ from .failed import FailedJob
 from .handle import JobHandle
 from .keys import Keys, validate_manager_name, validate_schedule_name
 from .queuing import DEFAULT_BATCH, STATS_TTLS, Producer
-from .scripts import Scripts
 from .recurrence import DEFAULT_MAX_CATCHUP, Recurrence
+from .scripts import Scripts
 from .store import Store
 from .when import Delay
 

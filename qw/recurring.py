@@ -37,6 +37,8 @@ RECUR_FIELD = "qw:recur"
 RECUR_DUE_FIELD = "qw:recur_due"
 #: Schedules one scheduler step fires at most; the next step goes on.
 FIRE_BATCH = 50
+#: Seconds a wake token waits for a scheduler (as in lib/schedule.lua).
+WAKE_TTL = 10
 #: Schedules a listing shows at most.
 LIST_CAP = 10_000
 
@@ -115,12 +117,13 @@ def redis_now(store: Store) -> float:
 
 
 def define(store: Store, schedule: Schedule) -> int:
-    """Write ``schedule``: 0 unchanged, 1 created, 2 replaced (its next due time recomputed)."""
+    """Write ``schedule`` (``recur-3.lua``): 0 unchanged, 1 created, 2 replaced (its next due time
+    recomputed); a scheduler is woken to read it."""
     keys = store.keys
     with translated(store.config):
         now = redis_now(store)
         return int(store.scripts.recur(
-            keys=[keys.all_recurring, keys.recurring(schedule.name)],
+            keys=[keys.all_recurring, keys.recurring(schedule.name), keys.all_scheduled_wake],
             args=[schedule.name, schedule.definition(), schedule.version, repr(schedule.rule.next_after(now)),
                   repr(now)]))
 
@@ -207,6 +210,9 @@ def resume(store: Store, name: str) -> None:
         pipe.hdel(keys.recurring(name), "paused")
         pipe.hset(keys.recurring(name), "next", repr(due))
         pipe.zadd(keys.all_recurring, {name: due})
+        pipe.rpush(keys.all_scheduled_wake, "1")  # a scheduler reads the new due time at once
+        pipe.ltrim(keys.all_scheduled_wake, -1, -1)
+        pipe.expire(keys.all_scheduled_wake, WAKE_TTL)
         pipe.execute()
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-import qw
 import time_app
+
+import qw
 
 
 @qw.periodic(every=0.3, no_overlap=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import time_app
+
 from qw import Client
 from qw import recurring as rec
 from qw.duties.scheduler import PromoteDue

@@ -13,15 +13,20 @@ local function qw_earliest(scheduled)
   return tonumber(first[2])
 end
 
+-- Wake a scheduler blocked on the wake list. It holds at most one token:
+-- one woken scheduler is enough, and the others read the earliest due
+-- time again within a second anyway.
+local function qw_wake_scheduler(wake)
+  redis.call('RPUSH', wake, '1')
+  redis.call('LTRIM', wake, -1, -1)
+  redis.call('EXPIRE', wake, QW_WAKE_TTL)
+end
+
 -- Add `id` to `scheduled` with score `due`; wake a scheduler when it is due
 -- before `earliest` (what qw_earliest read before the script's first write).
--- The wake list holds at most one token: one woken scheduler is enough, and
--- the others read the earliest due time again within a second anyway.
 local function qw_schedule(scheduled, wake, id, due, earliest)
   redis.call('ZADD', scheduled, due, id)
   if earliest == nil or due < earliest then
-    redis.call('RPUSH', wake, '1')
-    redis.call('LTRIM', wake, -1, -1)
-    redis.call('EXPIRE', wake, QW_WAKE_TTL)
+    qw_wake_scheduler(wake)
   end
 end
