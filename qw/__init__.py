@@ -2,7 +2,8 @@
 
 Public API: :class:`Client` queues and inspects jobs, :class:`Manager` runs
 worker processes, :class:`Worker` is one of them. :func:`task` and
-:class:`Job` declare tasks (:func:`periodic`, tasks that recur); a task raises :class:`Abort` to fail its job for
+:class:`Job` declare tasks (:func:`periodic`: tasks that recur); a task raises
+:class:`Abort` to fail its job for
 good, :class:`Retry` to run it again later.
 """
 

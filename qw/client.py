@@ -177,8 +177,8 @@ class Client:
         """
         due = when.due(delay, at)
         if due is not None:
-            return schedule.schedule_jobs(self._producer, jobs, due, manager, worker, batch_size, max_attempts,
-                                          timeout, queue)
+            return schedule.schedule_jobs(self._producer, jobs, due, manager, worker, batch_size,
+                                          max_attempts, timeout, queue)
         return self._producer.queue_jobs(jobs, manager, worker, batch_size, max_attempts, timeout, queue)
 
     # -- queuing tasks -------------------------------------------------------
@@ -263,7 +263,7 @@ class Client:
         max_attempts: Optional[int] = None,
         timeout: Optional[float] = None,
     ) -> str:
-        """Create or replace the recurring schedule ``name``; ``"created"``, ``"replaced"`` or ``"unchanged"``.
+        """Create or replace the schedule ``name``; ``"created"``, ``"replaced"`` or ``"unchanged"``.
 
         It queues a call of ``task`` (with ``args``, ``kwargs``) or a job
         with ``data``, one of them, to ``queue`` or ``manager``: every
@@ -275,7 +275,8 @@ class Client:
         ``no_overlap`` skips a fire while the last run is unfinished.
         Everything is checked before anything is written.
         """
-        rule = Recurrence(every=every, offset=offset, cron=cron, tz=tz, catchup=catchup, max_catchup=max_catchup)
+        rule = Recurrence(every=every, offset=offset, cron=cron, tz=tz, catchup=catchup,
+                          max_catchup=max_catchup)
         schedule = recurring.Schedule(name, rule, task=task, args=list(args), kwargs=dict(kwargs or {}),
                                       data=None if data is None else dict(data), queue=queue, manager=manager,
                                       no_overlap=no_overlap, max_attempts=max_attempts, timeout=timeout)
@@ -355,7 +356,7 @@ class Client:
         return inspection.get_all_pending_jobs(self._store)
 
     def get_scheduled_jobs(self) -> list[tuple[str, float]]:
-        """Delayed jobs and jobs waiting for a retry, as ``(job_id, due_at)`` (unix seconds), soonest first."""
+        """Delayed jobs and jobs waiting for a retry, ``(job_id, due_at)`` (unix seconds), soonest first."""
         return inspection.get_scheduled_jobs(self._store)
 
     def get_stats(self, manager: Optional[str] = None, *, task: Optional[str] = None,

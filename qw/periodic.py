@@ -78,7 +78,8 @@ def publish(client: Any, tasks: Mapping[str, Task], manager: str) -> None:
         if spec is None or spec.task is not loaded:
             continue
         rule = spec.rule
-        outcome = client.recur(name, task=name, every=rule.every, offset=rule.offset, cron=rule.cron, tz=rule.tz,
+        outcome = client.recur(name, task=name, every=rule.every, offset=rule.offset, cron=rule.cron,
+                               tz=rule.tz,
                                catchup=rule.catchup, max_catchup=rule.max_catchup, no_overlap=spec.no_overlap,
                                queue=loaded.queue, max_attempts=loaded.max_attempts, timeout=loaded.timeout)
         if outcome == "created":

@@ -67,7 +67,8 @@ class Recurrence:
                 raise ConfigError(f"every must be positive, got {self.every}")
             offset = _seconds(self.offset, "offset")
             if not 0 <= offset < every:
-                raise ConfigError(f"offset must be at least 0 and smaller than every ({every:g} s), got {offset:g}")
+                raise ConfigError(f"offset must be at least 0 and smaller than every ({every:g} s), "
+                                  f"got {offset:g}")
             if self.tz is not None:
                 raise ConfigError("tz is for cron schedules: every runs on absolute time")
             object.__setattr__(self, "every", every)
@@ -79,7 +80,8 @@ class Recurrence:
             zone(self.tz)
         if self.catchup not in CATCHUP:
             raise ConfigError(f"unknown catch-up policy {self.catchup!r}; use one of: {', '.join(CATCHUP)}")
-        if isinstance(self.max_catchup, bool) or not isinstance(self.max_catchup, int) or self.max_catchup < 1:
+        count = self.max_catchup
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ConfigError(f"max_catchup must be a whole number of at least 1, got {self.max_catchup!r}")
 
     def next_after(self, t: float) -> float:
@@ -134,7 +136,8 @@ def plan(rule: Recurrence, due: float, now: float) -> Plan:
 
 
 def check_cron(expression: Optional[str]) -> str:
-    """``expression`` as five cron fields (nicknames expanded), or a :class:`ConfigError` naming the bad field."""
+    """``expression`` as five cron fields (nicknames expanded), or a :class:`ConfigError` naming the
+    bad field."""
     if not isinstance(expression, str) or not expression.strip():
         raise ConfigError(f"cron must be a cron expression such as '0 3 * * *', got {expression!r}")
     text = NICKNAMES.get(expression.strip().lower(), expression.strip())
@@ -175,7 +178,8 @@ def _cron_after(expression: str, tz: ZoneInfo | timezone, t: float) -> float:
         stamp = fire.timestamp()
         if stamp > t:
             return _ms(stamp)
-    raise ConfigError(f"cron expression {expression!r} never fires")  # pragma: no cover - cronsim gives up first
+    # cronsim gives up after 50 years without a fire.
+    raise ConfigError(f"cron expression {expression!r} never fires")  # pragma: no cover
 
 
 def _seconds(value: object, what: str) -> float:

@@ -142,7 +142,10 @@ def listing(store: Store) -> list[dict[str, Any]]:
                 rows.append(_row(name, {text(k): text(v) for k, v in raw.items()}))
         pipe = store.redis.pipeline(transaction=False)
         for row in rows:
-            pipe.hmget(keys.job(row["last_job"]), "qw:state", "qw:failed_at") if row["last_job"] else pipe.ping()
+            if row["last_job"]:
+                pipe.hmget(keys.job(row["last_job"]), "qw:state", "qw:failed_at")
+            else:
+                pipe.ping()
         for row, last in zip(rows, pipe.execute()):
             row["last_outcome"] = _outcome(row["last_job"], last)
     return rows
@@ -154,8 +157,9 @@ def _row(name: str, raw: dict[str, str]) -> dict[str, Any]:
         return float(raw[key]) if raw.get(key) else None
     return {
         "name": name, "when": schedule.rule.describe(), "task": schedule.task, "data": schedule.data,
-        "args": schedule.args, "kwargs": schedule.kwargs, "queue": schedule.queue, "manager": schedule.manager,
-        "catchup": schedule.rule.catchup, "no_overlap": schedule.no_overlap, "paused": raw.get("paused") == "1",
+        "args": schedule.args, "kwargs": schedule.kwargs, "queue": schedule.queue,
+        "manager": schedule.manager, "catchup": schedule.rule.catchup, "no_overlap": schedule.no_overlap,
+        "paused": raw.get("paused") == "1",
         "next": None if raw.get("paused") == "1" else when("next"), "last": when("last"),
         "last_job": raw.get("last_job"), "fired": int(raw.get("fired", 0)),
         "skipped_overlaps": int(raw.get("skipped", 0)), "missed": int(raw.get("missed", 0)),
@@ -274,8 +278,8 @@ def fire(store: Store, producer: Producer, schedule: Schedule, version: str, exp
     args = [keys.job_prefix, schedule.name, "" if expected is None else repr(expected), version,
             "" if expected is None else repr(what.next_due), "1" if schedule.no_overlap else "0",
             "1" if wake else "0", what.missed, width, *runs]
-    reply = store.scripts.fire_recurring(keys=[keys.all_recurring, keys.recurring(schedule.name), list_key, idle],
-                                         args=args)
+    reply = store.scripts.fire_recurring(
+        keys=[keys.all_recurring, keys.recurring(schedule.name), list_key, idle], args=args)
     fired = int(reply[0])
     ids = [int(x) for x in reply[2:]]
     if ids:

@@ -29,8 +29,8 @@ def schedule_job(producer: Producer, job_data: Mapping[str, Any], due: Due, mana
     """Queue one data job for ``due``; its id."""
     fields = jobcodec.encode(job_data)
     job_id = job_id or new_id()
-    _send(producer, _with_routing(producer, [(job_id, fields)], manager, worker, queue, max_attempts, timeout),
-          due)
+    jobs = _with_routing(producer, [(job_id, fields)], manager, worker, queue, max_attempts, timeout)
+    _send(producer, jobs, due)
     return job_id
 
 
@@ -57,7 +57,8 @@ def schedule_call(producer: Producer, call: Call) -> str:
 
 
 def _with_routing(producer: Producer, jobs: list[Encoded], manager: Optional[str], worker: Optional[str],
-                  queue: Optional[str], max_attempts: Optional[int], timeout: Optional[float]) -> list[Encoded]:
+                  queue: Optional[str], max_attempts: Optional[int],
+                  timeout: Optional[float]) -> list[Encoded]:
     # The fields queuing now would write: where it goes (qw:origin, which
     # the promotion reads), when it was queued, its own limits.
     origin = producer.target(manager, worker, queue)[0]
@@ -83,10 +84,9 @@ def _send(producer: Producer, jobs: list[Encoded], due: Due) -> None:
             for args in calls:
                 pipe.evalsha(script.sha, len(call_keys), *call_keys, *args)
             replies = pipe.execute(raise_on_error=False)
-            missing = [args for args, reply in zip(calls, replies)
-                       if isinstance(reply, redis.exceptions.NoScriptError)]
-            errors = [reply for reply in replies
-                      if isinstance(reply, Exception) and not isinstance(reply, redis.exceptions.NoScriptError)]
+            lost = redis.exceptions.NoScriptError
+            missing = [args for args, reply in zip(calls, replies) if isinstance(reply, lost)]
+            errors = [r for r in replies if isinstance(r, Exception) and not isinstance(r, lost)]
             if errors:
                 raise errors[0]
             if not missing or attempt == 2:

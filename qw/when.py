@@ -46,8 +46,8 @@ def timestamp(at: Any) -> float:
     if not isinstance(at, datetime):
         raise ConfigError(f"at must be a datetime with a time zone, got {at!r}")
     if at.tzinfo is None or at.utcoffset() is None:
-        raise JobDataError(f"at={at.isoformat()} has no time zone: give one (tzinfo=ZoneInfo('Europe/Paris'), "
-                           "timezone.utc, ...); qw does not guess it")
+        raise JobDataError(f"at={at.isoformat()} has no time zone: give one "
+                           "(tzinfo=ZoneInfo('Europe/Paris'), timezone.utc, ...); qw does not guess it")
     return at.timestamp()
 
 
@@ -56,7 +56,9 @@ def parse_at(text: str, what: str = "--at") -> datetime:
     try:
         at = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
     except ValueError:
-        raise ConfigError(f"{what}={text!r} is not an ISO 8601 time such as 2026-12-24T09:00:00+01:00") from None
+        raise ConfigError(f"{what}={text!r} is not an ISO 8601 time such as "
+                          "2026-12-24T09:00:00+01:00") from None
     if at.utcoffset() is None:
-        raise JobDataError(f"{what}={text} has no time zone: add its offset (+01:00, Z); qw does not guess it")
+        raise JobDataError(f"{what}={text} has no time zone: add its offset (+01:00, Z); "
+                           "qw does not guess it")
     return at

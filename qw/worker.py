@@ -353,7 +353,8 @@ class Worker(multiprocessing.Process):
         delay: Optional[float] = None
         if how is None or how.retry:
             delay = how.delay if how is not None and how.delay is not None else policy.delay(job.attempt)
-        result = self._retrying(claimer.fail, job, error, tb, None, max_attempts or policy.max_attempts, delay)
+        allowed = max_attempts or policy.max_attempts
+        result = self._retrying(claimer.fail, job, error, tb, None, allowed, delay)
         if result != REFUSED:
             how_it_ended = FAILED_FOR_GOOD if result == FAILED else RETRIED
             self.shared.tally.record(how_it_ended, wait, run)

@@ -84,11 +84,12 @@ class Server:
 
 
 def start_manager(name: str, port: int, log: Path, errlog: Path) -> subprocess.Popen:
-    env = dict(os.environ, QW_CHAOS_LOG=str(log), PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    path = f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    env = dict(os.environ, QW_CHAOS_LOG=str(log), PYTHONPATH=path)
     with open(errlog, "a") as err:
-        return subprocess.Popen([sys.executable, "-m", "qw.cli.manager", "--port", str(port), "--host", "127.0.0.1",
-                                 "--name", name, "--workers", "1", "--lease", "2", "--level", "warning",
-                                 "chaos_schedule:note"], env=env, stderr=err)
+        return subprocess.Popen([sys.executable, "-m", "qw.cli.manager", "--port", str(port),
+                                 "--host", "127.0.0.1", "--name", name, "--workers", "1", "--lease", "2",
+                                 "--level", "warning", "chaos_schedule:note"], env=env, stderr=err)
 
 
 def main() -> int:
@@ -167,7 +168,8 @@ def main() -> int:
           f"runs again after a kill (same job): {reruns}")
     print(f"outside the {len(outages)} total outage(s): {len(outside)} due, "
           f"missing {sum(1 for t in outside if t not in fired)}")
-    print(f"inside them (catchup={opts.catchup}): {len(inside)} due, fired {sum(1 for t in inside if t in fired)}")
+    caught = sum(1 for t in inside if t in fired)
+    print(f"inside them (catchup={opts.catchup}): {len(inside)} due, fired {caught}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

