@@ -91,16 +91,16 @@ def test_missed_fires_follow_the_catchup_policy(client: Client) -> None:
 
 def test_no_overlap_skips_a_fire_while_the_last_run_is_unfinished(client: Client) -> None:
     client.recur("lonely", data={"x": 1}, every=3600, no_overlap=True)
-    client.redis.zadd("all:recurring", {"lonely": round(redis_now(client), 3)})  # due now
+    client.redis.zadd("all:recurring", {"lonely": round(redis_now(client) - 0.001, 3)})  # due now
     step(client)
     [first] = client.get_all_queued_jobs()
-    client.redis.zadd("all:recurring", {"lonely": round(redis_now(client), 3)})  # due again, the run still queued
+    client.redis.zadd("all:recurring", {"lonely": round(redis_now(client) - 0.001, 3)})  # due again, the run still queued
     step(client)
     [row] = client.recurring()
     assert client.get_all_queued_jobs() == [first] and row["skipped_overlaps"] == 1 and row["fired"] == 1
     assert row["last_outcome"] == "queued"
     client.redis.delete(f"job:{first}")  # it finished
-    client.redis.zadd("all:recurring", {"lonely": round(redis_now(client), 3)})
+    client.redis.zadd("all:recurring", {"lonely": round(redis_now(client) - 0.001, 3)})
     step(client)
     assert len(client.get_all_queued_jobs()) == 2
 
