@@ -202,7 +202,7 @@ class Client:
         """
         if not isinstance(calls, task_queuing.CallBatch):
             calls = list(calls)
-            if any(call.due is not None for call in calls):  # checked already, when each was built
+            if any(getattr(call, "due", None) is not None for call in calls):  # each checked when built
                 return [self.queue_call(call) for call in calls]
         return task_queuing.queue_calls(self._producer, calls, batch_size)
 
