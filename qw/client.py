@@ -190,7 +190,7 @@ class Client:
         goes (``worker``, else ``manager``, else ``queue``) and holds its own
         ``job_id``, ``max_attempts``, ``timeout`` and due time (``delay``, ``at``).
         """
-        if call.due is not None:
+        if getattr(call, "due", None) is not None:  # not a Call: task_queuing says so
             return schedule.schedule_call(self._producer, call)
         return task_queuing.queue_call(self._producer, call)
 

@@ -109,6 +109,9 @@ def main() -> int:
             elif due:
                 late_fires.append(float(started) - float(due[0]))
         print(f"delayed jobs, due to started: {percentiles(late_jobs)}")
+        if os.environ.get("QW_LATENESS_DEBUG"):
+            print(sorted(round(x * 1000, 1) for x in late_jobs)[-20:])
+            print(sorted(round(x * 1000, 1) for x in late_fires)[-10:])
         if opts.every:
             print(f"schedule every {opts.every:g} s, due to started: {percentiles(late_fires)}")
         return 0
