@@ -197,3 +197,17 @@ def test_cli_recur_commands(client: Client, redis_server) -> None:
     assert cli("remove", "sweep") == "schedule sweep: removed\n"
     out = run_cli("qw-client", "--port", port, "recur", "remove", "sweep")
     assert out.returncode == 1 and "no recurring schedule called 'sweep'" in out.stderr
+
+
+def test_a_periodic_declaration_is_checked_at_import() -> None:
+    import qw
+
+    with pytest.raises(ConfigError, match="bad minute field '61'"):
+        qw.periodic(cron="61 * * * *")
+    with pytest.raises(ConfigError, match="unknown catch-up policy"):
+        qw.periodic(every=5, catchup="never")
+    with pytest.raises(ConfigError, match="needs its schedule"):
+        qw.periodic(lambda: None)
+    with pytest.raises(ConfigError, match="is called with no arguments"):
+        @qw.periodic(every=5, name="needs.an.argument")
+        def needs(x: int) -> None: ...
