@@ -225,7 +225,7 @@ def run_now(store: Store, producer: Producer, name: str) -> str:
     with translated(store.config):
         schedule = get(store, name)
         version = text(store.redis.hget(store.keys.recurring(name), "version") or b"")
-        now = redis_now(store)
+        now = round(redis_now(store), 3)  # as the job id shows it
         fired = fire(store, producer, schedule, version, None, Plan((now,), 0.0))
         if fired < 0:
             raise ConfigError(f"schedule {name!r} changed meanwhile; try again")

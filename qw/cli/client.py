@@ -97,7 +97,7 @@ Options:
   --offset=<seconds>       recur add: with --every, fire that many seconds past each
                            multiple of it [default: 0].
   --cron=<expr>            recur add: fire on this cron expression ('30 6 * * 1-5').
-  --tz=<zone>              recur add: the time zone of --cron (Europe/Paris) [default: UTC].
+  --tz=<zone>              recur add: the time zone of --cron (Europe/Paris); default: UTC.
   --catchup=<policy>       recur add: fires missed while no manager ran: skip, latest
                            or all [default: skip].
   --max-catchup=<n>        recur add: with --catchup=all, at most that many [default: 100].
@@ -258,20 +258,23 @@ def recur_options(args: dict[str, Any]) -> dict[str, Any]:
                                "no_overlap": bool(args["--no-overlap"]), **limits(args)}
     if options.pop("delay") is not None or options.pop("at") is not None:
         raise ConfigError("--delay and --at are for queue commands")
+    if args["--every"] is not None:
+        options.update(every=number(args["--every"], "--every"), offset=number(args["--offset"], "--offset"))
+        if args["--tz"] is not None:
+            raise ConfigError("--tz goes with --cron: --every runs on absolute time")
+    else:
+        if args["--offset"] not in (None, "0"):
+            raise ConfigError("--offset goes with --every")
+        options.update(cron=args["--cron"], tz=args["--tz"])
+    # The schedule first (the most likely mistake), then what it queues: all
+    # before Redis is reached.
+    Recurrence(every=options.get("every"), offset=options.get("offset", 0), cron=options.get("cron"),
+               tz=options.get("tz"), catchup=options["catchup"], max_catchup=options["max_catchup"])
     if task is not None:
         positional, keywords = parse_arguments(args["--args"], args["--kwargs"])
         options.update(task=task, args=positional, kwargs=keywords)
     else:
         options["data"] = parse_object(data)
-    if args["--every"] is not None:
-        options.update(every=number(args["--every"], "--every"), offset=number(args["--offset"], "--offset"))
-    else:
-        if args["--offset"] not in (None, "0"):
-            raise ConfigError("--offset goes with --every")
-        options.update(cron=args["--cron"], tz=args["--tz"])
-    # Build the schedule here so that bad input fails before Redis is reached.
-    Recurrence(every=options.get("every"), offset=options.get("offset", 0), cron=options.get("cron"),
-               tz=options.get("tz"), catchup=options["catchup"], max_catchup=options["max_catchup"])
     return options
 
 
