@@ -232,6 +232,13 @@ def run_now(store: Store, producer: Producer, name: str) -> str:
     return run_id(name, now)
 
 
+# Definitions read, by schedule key: (version, schedule). A fire names the
+# version it computed from, and the script refuses a stale one (-2): then the
+# definition is read again. A schedule that fires often costs no read.
+_known: dict[str, tuple[str, Schedule]] = {}
+STALE = -2
+
+
 def fire_due(store: Store, producer: Producer, now: float) -> int:
     """Fire the schedules due at ``now`` (Redis's clock), at most :data:`FIRE_BATCH`; runs queued."""
     keys = store.keys
@@ -239,29 +246,49 @@ def fire_due(store: Store, producer: Producer, now: float) -> int:
     queued = 0
     for raw_name, score in due:
         name = text(raw_name)
-        raw = store.redis.hmget(keys.recurring(name), "definition", "version")
-        if raw[0] is None:
-            store.redis.zrem(keys.all_recurring, name)  # its hash is gone: a half-removed schedule
-            continue
-        try:
-            schedule = Schedule.from_definition(text(raw[0]))
-        except (ConfigError, ValueError, TypeError, KeyError) as exc:
-            log.error("schedule %s: its definition cannot be read (%s); paused", name, exc)
-            store.redis.zrem(keys.all_recurring, name)
-            continue
-        what = plan(schedule.rule, score, now)
-        fired = fire(store, producer, schedule, text(raw[1]), score, what)
+        key = keys.recurring(name)
+        fired, known = STALE, _known.get(key)
+        for _attempt in range(2):  # what was known, else (or if stale) a fresh read
+            if known is None:
+                known = _read(store, name)
+                if known is None:
+                    break
+            version, schedule = known
+            what = plan(schedule.rule, score, now)
+            fired = fire(store, producer, schedule, version, score, what)
+            if fired != STALE:
+                _known[key] = known
+                break
+            _known.pop(key, None)
+            known = None
         if fired > 0:
             queued += fired
-        if what.missed and fired >= 0:
+        if fired >= 0 and what.missed:
             log.warning("schedule %s: %d fire(s) missed while no manager ran were skipped (catchup=%s)",
                         name, what.missed, schedule.rule.catchup)
     return queued
 
 
+def _read(store: Store, name: str) -> Optional[tuple[str, Schedule]]:
+    """A schedule's version and definition from Redis; None (and unlisted) when it cannot be used."""
+    keys = store.keys
+    raw = store.redis.hmget(keys.recurring(name), "definition", "version")
+    if raw[0] is None:
+        store.redis.zrem(keys.all_recurring, name)  # its hash is gone: a half-removed schedule
+        return None
+    try:
+        return text(raw[1] or b""), Schedule.from_definition(text(raw[0]))
+    except (ConfigError, ValueError, TypeError, KeyError) as exc:
+        log.error("schedule %s: its definition cannot be read (%s); paused", name, exc)
+        store.redis.zadd(keys.all_recurring, {name: "+inf"})
+        store.redis.hset(keys.recurring(name), "paused", "1")
+        return None
+
+
 def fire(store: Store, producer: Producer, schedule: Schedule, version: str, expected: Optional[float],
          what: Plan) -> int:
-    """Run ``fire_recurring-4.lua``: the runs of ``what``; -1 when another manager was first."""
+    """Run ``fire_recurring-4.lua``: the runs of ``what``; -1 when another manager was first (or the
+    schedule was paused or removed), -2 (:data:`STALE`) when its definition changed."""
     keys = store.keys
     list_key, _workers, idle, wake, _check = producer.target(schedule.manager, None, schedule.queue)
     base = schedule.fields()

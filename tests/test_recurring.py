@@ -211,3 +211,13 @@ def test_a_periodic_declaration_is_checked_at_import() -> None:
     with pytest.raises(ConfigError, match="is called with no arguments"):
         @qw.periodic(every=5, name="needs.an.argument")
         def needs(x: int) -> None: ...
+
+
+def test_a_changed_definition_is_read_again_before_it_fires(client: Client) -> None:
+    client.recur("changing", data={"v": 1}, every=3600)
+    client.redis.zadd("all:recurring", {"changing": round(redis_now(client) - 0.001, 3)})
+    step(client)  # fires, and the scheduler keeps the definition it read
+    assert client.recur("changing", data={"v": 2}, every=3600) == "replaced"
+    client.redis.zadd("all:recurring", {"changing": round(redis_now(client) - 0.001, 3)})
+    step(client)
+    assert sorted(client.get_job(j)["v"] for j in client.get_all_queued_jobs()) == [1, 2]

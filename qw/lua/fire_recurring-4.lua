@@ -21,12 +21,13 @@
 -- ARGV[8] missed fires to count as skipped (every manager was down)
 -- ARGV[9] n, field/value pairs per run
 -- ARGV[10..] each run: job id, due time, n field/value pairs
--- Returns {fired, skipped overlap, client id to wake, ...}, or {-1} when
--- the expected due time or version is not there.
+-- Returns {fired, skipped overlap, client id to wake, ...}; {-1} when the
+-- expected due time is not there (another manager fired it, or the schedule
+-- was paused or removed), {-2} when the definition changed.
 local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
 local state = redis.call('HMGET', KEYS[2], 'version', 'last_job')
 if state[1] ~= ARGV[4] then
-  return {-1}
+  return {-2}
 end
 if ARGV[3] ~= '' and (not score or tonumber(score) ~= tonumber(ARGV[3])) then
   return {-1}
