@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Callable, Optional
 
 import bench_job
@@ -50,6 +51,13 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
         if before_each:
             before_each()
         delay(mode)
+
+
+def queue_delayed(delay: float, mode: int) -> float:
+    """``apply_async(countdown=delay)``; the due time."""
+    due = time.time() + delay
+    noop.apply_async((mode,), countdown=delay)
+    return due
 
 
 def queue_bulk(count: int) -> None:

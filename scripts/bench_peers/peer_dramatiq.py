@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Callable, Optional
 
 import bench_job
@@ -46,6 +47,13 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
         if before_each:
             before_each()
         send(mode)
+
+
+def queue_delayed(delay: float, mode: int) -> float:
+    """``send_with_options(delay=<ms>)``; the due time."""
+    due = time.time() + delay
+    noop.send_with_options(args=(mode,), delay=int(delay * 1000))
+    return due
 
 
 def queue_bulk(count: int) -> None:

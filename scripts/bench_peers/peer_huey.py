@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import Callable, Optional
 
 import bench_job
@@ -44,6 +45,13 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
         if before_each:
             before_each()
         task(mode)
+
+
+def queue_delayed(delay: float, mode: int) -> float:
+    """``task.schedule(delay=...)``: the consumer's scheduler moves it when due; the due time."""
+    due = time.time() + delay
+    noop.schedule(args=(mode,), delay=delay)
+    return due
 
 
 def queue_bulk(count: int) -> None:

@@ -12,6 +12,7 @@ started on this module), and ``task-prefetch`` does so with the prefetch.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Callable, Optional
 
 import bench_job
@@ -92,6 +93,14 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
         if before_each:
             before_each()
         queue_job(data, **route)
+
+
+def queue_delayed(delay: float, mode: int) -> float:
+    """Queue one job due ``delay`` seconds from now; the due time (this host's clock)."""
+    assert _client is not None
+    due = time.time() + delay
+    _client.queue_job({"m": mode}, delay=delay)
+    return due
 
 
 def queue_bulk(count: int) -> None:
