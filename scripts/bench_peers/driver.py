@@ -84,7 +84,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", required=True)
     parser.add_argument("--workload", required=True,
-                        choices=["single", "bulk", "drain", "latency", "lateness", "memory", "call", "records"])
+                        choices=["single", "bulk", "drain", "latency", "lateness", "memory", "call",
+                                 "records"])
     parser.add_argument("--broker", required=True, help="host:port of the Redis under test")
     parser.add_argument("--counter", required=True, help="host:port of the counter Redis")
     parser.add_argument("--jobs", type=int, default=1000)
