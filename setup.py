@@ -26,6 +26,8 @@ setup(
         "setproctitle>=1.3",
         "prometheus_client>=0.17",
         "python-json-logger>=3.1",
+        "cronsim>=2.4",
+        "tzdata>=2024.1",
         "tomli>=2; python_version < '3.11'",
     ],
     extras_require={

@@ -2,7 +2,8 @@
 
 Public API: :class:`Client` queues and inspects jobs, :class:`Manager` runs
 worker processes, :class:`Worker` is one of them. :func:`task` and
-:class:`Job` declare tasks; a task raises :class:`Abort` to fail its job for
+:class:`Job` declare tasks (:func:`periodic`: tasks that recur); a task raises
+:class:`Abort` to fail its job for
 good, :class:`Retry` to run it again later.
 """
 
@@ -11,10 +12,11 @@ from .exceptions import Abort, JobCancelled, JobFailed, JobNotFound, QwError, Re
 from .flow import chain, group
 from .handle import JobHandle, wait
 from .manager import Manager
+from .periodic import periodic
 from .tasks import Job, task
 from .version import __version__
 from .worker import JobTimeout, Worker, current_job
 
-__all__ = ["Client", "Manager", "Worker", "QwError", "JobTimeout", "current_job", "task", "Job", "Abort",
-           "Retry", "JobHandle", "wait", "JobFailed", "JobCancelled", "JobNotFound", "chain", "group",
-           "__version__"]
+__all__ = ["Client", "Manager", "Worker", "QwError", "JobTimeout", "current_job", "task", "periodic", "Job",
+           "Abort", "Retry", "JobHandle", "wait", "JobFailed", "JobCancelled", "JobNotFound", "chain",
+           "group", "__version__"]

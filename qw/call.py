@@ -20,8 +20,10 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Mapping, Optional, Protocol, Sequence, overload
 
+from . import when
 from .exceptions import ConfigError, JobDataError
 from .job import json_kind
 from .keeping import (
@@ -33,6 +35,7 @@ from .keeping import (
     record_fields,
 )
 from .keys import META_PREFIX, validate_manager_name, validate_queue_name
+from .when import Delay, Due
 
 TASK_FIELD = META_PREFIX + "task"
 ARGS_FIELD = META_PREFIX + "args"
@@ -65,6 +68,8 @@ class Call:
     ``job_id``, ``max_attempts`` and ``timeout`` are ``queue_job``'s options;
     ``result_ttl``, ``tags`` and ``track`` say what is kept of the job
     (``qw.keeping``): a task job keeps its record unless ``result_ttl`` is 0.
+    ``delay`` (seconds or a timedelta) or ``at`` (an aware datetime) queue
+    it for later, as ``queue_job`` does.
 
     The JSON is made here, once, and :meth:`meta` returns it: treat a call
     as read-only once built (changing ``args`` would not change what is
@@ -89,7 +94,11 @@ class Call:
     on_dependency_failure: str = "fail"
     collect: str = ""  # "chain" or "group": takes its dependencies' results as its first argument (qw.flow)
     waiter: bool = False  # queued with one waiter counted (Task.call), who blocks at once
+    delay: Optional[Delay] = None
+    at: Optional[datetime] = None
     _meta: dict[str, str] = field(init=False, repr=False, compare=False)
+    #: When it is due (from ``delay`` or ``at``; see :mod:`qw.when`), or None: queue it now.
+    due: Optional[Due] = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         check_task_name(self.task)
@@ -133,6 +142,10 @@ class Call:
             if self.worker is not None and self.priority:
                 raise ConfigError(f"a call of {self.task} to one worker runs in arrival order: "
                                   "it takes no priority")
+        if self.delay is not None or self.at is not None:
+            self.due = when.due(self.delay, self.at)
+            if self.depends_on:
+                raise ConfigError(f"a call of {self.task} waits for its dependencies or for a time, not both")
 
     def meta(self) -> dict[str, str]:
         """The ``qw:task``, ``qw:args`` and (when there are any) ``qw:kwargs`` fields, as strings."""

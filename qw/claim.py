@@ -16,6 +16,7 @@ from typing import Any, Optional
 import redis
 
 from . import job as jobcodec
+from . import promotion
 from .exceptions import JobDataError, QwError
 from .keys import SHARED_QUEUE, Keys
 from .queues import QueueOrder, QueueSpec
@@ -59,6 +60,18 @@ class Job:
         """Attempts allowed by the job itself (``max_attempts`` at queue time), if any."""
         value = self.meta.get("qw:max_attempts")
         return int(value) if value else None
+
+    @property
+    def schedule(self) -> Optional[str]:
+        """The recurring schedule this job is a run of, if any (see ``Client.recur``)."""
+        return self.meta.get("qw:recur")
+
+    @property
+    def due(self) -> Optional[float]:
+        """When this run of a recurring schedule was due (unix seconds); with :attr:`schedule`,
+        an idempotency key."""
+        value = self.meta.get("qw:recur_due")
+        return float(value) if value else None
 
     @property
     def timeout(self) -> Optional[float]:
@@ -299,13 +312,18 @@ class Claimer:
         traceback: str = "",
         retry_at: Optional[float] = None,
         max_attempts: int = 1,
+        retry_in: Optional[float] = None,
     ) -> int:
-        """Settle a failed run: retry at ``retry_at`` while attempts remain, else fail.
+        """Settle a failed run: retry in ``retry_in`` seconds (or at ``retry_at``, this
+        host's clock) while attempts remain, else fail (both None).
 
+        ``retry_in`` counts from Redis's clock, as the scheduler does.
         ``max_attempts`` applies when the job did not set its own. Returns
         RETRYING, FAILED or REFUSED (a stale attempt: nothing changed).
         """
         now = time.time()
+        if retry_in is None and retry_at is not None:
+            retry_in = retry_at - now
         record = {"attempt": job.attempt, "error": error, "at": now, "worker": self.worker}
         if traceback:
             record["traceback"] = traceback
@@ -313,7 +331,7 @@ class Claimer:
             self.scripts.settle_failure(
                 keys=[self.own, self.keys.all_scheduled, self.keys.all_failed, self.keys.job(job.id)],
                 args=[
-                    job.id, str(job.token), max_attempts, "" if retry_at is None else repr(retry_at),
+                    job.id, str(job.token), max_attempts, "" if retry_in is None else repr(float(retry_in)),
                     json.dumps(record, ensure_ascii=False), error, traceback, repr(now), self.worker,
                 ],
             )
@@ -394,14 +412,11 @@ def requeue_worker(
 
 
 def promote_due(client: redis.Redis, scripts: Scripts, keys: Keys, limit: int = 1000) -> int:
-    """Move jobs whose retry is due from ``all:scheduled`` back to their queue."""
-    return int(
-        scripts.promote(
-            keys=[keys.all_scheduled, keys.all_jobs],
-            args=[repr(time.time()), keys.job_prefix, keys.namespace, limit],
-            client=client,
-        )
-    )
+    """Move jobs that are due (delayed jobs, retries) from ``all:scheduled`` to their queue, waking
+    idle workers that can take them; how many moved (at most ``limit``)."""
+    done = promotion.promote(promotion.on(client), scripts, keys, limit)
+    promotion.wake(client, done.wake)
+    return done.moved
 
 
 def _str(value: bytes | str) -> str:

@@ -15,22 +15,26 @@ calls), :mod:`qw.seed` (registration, ``fetch_next_job``,
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import redis
 
-from . import census, depending, failed, inspection, records, seed, task_queuing
+from . import census, depending, failed, inspection, records, recurring, schedule, seed, task_queuing, when
 from .call import Call
 from .connection import RedisConfig, translated
 from .control import send
+from .exceptions import ConfigError
 from .failed import FailedJob
 from .handle import JobHandle
 from .keeping import check_result_ttl, check_tags, record_fields
-from .keys import Keys, validate_manager_name
+from .keys import Keys, validate_manager_name, validate_schedule_name
 from .queuing import DEFAULT_BATCH, STATS_TTLS, Producer, job_options
 from .records import JobInfo
+from .recurrence import DEFAULT_MAX_CATCHUP, Recurrence
 from .scripts import Scripts
 from .store import Store
+from .when import Delay
 
 __all__ = ["Client", "FailedJob", "DEFAULT_BATCH", "STATS_TTLS"]
 
@@ -138,6 +142,8 @@ class Client:
         priority: Optional[int] = None,
         depends_on: Optional[Iterable[Any]] = None,
         on_dependency_failure: str = "fail",
+        delay: Optional[Delay] = None,
+        at: Optional[datetime] = None,
     ) -> str:
         """Queue one job in one atomic step and return its id.
 
@@ -155,14 +161,23 @@ class Client:
         default) first in first out with the rest. ``depends_on`` (handles
         or ids) makes it wait until each of those jobs is done; one that
         fails for good or is cancelled fails it too
-        (``on_dependency_failure="fail"``) or not (``"run"``).
+        (``on_dependency_failure="fail"``) or not (``"run"``). ``delay``
+        (seconds or a timedelta) or ``at`` (a datetime with a time zone;
+        past: now) queue it for later: its state is ``scheduled`` until a
+        manager moves it to its queue, on time.
         """
         record = record_fields(check_result_ttl(result_ttl), check_tags(tags), track, task=False)
         waits_for = depending.dependency_ids(depends_on)
+        due = when.due(delay, at)
+        if waits_for and due is not None:
+            raise ConfigError("a job waits for its dependencies or for a time, not both")
         if waits_for:
             options = job_options(max_attempts, timeout)
             return depending.queue_waiting_job(self._producer, job_data, manager, worker, queue, job_id,
                                                options, record, priority, waits_for, on_dependency_failure)
+        if due is not None:
+            return schedule.schedule_job(self._producer, job_data, due, manager, worker, job_id, max_attempts,
+                                         timeout, queue, record, priority)
         return self._producer.queue_job(job_data, manager, worker, job_id, max_attempts, timeout, queue,
                                         record, priority)
 
@@ -180,15 +195,22 @@ class Client:
         tags: Optional[Iterable[str]] = None,
         track: bool = False,
         priority: Optional[int] = None,
+        delay: Optional[Delay] = None,
+        at: Optional[datetime] = None,
     ) -> list[str]:
         """Queue many jobs, one round trip per batch; return their ids in order.
 
         Every job is checked before the first is sent, so bad data queues
         nothing. Each job is queued atomically; a batch cut short by a lost
-        connection leaves the jobs before the cut queued. ``queue`` and the
-        record options: as for :meth:`queue_job`.
+        connection leaves the jobs before the cut queued. ``queue``, the
+        record options, ``priority``, ``delay``, ``at``: as for
+        :meth:`queue_job` (all due at once).
         """
         record = record_fields(check_result_ttl(result_ttl), check_tags(tags), track, task=False)
+        due = when.due(delay, at)
+        if due is not None:
+            return schedule.schedule_jobs(self._producer, jobs, due, manager, worker, batch_size,
+                                          max_attempts, timeout, queue, record, priority)
         return self._producer.queue_jobs(jobs, manager, worker, batch_size, max_attempts, timeout, queue,
                                          record, priority)
 
@@ -199,8 +221,10 @@ class Client:
 
         What ``Task.delay`` and ``send_with`` use. The call says where it
         goes (``worker``, else ``manager``, else ``queue``) and holds its own
-        ``job_id``, ``max_attempts`` and ``timeout``.
+        ``job_id``, ``max_attempts``, ``timeout`` and due time (``delay``, ``at``).
         """
+        if getattr(call, "due", None) is not None:  # not a Call: task_queuing says so
+            return schedule.schedule_call(self._producer, call)
         return task_queuing.queue_call(self._producer, call)
 
     def queue_calls(self, calls: Iterable[Call], batch_size: int = DEFAULT_BATCH) -> list[str]:
@@ -209,6 +233,10 @@ class Client:
         What ``Task.map`` uses. Calls to different lists may be mixed; each
         keeps its place in its list's order.
         """
+        if not isinstance(calls, task_queuing.CallBatch):
+            calls = list(calls)
+            if any(getattr(call, "due", None) is not None for call in calls):  # each checked when built
+                return [self.queue_call(call) for call in calls]
         return task_queuing.queue_calls(self._producer, calls, batch_size)
 
     def enqueue(self, task: str, /, *args: Any, **kwargs: Any) -> JobHandle:
@@ -238,6 +266,8 @@ class Client:
         priority: Optional[int] = None,
         depends_on: Optional[Iterable[Any]] = None,
         on_dependency_failure: str = "fail",
+        delay: Optional[Delay] = None,
+        at: Optional[datetime] = None,
     ) -> JobHandle:
         """Queue a call of ``task`` (a task name or an import path) with every option.
 
@@ -250,7 +280,7 @@ class Client:
                     max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl,
                     tags=check_tags(tags), track=track, priority=priority,
                     depends_on=depending.dependency_ids(depends_on),
-                    on_dependency_failure=on_dependency_failure)
+                    on_dependency_failure=on_dependency_failure, delay=delay, at=at)
         return JobHandle(self.queue_call(call), self)
 
     # -- job records -----------------------------------------------------------
@@ -283,6 +313,71 @@ class Client:
                   limit: int = 50) -> list[JobInfo]:
         """Jobs by ``state``, ``tag`` and ``task``, most recent first (see :func:`qw.records.search`)."""
         return records.search(self._store, state=state, tag=tag, task=task, limit=limit)
+
+    # -- recurring schedules -------------------------------------------------
+
+    def recur(
+        self,
+        name: str,
+        *,
+        task: Optional[str] = None,
+        args: Sequence[Any] = (),
+        kwargs: Optional[Mapping[str, Any]] = None,
+        data: Optional[Mapping[str, Any]] = None,
+        every: Optional[Delay] = None,
+        offset: Delay = 0,
+        cron: Optional[str] = None,
+        tz: Optional[str] = None,
+        queue: Optional[str] = None,
+        manager: Optional[str] = None,
+        catchup: str = "skip",
+        max_catchup: int = DEFAULT_MAX_CATCHUP,
+        no_overlap: bool = False,
+        max_attempts: Optional[int] = None,
+        timeout: Optional[float] = None,
+    ) -> str:
+        """Create or replace the schedule ``name``; ``"created"``, ``"replaced"`` or ``"unchanged"``.
+
+        It queues a call of ``task`` (with ``args``, ``kwargs``) or a job
+        with ``data``, one of them, to ``queue`` or ``manager``: every
+        ``every`` seconds (a timedelta too) on absolute time, shifted by
+        ``offset``, or on ``cron`` (five fields, or ``@daily``...) in time
+        zone ``tz``. Every manager fires it; each due time fires once.
+        ``catchup`` says what to do about fires every manager missed:
+        ``skip``, ``latest`` or ``all`` (at most ``max_catchup``);
+        ``no_overlap`` skips a fire while the last run is unfinished.
+        Everything is checked before anything is written.
+        """
+        rule = Recurrence(every=every, offset=offset, cron=cron, tz=tz, catchup=catchup,
+                          max_catchup=max_catchup)
+        schedule = recurring.Schedule(name, rule, task=task, args=list(args), kwargs=dict(kwargs or {}),
+                                      data=None if data is None else dict(data), queue=queue, manager=manager,
+                                      no_overlap=no_overlap, max_attempts=max_attempts, timeout=timeout)
+        return ("unchanged", "created", "replaced")[recurring.define(self._store, schedule)]
+
+    def recurring(self) -> list[dict[str, Any]]:
+        """Every recurring schedule: its definition, next and last fire, the last run's outcome, counts."""
+        return recurring.listing(self._store)
+
+    def unrecur(self, name: str) -> bool:
+        """Delete the schedule ``name`` (runs already queued stay); False if there was none."""
+        return recurring.remove(self._store, validate_schedule_name(name))
+
+    def pause_recurring(self, name: str) -> None:
+        """Stop firing ``name`` until :meth:`resume_recurring`; fires meanwhile are not made up."""
+        recurring.pause(self._store, validate_schedule_name(name))
+
+    def resume_recurring(self, name: str) -> None:
+        """Fire ``name`` again, from its next due time after now."""
+        recurring.resume(self._store, validate_schedule_name(name))
+
+    def run_recurring_now(self, name: str) -> str:
+        """Queue one run of ``name`` now, outside its sequence; its job id."""
+        return recurring.run_now(self._store, self._producer, validate_schedule_name(name))
+
+    def fire_recurring(self, now: float) -> int:
+        """Fire the schedules due at ``now`` (Redis's clock): what a manager's scheduler calls."""
+        return recurring.fire_due(self._store, self._producer, now)
 
     # -- taking jobs (the seed API; Worker uses Claimer directly) ----------
 
@@ -334,7 +429,7 @@ class Client:
         return inspection.get_all_pending_jobs(self._store)
 
     def get_scheduled_jobs(self) -> list[tuple[str, float]]:
-        """Jobs waiting for a retry, as ``(job_id, due_at)`` (unix seconds), soonest first."""
+        """Delayed jobs and jobs waiting for a retry, ``(job_id, due_at)`` (unix seconds), soonest first."""
         return inspection.get_scheduled_jobs(self._store)
 
     def get_stats(self, manager: Optional[str] = None, *, task: Optional[str] = None,

@@ -23,6 +23,7 @@ from .guard import Guard
 from .lifecycle import Lifecycle
 from .loading import load_code
 from .options import RELOADABLE, Settings
+from .periodic import publish as publish_schedules
 from .pool import Pool
 from .process import Switch, cancel_digest
 from .target import CodeTracker
@@ -147,6 +148,9 @@ class Commands:
         _function, prepared["task_map"] = self.code.reload_with(load_code, prepared["target"],
                                                                 prepared["tasks"] or ())
         self.settings.apply(prepared)
+        # A periodic task added or changed by the new code: its schedule too.
+        self.guard.step("schedules", publish_schedules, self.inbox.store, self.settings.task_map,
+                        self.inbox.manager)
         if options is not None:
             self.last_read = options
         old = self.pool.replace_all()

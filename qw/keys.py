@@ -32,7 +32,17 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
     ("all:priority:seq", "string",
      "the sequence number of the last prioritised job: keeps equal priorities in order"),
     ("all:failed", "list", "ids of failed jobs; their hashes keep qw:error, qw:errors and qw:traceback"),
-    ("all:scheduled", "zset", "ids waiting for a retry, scored by when they are due (unix seconds)"),
+    ("all:scheduled", "zset",
+     "ids of delayed jobs and of jobs waiting for a retry, scored by when they are due (unix seconds, "
+     "Redis's clock)"),
+    ("all:scheduled:wake", "list",
+     "at most one token, pushed when a job is scheduled sooner than the earliest one: wakes a manager's "
+     "scheduler; expires after 10 s"),
+    ("all:recurring", "zset",
+     "names of the recurring schedules, scored by their next due time (unix seconds; a paused one: +inf)"),
+    ("all:recurring:<name>", "hash",
+     "a recurring schedule: its definition (JSON), version, next and last fire, last run's job id, counts "
+     "(fired, skipped overlaps, missed); one per schedule, until `unrecur`"),
     ("all:settled:<job_id>", "list",
      "one token per waiter, pushed when that job settles (done, failed, cancelled); expires 60 s later"),
     ("all:finished", "zset",
@@ -107,6 +117,25 @@ def validate_queue_name(name: str) -> str:
         if len(name) > 64:
             raise ConfigError(f"queue name {name[:20]!r}... is longer than 64 characters")
         raise ConfigError(f"queue name {name!r} may hold only letters, digits, '_', '.' and '-'")
+    return name
+
+
+# A schedule's name: as a queue name's characters (safe in a key and on a
+# command line), long enough for a task name, which a @qw.periodic task uses.
+_SCHEDULE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,200}")
+
+
+def validate_schedule_name(name: str) -> str:
+    """Return ``name`` if it may name a recurring schedule, else raise :class:`ConfigError` saying why.
+
+    1 to 200 characters of ``A-Z a-z 0-9 _ . -``.
+    """
+    if not isinstance(name, str) or not _SCHEDULE_NAME.fullmatch(name):
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"a schedule name must be a non-empty string, got {name!r}")
+        if len(name) > 200:
+            raise ConfigError(f"schedule name {name[:20]!r}... is longer than 200 characters")
+        raise ConfigError(f"schedule name {name!r} may hold only letters, digits, '_', '.' and '-'")
     return name
 
 
@@ -200,6 +229,19 @@ class Keys:
     def settled(self, job_id: str) -> str:
         """``all:settled:<id>``: where the waiters of that job block until it settles."""
         return f"{self.namespace}all:settled:{job_id}"
+
+    @property
+    def all_scheduled_wake(self) -> str:
+        """Where a scheduler blocks; a job due sooner than the earliest one pushes a token."""
+        return f"{self.all_scheduled}:wake"
+
+    @property
+    def all_recurring(self) -> str:
+        return f"{self.namespace}all:recurring"
+
+    def recurring(self, name: str) -> str:
+        """``all:recurring:<name>``; the name is checked (:func:`validate_schedule_name`)."""
+        return f"{self.namespace}all:recurring:{validate_schedule_name(name)}"
 
     @property
     def all_orphaned(self) -> str:

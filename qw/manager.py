@@ -5,7 +5,7 @@ A pre-fork arbiter, cut into parts that each do one thing:
 - :mod:`qw.options` checks the options (one table) and keeps them (``Settings``);
 - :mod:`qw.pool` holds the worker slots: spawn, resize, retire, deaths and their requeue;
 - :mod:`qw.duties` are the chores run each tick or when their socket is
-  readable: lease renewal, time limits, health, statistics, retries due,
+  readable: lease renewal, time limits, health, statistics, due delayed jobs and retries,
   reaping lapsed managers, the control inbox, the metrics endpoint;
 - :mod:`qw.commands` carries out requests (signals, other threads, Redis);
 - :mod:`qw.supervisor` is the loop, the one ``wait()``;
@@ -35,7 +35,7 @@ from .duties.lease import RenewLease
 from .duties.reaper import ReapDeparted
 from .duties.records import CleanRecordIndexes
 from .duties.releases import FinishReleases
-from .duties.retries import PromoteRetries
+from .duties.scheduler import PromoteDue
 from .duties.stats import FlushStats
 from .duties.time_limits import EnforceTimeLimits
 from .exceptions import QwError
@@ -46,6 +46,7 @@ from .lease import NameLease
 from .lifecycle import Lifecycle, Waker
 from .loading import load_code
 from .options import ARGUMENTS, Settings
+from .periodic import publish as publish_schedules
 from .pool import Pool
 from .process import CONTROL_SIGNALS, STOP_SIGNALS, Switch, describe_exit  # noqa: F401 - describe_exit: as before
 from .stats import DEFAULT_HISTORY
@@ -160,11 +161,11 @@ class Manager:
         """What the supervising loop runs each tick (in this order) or when a socket is readable."""
         settings, client, pool, name = self.settings, self.client, self._pool, self.name
         duties: list[Duty] = [
+            PromoteDue(client, name),  # first: a due job must not wait behind the other duties' round trips
             RenewLease(client, self.lease_holder, settings, self._lifecycle, lambda: pool.workers),
             EnforceTimeLimits(pool, settings),
             self._health,
             self._flush,
-            PromoteRetries(client, settings, name),
             ReapDeparted(client, settings, name),
             CleanRecordIndexes(client),
             FinishReleases(client, settings),
@@ -229,6 +230,7 @@ class Manager:
         for warning in warnings:
             log.warning("manager %s: %s", self.name, warning)
         try:
+            publish_schedules(self.client, self.settings.task_map, self.name)
             if self.settings.metrics_port is not None:
                 self._start_metrics()
             self._pool.recover_predecessor()

@@ -210,8 +210,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("embedded", None, group="connection"),
     Option("lease", 10.0, "A manager silent this long loses its name, and other managers take its "
            "running jobs back; default: 10.", "--lease=<seconds>", number, _lease),
-    Option("heartbeat", None, "How often the lease is renewed (and retries promoted, lapsed managers "
-           "reaped); default: min(1, lease / 3).", "--heartbeat=<seconds>", number),
+    Option("heartbeat", None, "How often the lease is renewed (and lapsed managers reaped); "
+           "default: min(1, lease / 3).", "--heartbeat=<seconds>", number),
     Option("graceful_timeout", 25.0, "On TERM, how long running jobs may take to finish before they "
            "are killed and requeued; default: 25.", "--graceful-timeout=<seconds>", number,
            _not_negative, reload=True),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from .claim import promote_due, requeue_worker
+from .claim import requeue_worker
 from .client import Client
 
 log = logging.getLogger("qw.recovery")
@@ -21,11 +21,6 @@ def requeue(client: Client, manager: str, worker: str, *, keep_own: bool, cause:
     """:func:`qw.claim.requeue_worker` with a :class:`Client`."""
     return requeue_worker(client.redis, client.scripts, client.keys, manager, worker, keep_own=keep_own,
                           cause=cause, max_attempts=max_attempts, only_if_lease_gone=only_if_lease_gone)
-
-
-def promote(client: Client) -> int:
-    """Move due retries back to their queues."""
-    return promote_due(client.redis, client.scripts, client.keys)
 
 
 def reap_departed(client: Client, me: str, lock_ms: int, max_attempts: int) -> list[str]:

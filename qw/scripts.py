@@ -61,7 +61,10 @@ class Scripts:
     ack_and_claim_many: Script
     settle_failure: Script
     requeue: Script
-    promote: Script
+    promote_due: Script
+    schedule: Script
+    recur: Script
+    fire_recurring: Script
     retry_failed: Script
     forget_manager: Script
     acquire_name: Script

@@ -48,7 +48,10 @@ class Supervisor:
                 if ready == waker:
                     lifecycle.waker.drain()
                 elif ready in sockets:
-                    sockets[ready].on_readable()
+                    duty = sockets[ready]
+                    duty.on_readable()
+                    if duty in self._due:  # a duty with both: its socket may bring its next run forward
+                        self._due[duty] = time.monotonic() + (duty.every or 0.0)
                 else:
                     pool.on_death(sentinels[ready])
 

@@ -32,6 +32,7 @@ import dataclasses
 import functools
 import inspect
 import sys
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, overload
 
@@ -42,6 +43,7 @@ from .flow import Signature
 from .handle import JobHandle
 from .keeping import check_priority, check_result_ttl, check_tags, dependency_ids
 from .keys import validate_queue_name, validate_task_name
+from .when import Delay
 
 #: Every task declared in this process, by name.
 registry: dict[str, Task] = {}
@@ -149,6 +151,10 @@ class Task:
 
     fire = delay
 
+    def fire_at(self, delay: Delay, *args: Any, **kwargs: Any) -> JobHandle:
+        """Queue ``fn(*args, **kwargs)`` to run after ``delay`` (a timedelta or seconds)."""
+        return self.send_with(args, kwargs, delay=delay)
+
     def send_with(
         self,
         args: Sequence[Any] = (),
@@ -166,6 +172,8 @@ class Task:
         priority: Optional[int] = None,
         depends_on: Optional[Iterable[Any]] = None,
         on_dependency_failure: str = "fail",
+        delay: Optional[Delay] = None,
+        at: Optional[datetime] = None,
         client: Optional[CallQueue] = None,
     ) -> JobHandle:
         """Queue one call with every option; options left None take the task's.
@@ -173,7 +181,8 @@ class Task:
         ``queue`` overrides the task's queue; ``manager`` or ``worker``
         send the job to that manager's or worker's own list instead (then
         the task's queue does not apply, and giving ``queue`` too is an
-        error). ``job_id``, ``max_attempts``, ``timeout``: as for
+        error). ``job_id``, ``max_attempts``, ``timeout``, ``delay``
+        (seconds or a timedelta), ``at`` (an aware datetime): as for
         ``Client.queue_job``. ``result_ttl``: seconds the job's record (its
         state, result, history) stays once it settles (None: the task's, else
         the manager's ``--result-ttl``; 0: none); ``tags`` add to the task's;
@@ -186,7 +195,7 @@ class Task:
         """
         call = self._call(args, kwargs or {}, queue=queue, manager=manager, worker=worker, job_id=job_id,
                           max_attempts=max_attempts, timeout=timeout, result_ttl=result_ttl, tags=tags,
-                          track=track, priority=priority)
+                          track=track, priority=priority, delay=delay, at=at)
         if depends_on is not None or on_dependency_failure != "fail":
             call = dataclasses.replace(call, depends_on=dependency_ids(depends_on),
                                        on_dependency_failure=on_dependency_failure)
@@ -267,7 +276,8 @@ class Task:
               manager: Optional[str] = None, worker: Optional[str] = None, job_id: Optional[str] = None,
               max_attempts: Optional[int] = None, timeout: Optional[float] = None,
               result_ttl: Optional[int] = None, tags: Optional[Iterable[str]] = None,
-              track: bool = False, priority: Optional[int] = None, leading: Optional[int] = 0) -> Call:
+              track: bool = False, priority: Optional[int] = None, leading: Optional[int] = 0,
+              delay: Optional[Delay] = None, at: Optional[datetime] = None) -> Call:
         # ``leading``: positional arguments the job gets before these (a chain's
         # result); None: do not check the fit (not known yet).
         if leading is not None:
@@ -280,7 +290,7 @@ class Task:
                     timeout=self.timeout if timeout is None else timeout,
                     result_ttl=self.result_ttl if result_ttl is None else result_ttl,
                     tags=self._tags(tags) if tags else self.tags, track=track,
-                    priority=self._priority(priority, worker))
+                    priority=self._priority(priority, worker), delay=delay, at=at)
 
     def _priority(self, priority: Optional[int], worker: Optional[str]) -> Optional[int]:
         # The task's default does not apply to a job sent to one worker's own list.
@@ -464,6 +474,11 @@ class Job:
         return cls.__task__.send_with(args, kwargs)
 
     fire = delay
+
+    @classmethod
+    def fire_at(cls, delay: Delay, *args: Any, **kwargs: Any) -> JobHandle:
+        """See :meth:`Task.fire_at`."""
+        return cls.__task__.fire_at(delay, *args, **kwargs)
 
     @classmethod
     def send_with(cls, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any]] = None,

@@ -379,12 +379,11 @@ class Worker(multiprocessing.Process):
         policy = self.limits.retry
         if how is not None:
             error = error or how.error
-        if how is not None and not how.retry:
-            retry_at = None
-        else:
+        delay: Optional[float] = None
+        if how is None or how.retry:
             delay = how.delay if how is not None and how.delay is not None else policy.delay(job.attempt)
-            retry_at = time.time() + delay
-        result = self._retrying(claimer.fail, job, error, tb, retry_at, max_attempts or policy.max_attempts)
+        allowed = max_attempts or policy.max_attempts
+        result = self._retrying(claimer.fail, job, error, tb, None, allowed, delay)
         if result != REFUSED:
             how_it_ended = FAILED_FOR_GOOD if result == FAILED else RETRIED
             self.shared.tally.record(how_it_ended, wait, run)
@@ -397,7 +396,7 @@ class Worker(multiprocessing.Process):
             log.warning("%s: job %s failed for good on attempt %d: %s", self.name, job.id, job.attempt, error)
         else:
             log.warning("%s: job %s attempt %d failed, retry in %.1f s: %s",
-                        self.name, job.id, job.attempt, (retry_at or time.time()) - time.time(), error)
+                        self.name, job.id, job.attempt, delay or 0.0, error)
 
     def _used_up(self, done: int) -> bool:
         """True when this worker should make way for a fresh one (recycling)."""

@@ -21,3 +21,9 @@ def stamp(n: int) -> float:
 def latest(ends: list[Any]) -> tuple[float, float]:
     """The last member's end and this callback's start."""
     return max(ends), time.time()
+
+
+@qw.task(name="flow.ok")
+def ok() -> str:
+    """A no-op task with a small result."""
+    return "ok"

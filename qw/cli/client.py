@@ -13,6 +13,9 @@ Usage:
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue string <data> [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue file <file> [<manager>]
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] queue task <task> [<args>] [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] recur add <name> (--every=<seconds> | --cron=<expr>) [<data>] [<manager>]
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] recur list
+  qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] recur (remove | pause | resume | run) <name>
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] failed
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] retry (--all | <job_id>...)
   qw-client [--host=<host>] [--port=<port>] [--db=<db>] [options] purge
@@ -31,10 +34,11 @@ Commands:
   managers        List registered managers and whether each holds a live lease.
   workers         List the workers of one manager (or of all) and their jobs;
                   flag those whose claims have not reached Redis for 10 s.
-  jobs            Show queued, in-progress, scheduled (waiting for a retry) and
-                  failed jobs (of one manager), and orphaned manager queues;
-                  with --state, --tag or --task: the jobs that match, most
-                  recent first, with their state (at most --limit).
+  jobs            Show queued, in-progress, scheduled (delayed, or waiting for
+                  a retry) and failed jobs (of one manager), orphaned manager
+                  queues, and the recurring schedules; with --state, --tag or
+                  --task: the jobs that match, most recent first, with their
+                  state (at most --limit).
   job             Everything a job's record holds: state, task and arguments
                   or data, result or error, attempts, worker, times, history,
                   tags.
@@ -56,6 +60,18 @@ Commands:
                   'pkg.mod:fn') with the positional arguments in <args>, a
                   JSON array, and the keyword arguments in --kwargs; print
                   its id. With a <manager>, give '[]' for no arguments.
+  recur add       Create (or replace) the recurring schedule <name>: every
+                  --every seconds on absolute time (shifted by --offset), or
+                  on --cron (five fields, or @daily and the like) in --tz. It
+                  queues a call of --task (with --args, --kwargs) or the job
+                  <data>, one of them, to --queue or <manager>. Every manager
+                  fires it; each due time fires once.
+  recur list      The schedules: when, what, next and last fire, how the last
+                  run ended, fires, skipped overlaps, missed fires.
+  recur remove    Delete a schedule (runs already queued stay).
+  recur pause     Stop firing a schedule; recur resume fires it again from
+                  its next due time.
+  recur run       Queue one run of a schedule now, outside its sequence.
   failed          List failed jobs: id, when, attempts, last error.
   retry           Queue failed jobs again, attempts reset.
   purge           Delete every failed job.
@@ -98,7 +114,11 @@ Options:
                            harmless.
   --max-attempts=<n>       queue: runs the job gets before it fails for good.
   --timeout=<seconds>      queue: the job's time limit.
-  --task=<name>            stats: figures of this task only; jobs: its jobs only.
+  --delay=<seconds>        queue: run the job that many seconds from now.
+  --at=<time>              queue: run the job at this ISO 8601 time with its offset
+                           (2026-12-24T09:00:00+01:00, or ...Z); a past time runs now.
+  --task=<name>            stats: figures of this task only; jobs: its jobs only;
+                           recur add: the task it calls.
   --state=<state>          jobs: jobs in this state (queued, scheduled, waiting,
                            running, retrying, done, failed, cancelled).
   --tag=<tag>              jobs: jobs queued with this tag. queue: tags for the
@@ -107,6 +127,16 @@ Options:
   --track                  queue: keep the job's record until untracked.
   --priority=<n>           queue: the job's priority in its queue; lower runs
                            sooner, 0 (the default) in arrival order.
+  --args=<json>            recur add: the task's positional arguments, a JSON array.
+  --every=<seconds>        recur add: fire every that many seconds.
+  --offset=<seconds>       recur add: with --every, fire that many seconds past each
+                           multiple of it [default: 0].
+  --cron=<expr>            recur add: fire on this cron expression ('30 6 * * 1-5').
+  --tz=<zone>              recur add: the time zone of --cron (Europe/Paris); default: UTC.
+  --catchup=<policy>       recur add: fires missed while no manager ran: skip, latest
+                           or all [default: skip].
+  --max-catchup=<n>        recur add: with --catchup=all, at most that many [default: 100].
+  --no-overlap             recur add: skip a fire while the last run is unfinished.
   --json                   managers, workers, jobs, failed, stats, info, tasks: print JSON.
   --limit=<n>              jobs: ids shown per list in text output [default: 20].
   --wait=<seconds>         How long a command waits for its manager (default: 10);
@@ -129,15 +159,18 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from .. import when
 from ..call import Call
 from ..client import Client, FailedJob
 from ..exceptions import ConfigError, QwError
 from ..job import parse_object
 from ..keeping import check_priority
+from ..recurrence import Recurrence
 from ..version import __version__
 from . import records as record_commands
 from .common import CONNECTION_OPTIONS, EXIT_ERROR, EXIT_OK, connection_kwargs, integer, number, parse, run
 from .input import parse_arguments, parse_jobs, read_text
+from .schedules_table import format_schedules, moment
 from .tasks_table import format_tasks
 from .watch import dumps, format_info, format_stats, info_report, top
 
@@ -154,6 +187,8 @@ def main(argv: Optional[list[str]] = None) -> None:
 def _main(argv: Optional[list[str]]) -> int:
     args = parse(__doc__, argv, f"qw-client {__version__}")
     limit = integer(args["--limit"], "--limit", minimum=0)
+    if args["recur"]:
+        return recur(args)
     if args["queue"]:
         # Check the input before touching Redis: bad data never half-queues.
         if args["task"]:
@@ -246,6 +281,68 @@ def queue(client: Client, jobs: list[dict[str, Any]], args: dict[str, Any]) -> i
     return EXIT_OK
 
 
+def recur(args: dict[str, Any]) -> int:
+    """``recur add | list | remove | pause | resume | run``; ``add`` checks everything before Redis."""
+    name = args["<name>"]
+    if args["add"]:
+        options = recur_options(args)
+        client = Client(**connection_kwargs(args))
+        print(f"schedule {name}: {client.recur(name, **options)}")
+        return EXIT_OK
+    client = Client(**connection_kwargs(args))
+    if args["list"]:
+        rows = client.recurring()
+        print(dumps(rows) if args["--json"] else format_schedules(rows))
+    elif args["remove"]:
+        if not client.unrecur(name):
+            raise ConfigError(f"no recurring schedule called {name!r}")
+        print(f"schedule {name}: removed")
+    elif args["pause"]:
+        client.pause_recurring(name)
+        print(f"schedule {name}: paused")
+    elif args["resume"]:
+        client.resume_recurring(name)
+        print(f"schedule {name}: resumed")
+    else:
+        print(client.run_recurring_now(name))
+    return EXIT_OK
+
+
+def recur_options(args: dict[str, Any]) -> dict[str, Any]:
+    """``recur add``'s options as ``Client.recur``'s keyword arguments, checked (no Redis needed)."""
+    data, manager = args["<data>"], args["<manager>"]
+    task = args["--task"]
+    if task is not None and data is not None and manager is None:
+        data, manager = None, data  # recur add <name> --task=... <manager>
+    if (task is None) == (data is None):
+        raise ConfigError("recur add needs --task=<name> or <data>, one of them")
+    if task is None and (args["--args"] is not None or args["--kwargs"] is not None):
+        raise ConfigError("--args and --kwargs go with --task")
+    options: dict[str, Any] = {"queue": args["--queue"], "manager": manager, "catchup": args["--catchup"],
+                               "max_catchup": integer(args["--max-catchup"], "--max-catchup", 1),
+                               "no_overlap": bool(args["--no-overlap"]), **limits(args)}
+    if options.pop("delay") is not None or options.pop("at") is not None:
+        raise ConfigError("--delay and --at are for queue commands")
+    if args["--every"] is not None:
+        options.update(every=number(args["--every"], "--every"), offset=number(args["--offset"], "--offset"))
+        if args["--tz"] is not None:
+            raise ConfigError("--tz goes with --cron: --every runs on absolute time")
+    else:
+        if args["--offset"] not in (None, "0"):
+            raise ConfigError("--offset goes with --every")
+        options.update(cron=args["--cron"], tz=args["--tz"])
+    # The schedule first (the most likely mistake), then what it queues: all
+    # before Redis is reached.
+    Recurrence(every=options.get("every"), offset=options.get("offset", 0), cron=options.get("cron"),
+               tz=options.get("tz"), catchup=options["catchup"], max_catchup=options["max_catchup"])
+    if task is not None:
+        positional, keywords = parse_arguments(args["--args"], args["--kwargs"])
+        options.update(task=task, args=positional, kwargs=keywords)
+    else:
+        options["data"] = parse_object(data)
+    return options
+
+
 def task_call(args: dict[str, Any]) -> Call:
     """The call ``queue task`` queues, checked (arguments, names, options) before Redis is reached."""
     positional, keywords = parse_arguments(args["<args>"], args["--kwargs"])
@@ -263,7 +360,8 @@ def priority_of(text: str, option: str) -> int:
 
 
 def limits(args: dict[str, Any]) -> dict[str, Any]:
-    """``--max-attempts``, ``--timeout`` and the record options as queue_job's keyword arguments."""
+    """``--max-attempts``, ``--timeout``, the record options, ``--priority``, ``--delay`` and ``--at``
+    as queue_job's keyword arguments."""
     return {
         "max_attempts": None if args["--max-attempts"] is None else integer(args["--max-attempts"], "--max-attempts", 1),
         "timeout": None if args["--timeout"] is None else number(args["--timeout"], "--timeout"),
@@ -271,6 +369,8 @@ def limits(args: dict[str, Any]) -> dict[str, Any]:
         "tags": [t for t in args["--tag"].split(",") if t] if args["--tag"] else None,
         "track": bool(args["--track"]),
         "priority": None if args["--priority"] is None else priority_of(args["--priority"], "--priority"),
+        "delay": None if args["--delay"] is None else number(args["--delay"], "--delay"),
+        "at": None if args["--at"] is None else when.parse_at(args["--at"]),
     }
 
 
@@ -352,10 +452,23 @@ def jobs_report(client: Client, manager: Optional[str]) -> dict[str, Any]:
         ours = client.keys.namespace + f"{manager}:"
         failed = [f for f in failed if f.worker.startswith(f"{manager}:") or f.origin.startswith(ours)]
         report["scheduled"] = [e for e in report["scheduled"] if _origin_of(client, e["id"]).startswith(ours)]
+    _states(client, report["scheduled"])
     report["failed"] = [failed_entry(f, full=False) for f in failed]
+    report["schedules"] = [s for s in client.recurring() if not manager or s["manager"] == manager]
     if not manager:
         report["orphaned"] = {m: client.get_manager_queued_jobs(m) for m in client.get_orphaned_managers()}
     return report
+
+
+SCHEDULED_STATES_READ = 1000  # of the soonest scheduled jobs, the state is read (delayed or retrying)
+
+
+def _states(client: Client, entries: list[dict[str, Any]]) -> None:
+    pipe = client.redis.pipeline(transaction=False)
+    for entry in entries[:SCHEDULED_STATES_READ]:
+        pipe.hget(client.keys.job(entry["id"]), "qw:state")
+    for entry, state in zip(entries, pipe.execute()):
+        entry["state"] = state.decode() if state else "retrying"
 
 
 def _origin_of(client: Client, job_id: str) -> str:
@@ -407,8 +520,8 @@ def format_jobs(report: dict[str, Any], limit: int) -> str:
     for worker, ids in busy.items():
         lines.append(f"  {worker}: {' '.join(ids[:limit])}")
     scheduled = report["scheduled"]
-    lines.append(f"scheduled for a retry: {len(scheduled)}")
-    lines.extend(f"  {e['id']}  due {_when(e['due_at'])}" for e in scheduled[:limit])
+    lines.append(f"scheduled (delayed, or waiting for a retry): {len(scheduled)}")
+    lines.extend(f"  {e['id']}  due {moment(e['due_at'])}  {e.get('state', '')}".rstrip() for e in scheduled[:limit])
     failed = report["failed"]
     lines.append(f"failed: {len(failed)}")
     if failed:
@@ -417,6 +530,8 @@ def format_jobs(report: dict[str, Any], limit: int) -> str:
         lines.append(f"  ... and {len(failed) - limit} more")
     for manager, ids in report.get("orphaned", {}).items():
         _section(lines, f"orphaned: queued for departed manager {manager}", ids, limit)
+    if report.get("schedules"):
+        lines.append(format_schedules(report["schedules"]))
     return "\n".join(lines)
 
 

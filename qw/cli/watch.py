@@ -11,6 +11,7 @@ from typing import Any, Optional
 from .. import stats
 from ..client import Client
 from .common import EXIT_OK, columns
+from .schedules_table import format_schedules, moment
 from .tasks_table import format_tasks
 
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
@@ -50,12 +51,15 @@ def info_report(client: Client, manager: Optional[str]) -> dict[str, Any]:
         pipe.llen(client.keys.all_jobs)
         pipe.zcard(client.keys.all_scheduled)
         pipe.llen(client.keys.all_failed)
-        shared, scheduled, failed = pipe.execute()
+        pipe.zrange(client.keys.all_scheduled, 0, 0, withscores=True)
+        shared, scheduled, failed, soonest = pipe.execute()
     queues = {"all:jobs": shared, "scheduled": scheduled, "failed": failed,
+              "next_due": soonest[0][1] if soonest else None,
               "in_progress": sum(1 for w in workers if w["job"])}
     overall = stats.recent(client.redis, client.keys)
     return {"at": now, "managers": managers, "workers": workers, "queues": queues,
-            "jobs_per_s": overall["jobs_per_s"], "tasks": client.get_tasks(manager)}
+            "jobs_per_s": overall["jobs_per_s"], "tasks": client.get_tasks(manager),
+            "schedules": client.recurring()}
 
 
 def format_info(report: dict[str, Any]) -> str:
@@ -78,10 +82,13 @@ def format_info(report: dict[str, Any]) -> str:
     lines += columns(rows) if len(rows) > 1 else ["no workers registered"]
     if report["tasks"]["tasks"]:  # a deployment of plain jobs only sees no change
         lines += ["", format_tasks(report["tasks"])]
+    if report.get("schedules"):
+        lines += ["", format_schedules(report["schedules"])]
     q = report["queues"]
     lines.append("")
     lines.append(f"queued in all:jobs: {q['all:jobs']}   in progress: {q['in_progress']}   "
-                 f"scheduled: {q['scheduled']}   failed: {q['failed']}   jobs/s (last minute): "
+                 f"scheduled: {q['scheduled']}{_next(q.get('next_due'))}   failed: {q['failed']}   "
+                 "jobs/s (last minute): "
                  f"{report['jobs_per_s']:g}")
     return "\n".join(lines)
 
@@ -113,6 +120,10 @@ def top(client: Client, manager: Optional[str], interval: float, rounds: Optiona
     except KeyboardInterrupt:
         sys.stdout.write("\n")
     return EXIT_OK
+
+
+def _next(due: Optional[float]) -> str:
+    return "" if due is None else f" (next due {moment(due)})"
 
 
 def dumps(report: Any) -> str:

@@ -24,7 +24,11 @@ class Duty:
 
     @property
     def every(self) -> Optional[float]:
-        """Seconds between two runs; None: only when the socket is readable."""
+        """Seconds between two runs; None: only when the socket is readable.
+
+        Read after each run, and, for a duty with a socket too, after each
+        ``on_readable``, so a duty may ask for its next run at a time of its choosing.
+        """
         return None
 
     def run(self) -> None:

@@ -9,7 +9,8 @@
 -- ARGV[2] claim token, as the claim returned it; must equal qw:running
 --         ("" skips the check)
 -- ARGV[3] attempts allowed when the job does not say (qw:max_attempts)
--- ARGV[4] when to run it again (unix seconds), or "" to fail it now
+-- ARGV[4] seconds until it runs again (from Redis's clock: the scheduler
+--         moves it to its queue then), or "" to fail it now
 -- ARGV[5] this attempt's error record, a JSON object, appended to qw:errors
 -- ARGV[6] error, one line
 -- ARGV[7] traceback, or ""
@@ -18,7 +19,9 @@
 -- Returns 1 scheduled for a retry, 0 failed, -1 refused (stale token, or the
 -- id is no longer in this worker's list).
 -- #include record
+-- #include schedule
 local attempts = redis.call('HGET', KEYS[4], 'qw:attempts')
+local earliest = ARGV[4] ~= '' and qw_earliest(KEYS[2]) or nil
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[4], 'qw:running') ~= ARGV[2] then
   return -1
 end
@@ -38,9 +41,10 @@ if ARGV[7] ~= '' then
 end
 local allowed = tonumber(redis.call('HGET', KEYS[4], 'qw:max_attempts') or ARGV[3]) or 1
 if ARGV[4] ~= '' and (tonumber(attempts) or 0) < allowed then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+  local due = qw_now() + math.max(0, tonumber(ARGV[4]) or 0)
+  qw_schedule(KEYS[2], KEYS[2] .. ':wake', ARGV[1], due, earliest)  -- wake list: same namespace
   redis.call('HSET', KEYS[4], 'qw:state', 'retrying')
-  qw_note(KEYS[4], {event = 'retry', ['for'] = tonumber(ARGV[4]), error = ARGV[6]})
+  qw_note(KEYS[4], {event = 'retry', ['for'] = due, error = ARGV[6], worker = ARGV[9]})
   return 1
 end
 redis.call('HSET', KEYS[4], 'qw:failed_at', ARGV[8])

@@ -19,10 +19,13 @@ Every ``peer_<system>`` module offers the same things:
 
 Workloads: ``single``, ``bulk`` (queue only, no workers), ``drain`` (jobs per
 second of running workers), ``latency`` (queue call to job start, one idle
-worker process), ``memory`` (resident memory of the workers over a drain),
-``call`` (queue a job and wait for its result, one at a time, one idle worker
-process) and, for qw only, ``records`` (Redis memory of the records that jobs
-keep, while they are kept and after they expired: ``queue_kept(count, ttl)``).
+worker process), ``lateness`` (a delayed job's due time to its start, with the
+system's own delayed jobs: ``queue_delayed(delay, mode)``, which returns the
+due time on this host's clock), ``memory`` (resident memory of the workers
+over a drain), ``call`` (queue a job and wait for its result, one at a time,
+one idle worker process) and, for qw only, ``records`` (Redis memory of the
+records that jobs keep, while they are kept and after they expired:
+``queue_kept(count, ttl)``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ HERE = Path(__file__).resolve().parent
 BROKER_ENV = "QW_BENCH_BROKER"
 PR_SET_CHILD_SUBREAPER = 36
 LATENCY_GAP = 0.05  # up to this long idle before each latency sample, drawn at random
+LATENESS_DELAY = (0.2, 0.4)  # seconds a lateness sample is delayed, drawn at random
 # Jobs of the separate, untimed pass that counts round trips: bulk passes
 # span a few of the largest batch (1000), so a partial batch does not skew it.
 COUNT_TRIPS_SINGLE, COUNT_TRIPS_BULK = 500, 3000
@@ -80,7 +84,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", required=True)
     parser.add_argument("--workload", required=True,
-                        choices=["single", "bulk", "drain", "latency", "memory", "call", "records"])
+                        choices=["single", "bulk", "drain", "latency", "lateness", "memory", "call",
+                                 "records"])
     parser.add_argument("--broker", required=True, help="host:port of the Redis under test")
     parser.add_argument("--counter", required=True, help="host:port of the counter Redis")
     parser.add_argument("--jobs", type=int, default=1000)
@@ -196,6 +201,22 @@ class Bench:
         return {"jobs": len(ms), "p50_ms": statistics.median(ms), "p99_ms": percentile(ms, 0.99),
                 "mean_ms": statistics.fmean(ms), "max_ms": ms[-1],
                 "round_trips_per_job": trips.stop() / len(ms), "commands": self.commands_since(stats)}
+
+    def run_lateness(self) -> dict[str, Any]:
+        """Due time to job start of delayed jobs, one at a time, on one idle worker process.
+
+        Each job is delayed by a random 0.2 to 0.4 s, so that it falls due at
+        any point of the system's polling cycle; the due time is taken right
+        before the system's own queue call (the broker runs on this host).
+        """
+        self.start_workers(1)
+        samples: list[float] = []
+        for _ in range(self.args.jobs):
+            due = self.peer.queue_delayed(random.uniform(*LATENESS_DELAY), bench_job.STAMP)
+            samples.append(self.wait_stamp() - due)
+        ms = sorted(s * 1000 for s in samples)
+        return {"jobs": len(ms), "p50_ms": statistics.median(ms), "p99_ms": percentile(ms, 0.99),
+                "mean_ms": statistics.fmean(ms), "max_ms": ms[-1], "min_ms": ms[0]}
 
     def run_memory(self) -> dict[str, Any]:
         """Resident memory of the manager and its workers before and after a drain of many jobs."""

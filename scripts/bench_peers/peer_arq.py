@@ -72,6 +72,21 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
     asyncio.run(run())
 
 
+_loop: Optional[asyncio.AbstractEventLoop] = None
+_pool: Any = None
+
+
+def queue_delayed(delay: float, mode: int) -> float:
+    """``enqueue_job(..., _defer_by=delay)`` on a pool kept open between calls; the due time."""
+    global _loop, _pool
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+        _pool = _loop.run_until_complete(create_pool(WorkerSettings.redis_settings))
+    due = time.time() + delay
+    _loop.run_until_complete(_pool.enqueue_job("noop", mode, _defer_by=delay))
+    return due
+
+
 def queue_bulk(count: int) -> None:
     """Queue ``count`` jobs with concurrent enqueues."""
 

@@ -60,6 +60,13 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
         delay(mode)
 
 
+def queue_delayed(delay: float, mode: int) -> float:
+    """``apply_async(countdown=delay)``; the due time."""
+    due = time.time() + delay
+    noop.apply_async((mode,), countdown=delay)
+    return due
+
+
 def queue_bulk(count: int) -> None:
     """Queue ``count`` jobs with the bulk API."""
     group(noop.s(bench_job.COUNT) for _ in range(count)).apply_async()

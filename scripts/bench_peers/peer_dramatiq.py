@@ -59,6 +59,13 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
         send(mode)
 
 
+def queue_delayed(delay: float, mode: int) -> float:
+    """``send_with_options(delay=<ms>)``; the due time."""
+    due = time.time() + delay
+    noop.send_with_options(args=(mode,), delay=int(delay * 1000))
+    return due
+
+
 def queue_bulk(count: int) -> None:
     """No bulk API: the drain pre-queues with the single call."""
     queue_single(count, bench_job.COUNT)

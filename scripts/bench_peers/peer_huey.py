@@ -54,6 +54,13 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
         task(mode)
 
 
+def queue_delayed(delay: float, mode: int) -> float:
+    """``task.schedule(delay=...)``: the consumer's scheduler moves it when due; the due time."""
+    due = time.time() + delay
+    noop.schedule(args=(mode,), delay=delay)
+    return due
+
+
 def queue_bulk(count: int) -> None:
     """No bulk API: the drain pre-queues with the single call."""
     queue_single(count, bench_job.COUNT)

@@ -115,6 +115,14 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
         queue_job(data, **route)
 
 
+def queue_delayed(delay: float, mode: int) -> float:
+    """Queue one job due ``delay`` seconds from now; the due time (this host's clock)."""
+    assert _client is not None
+    due = time.time() + delay
+    _client.queue_job({"m": mode}, delay=delay)
+    return due
+
+
 def queue_bulk(count: int) -> None:
     """Queue ``count`` jobs with the bulk API."""
     assert _client is not None

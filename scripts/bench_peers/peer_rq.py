@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from datetime import timedelta
 from typing import Callable, Optional
 
 import bench_job
@@ -24,6 +25,7 @@ CALL_API = "`Queue.enqueue(...).latest_result(timeout=10)`: XREAD BLOCK on the j
 QUEUE = "bench"
 
 _queue: Optional[Queue] = None
+_scheduler: list[str] = []  # the lateness run's workers also run RQ's scheduler
 
 
 def noop(mode: int) -> None:
@@ -35,13 +37,15 @@ def setup(host: str, port: int, variant: str) -> None:
     """Connect the producer's queue."""
     global _queue
     _queue = Queue(QUEUE, connection=Redis(host, port))
+    if variant == "lateness":
+        _scheduler[:] = ["--with-scheduler"]
 
 
 def worker_commands(host: str, port: int, processes: int) -> list[list[str]]:
     """``processes`` independent ``rq worker`` processes."""
     rq = os.path.join(os.path.dirname(sys.executable), "rq")
     return [[rq, "worker", "--url", f"redis://{host}:{port}/0", "--worker-class", "rq.worker.SimpleWorker",
-             "--quiet", "--name", f"bench-{i}", QUEUE] for i in range(processes)]
+             "--quiet", "--name", f"bench-{i}", *_scheduler, QUEUE] for i in range(processes)]
 
 
 def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]] = None) -> None:
@@ -52,6 +56,14 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
         if before_each:
             before_each()
         enqueue(noop, mode)
+
+
+def queue_delayed(delay: float, mode: int) -> float:
+    """``Queue.enqueue_in``, which needs a worker started ``--with-scheduler``; the due time."""
+    assert _queue is not None
+    due = time.time() + delay
+    _queue.enqueue_in(timedelta(seconds=delay), noop, mode)
+    return due
 
 
 def queue_bulk(count: int) -> None:

@@ -68,6 +68,22 @@ def queue_single(count: int, mode: int, before_each: Optional[Callable[[], None]
     asyncio.run(run())
 
 
+_loop: Optional[asyncio.AbstractEventLoop] = None
+_queue: Any = None
+
+
+def queue_delayed(delay: float, mode: int) -> float:
+    """``Queue.enqueue(..., scheduled=<epoch seconds>)`` on a queue kept connected; the due time."""
+    global _loop, _queue
+    if _loop is None:
+        _loop = asyncio.new_event_loop()
+        _queue = Queue.from_url(os.environ[BROKER_ENV], name="bench")
+        _loop.run_until_complete(_queue.connect())
+    due = time.time() + delay
+    _loop.run_until_complete(_queue.enqueue("noop", mode=mode, scheduled=due))
+    return due
+
+
 def queue_bulk(count: int) -> None:
     """Queue ``count`` jobs with concurrent enqueues."""
 
