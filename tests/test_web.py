@@ -360,3 +360,21 @@ def test_the_overview_shows_one_task_or_queue_and_refuses_a_bad_one(web: WebServ
     for bad in ("/?task=a%20b", "/?queue=all", "/?task=x&queue=y"):
         answer = web.signed_in("GET", bad)
         assert answer.status == 400 and "bad request" in answer.text, bad
+
+
+def test_recurring_schedules_pause_resume_and_run_now(web: WebServer, client: Client) -> None:
+    client.recur("nightly", task="reports.build", every=3600, queue="reports")
+    page = web.signed_in("GET", "/recurring").text
+    assert 'data-name="nightly"' in page and "reports.build" in page
+    csrf = web.csrf("/recurring")
+    answer = web.signed_in("POST", "/recurring/nightly/pause", {"csrf": csrf})
+    assert answer.status == 200 and client.recurring()[0]["paused"]
+    assert ">paused<" in web.signed_in("GET", "/recurring").text
+    web.signed_in("POST", "/recurring/nightly/resume", {"csrf": csrf})
+    assert not client.recurring()[0]["paused"]
+    answer = web.signed_in("POST", "/recurring/nightly/run", {"csrf": csrf})
+    assert answer.status == 200 and "queued run" in answer.text
+    assert client.redis.llen(client.keys.named_queue("reports")) == 1
+    assert web.signed_in("POST", "/recurring/nightly/remove", {"csrf": csrf}).status == 400
+    assert web.signed_in("POST", "/recurring/nobody/pause", {"csrf": csrf}).status == 400
+    assert web.signed_in("POST", "/recurring/nightly/run", {}).status == 403  # no CSRF token

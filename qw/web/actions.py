@@ -87,6 +87,24 @@ def cancel(client: Client, form: Form) -> Done:
     return Done("Cancel", lines, _back(form, "/jobs"), ok)
 
 
+SCHEDULE_COMMANDS = ("pause", "resume", "run")
+
+
+def schedule(client: Client, form: Form, name: str, command: str) -> Done:
+    """Pause or resume a recurring schedule, or queue one run of it now (what it queues is its own)."""
+    if command not in SCHEDULE_COMMANDS:
+        raise params.BadRequest(f"unknown command {command[:20]!r}: one of {', '.join(SCHEDULE_COMMANDS)}")
+    if command == "pause":
+        client.pause_recurring(name)
+        line = f"schedule {name} paused"
+    elif command == "resume":
+        client.resume_recurring(name)
+        line = f"schedule {name} resumed"
+    else:
+        line = f"schedule {name}: queued run {client.run_recurring_now(name)}"
+    return Done(f"{command} {name}", [line], "/recurring")
+
+
 def control(client: Client, form: Form, manager: str, command: str) -> Done:
     """One of the manager commands, with its answer; ``scale`` takes ``n`` from the form."""
     manager = params.manager_name(manager)

@@ -105,6 +105,11 @@ def scheduled(client: Client, query: Mapping[str, str], path: Mapping[str, str])
                                    "pages": max(1, -(-int(count) // size))})
 
 
+def recurring(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
+    """The recurring schedules: when each fires, what it queues, its last run and counts."""
+    return Page("recurring.html", {"schedules": client.recurring()})
+
+
 def workers(client: Client, query: Mapping[str, str], path: Mapping[str, str]) -> Page:
     """Each manager's workers (``?manager=`` for one): pid, job, how long, last claim, health."""
     wanted = params.text(query, "manager")
