@@ -170,6 +170,7 @@ def test_scaling_a_manager_from_the_workers_page(browser: webdriver.Chrome, web:
 
 class _Evil(http.server.BaseHTTPRequestHandler):
     target = ""
+    timeout = 5  # seconds an idle connection is kept
 
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
         page = (f'<form method="post" action="{self.target}/failed/purge"><input name="csrf" value="guess">'
@@ -189,7 +190,9 @@ def test_a_form_on_another_origin_cannot_change_anything(browser: webdriver.Chro
     client.redis.lpush(client.keys.all_failed, "kept")
     _sign_in(browser, web, "/failed")
     _Evil.target = web.url
-    evil = http.server.HTTPServer(("127.0.0.1", free_port()), _Evil)
+    # Threads: a connection the browser opens ahead and leaves idle must not hold up the others.
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Evil)
+    evil.daemon_threads = True
     thread = threading.Thread(target=evil.serve_forever, daemon=True)
     thread.start()
     try:
