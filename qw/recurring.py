@@ -290,7 +290,7 @@ def fire(store: Store, producer: Producer, schedule: Schedule, version: str, exp
     """Run ``fire_recurring-4.lua``: the runs of ``what``; -1 when another manager was first (or the
     schedule was paused or removed), -2 (:data:`STALE`) when its definition changed."""
     keys = store.keys
-    list_key, _workers, idle, wake, _check = producer.target(schedule.manager, None, schedule.queue)
+    list_key, _workers, idle, wake, _check, _rank = producer.target(schedule.manager, None, schedule.queue)
     base = schedule.fields()
     base["qw:origin"] = list_key
     base.update(job_options(schedule.max_attempts, schedule.timeout))
