@@ -9,7 +9,7 @@ good, :class:`Retry` to run it again later.
 
 from .client import Client
 from .exceptions import Abort, JobCancelled, JobFailed, JobNotFound, QwError, Retry
-from .flow import chain, group
+from .flow import TimeScheduler, chain, group
 from .handle import JobHandle, wait
 from .manager import Manager
 from .periodic import periodic
@@ -19,4 +19,4 @@ from .worker import JobTimeout, Worker, current_job
 
 __all__ = ["Client", "Manager", "Worker", "QwError", "JobTimeout", "current_job", "task", "periodic", "Job",
            "Abort", "Retry", "JobHandle", "wait", "JobFailed", "JobCancelled", "JobNotFound", "chain",
-           "group", "__version__"]
+           "group", "TimeScheduler", "__version__"]

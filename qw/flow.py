@@ -17,6 +17,8 @@ result is the list of theirs.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from typing import Any, Iterable, Optional, Sequence
 
 from .call import JOINED_TASK, Call
@@ -194,3 +196,51 @@ def _queue(call: Call, client: Any, task: Any) -> JobHandle:
         task.last = handle
     return handle
 
+
+
+class TimeScheduler:
+    """A recurring joined job: the calls given with ``<<`` run in sequence, in one job, every ``every``.
+
+    ::
+
+        with qw.TimeScheduler(client, timedelta(hours=3)) as s:
+            s << job1
+            s << job2
+            s.flush()          # or at the end of the with block
+
+    It defines a schedule (``client.recur``) named ``name`` (default: from
+    the calls, so the same calls define the same schedule) that queues the
+    joined job; ``offset``, ``catchup`` and ``queue`` are those of
+    ``client.recur``. ``flush()`` returns what ``recur`` does ("created",
+    "replaced" or "unchanged").
+    """
+
+    def __init__(self, client: Any, every: Any, *, name: Optional[str] = None, offset: Any = 0,
+                 catchup: str = "skip", queue: Optional[str] = None) -> None:
+        self.client, self.every, self.name = client, every, name
+        self.offset, self.catchup, self.queue = offset, catchup, queue
+        self.parts: list[Signature] = []
+        self.flushed: Optional[str] = None
+
+    def __lshift__(self, call: Signature | Joined) -> TimeScheduler:
+        self.parts += call.parts if isinstance(call, Joined) else [call]
+        return self
+
+    def flush(self) -> str:
+        """Define (or replace) the schedule now."""
+        if not self.parts:
+            raise ConfigError("a TimeScheduler needs at least one call (scheduler << task.s(...))")
+        parts = [[p.name, list(p.args), p.kwargs] for p in self.parts]
+        digest = hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+        name = self.name or f"joined-{digest}"
+        self.flushed = self.client.recur(name, task=JOINED_TASK, args=[parts], every=self.every,
+                                         offset=self.offset, catchup=self.catchup, queue=self.queue)
+        self.name = name
+        return self.flushed
+
+    def __enter__(self) -> TimeScheduler:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        if kind is None and self.flushed is None:
+            self.flush()

@@ -93,3 +93,23 @@ def test_complete_outside_a_running_job_says_so() -> None:
 
     with pytest.raises(RuntimeError, match="complete\\(\\) is for the job a worker is running now"):
         Job("x", {}, 1).complete(next="profit")
+
+
+def test_a_time_scheduler_runs_a_joined_job_on_a_schedule(client: Client, start_manager: Callable) -> None:
+    from datetime import timedelta
+
+    start_manager(TASKS, num_workers=1)
+    with qw.TimeScheduler(client, timedelta(seconds=0.5), name="both") as s:
+        s << app.add.s(1, 2)
+        s << (app.double.s(4) & app.echo.s("x"))
+    assert s.flushed == "created"
+    listed = {r["name"]: r for r in client.recurring()}
+    assert listed["both"]["task"] == "qw.joined"
+    import time
+    deadline = time.monotonic() + 10
+    runs = []
+    while time.monotonic() < deadline and len(runs) < 2:
+        runs = [i for i in client.find_jobs(state="done", task="qw.joined")]
+        time.sleep(0.1)
+    assert len(runs) >= 2 and all(i.result == [3, 8, "x"] for i in runs)
+    client.unrecur("both")

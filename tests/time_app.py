@@ -27,7 +27,8 @@ def _note(directory: str, **what: Any) -> None:
 
 def runs(directory: Path) -> list[dict[str, Any]]:
     """Every run noted in ``directory``, in the order they started."""
-    found = [json.loads(p.read_text()) for p in directory.glob("*.run")]
+    # pathlib matches dot files too: a scratch file being renamed is not a run yet.
+    found = [json.loads(p.read_text()) for p in directory.glob("*.run") if not p.name.startswith(".")]
     return sorted(found, key=lambda r: r["started"])
 
 

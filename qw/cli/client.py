@@ -323,6 +323,9 @@ def recur_options(args: dict[str, Any]) -> dict[str, Any]:
                                "no_overlap": bool(args["--no-overlap"]), **limits(args)}
     if options.pop("delay") is not None or options.pop("at") is not None:
         raise ConfigError("--delay and --at are for queue commands")
+    for name in ("result_ttl", "tags", "track", "priority"):  # the queue commands' options, not recur's
+        if options.pop(name) not in (None, False):
+            raise ConfigError(f"--{name.replace('_', '-')} is for queue commands")
     if args["--every"] is not None:
         options.update(every=number(args["--every"], "--every"), offset=number(args["--offset"], "--offset"))
         if args["--tz"] is not None:
