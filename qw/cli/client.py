@@ -98,7 +98,8 @@ Commands:
   resume          Claim jobs again.
   stop            Stop the manager gracefully (as TERM).
   web             Serve the web dashboard (pip install 'qw[web]'): overview,
-                  queues, workers, jobs, failed jobs; retry, delete, and the
+                  queues, workers, jobs, failed jobs, recurring schedules;
+                  retry, delete, cancel, pause and run schedules, and the
                   manager commands above. Changes need a token, from
                   $QW_WEB_TOKEN or --token-file; without one it is read-only.
   Commands to a manager wait until it confirms (or --wait runs out: exit 1)
