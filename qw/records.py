@@ -128,12 +128,50 @@ def info_from(job_id: str, raw: dict[Any, Any], ttl: int = -1) -> JobInfo:
         queued_at=_float(meta.get("qw:queued_at")),
         started_at=_float(meta.get("qw:started_at")),
         finished_at=_float(meta.get("qw:finished_at") or meta.get("qw:failed_at")),
-        history=tuple(_json(meta.get("qw:history"), [])),
+        history=tuple(history_of(meta)),
         tags=tuple(_json(meta.get("qw:tags"), [])),
         tracked=meta.get("qw:tracked") == "1",
         expires_in=float(ttl) if ttl is not None and ttl >= 0 else None,
         errors=tuple(errors),
     )
+
+
+# Events at the same instant, in the order they happen.
+_EVENT_ORDER = {name: i for i, name in enumerate(
+    ("queued", "scheduled", "waiting", "released", "claimed", "completed", "retry", "requeued", "failed",
+     "done", "cancelled"))}
+
+
+def history_of(meta: dict[str, str]) -> list[dict[str, Any]]:
+    """A record's events in order: those stored in ``qw:history``, and those its fields imply.
+
+    A claim writes only ``qw:started_at`` and ``qw:worker``, and the done
+    step only ``qw:finished_at`` (one write less each, and a record small
+    enough for Redis's compact hashes); an event that ends a run without
+    settling the job stores that run's claim (``claimed``: its time).
+    """
+    stored = _json(meta.get("qw:history"), None)
+    if not isinstance(stored, list):
+        return []
+    events: list[dict[str, Any]] = []
+    claims = set()
+    for event in stored:
+        if not isinstance(event, dict):
+            continue
+        event = dict(event)
+        claimed = event.pop("claimed", None)
+        if isinstance(claimed, (int, float)):
+            claims.add(round(claimed, 4))
+            events.append({"event": "claimed", "at": claimed, "worker": event.get("worker", "")})
+        events.append(event)
+    started = _float(meta.get("qw:started_at"))
+    if started is not None and round(started, 4) not in claims:
+        events.append({"event": "claimed", "at": started, "worker": meta.get("qw:worker", "")})
+    finished = _float(meta.get("qw:finished_at"))
+    if meta.get(STATE_FIELD) == "done" and finished is not None:
+        events.append({"event": "done", "at": finished})
+    events.sort(key=lambda e: (e.get("at") or 0, _EVENT_ORDER.get(e.get("event"), 99)))
+    return events
 
 
 def outcome(info: JobInfo) -> Any:

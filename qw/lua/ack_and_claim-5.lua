@@ -49,12 +49,11 @@ if ARGV[2] ~= '' then
   local key = ARGV[1] .. ARGV[2]
   -- One read for the fencing token and for what keeps the record: a job that
   -- nobody waits on or tracks pays nothing more than before.
-  local held = redis.call('HMGET', key, 'qw:running', 'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:dependents',
-    'qw:history')
+  local held = redis.call('HMGET', key, 'qw:running', 'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:dependents')
   local current = ARGV[6] == '' or held[1] == ARGV[6]
   if current and redis.call('LREM', KEYS[1], -1, ARGV[2]) == 1 then
     local ttl = tonumber(ARGV[11]) or tonumber(held[4]) or 0
-    qw_done(key, qw_namespace(ARGV[1]), ARGV[2], ttl, ARGV[12] or '', held[2], held[3], held[5], held[6])
+    qw_done(key, qw_namespace(ARGV[1]), ARGV[2], ttl, ARGV[12] or '', held[2], held[3], held[5])
     acked = 1
   end
 end

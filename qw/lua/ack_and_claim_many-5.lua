@@ -38,11 +38,10 @@ for i = 1, n do
   local at = 5 + 4 * i
   local id = ARGV[at]
   local key = ARGV[1] .. id
-  local held = redis.call('HMGET', key, 'qw:running', 'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:dependents',
-    'qw:history')
+  local held = redis.call('HMGET', key, 'qw:running', 'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:dependents')
   if held[1] == ARGV[at + 1] and redis.call('LREM', KEYS[1], -1, id) == 1 then
     local ttl = tonumber(ARGV[at + 2]) or tonumber(held[4]) or 0
-    qw_done(key, namespace, id, ttl, ARGV[at + 3], held[2], held[3], held[5], held[6])
+    qw_done(key, namespace, id, ttl, ARGV[at + 3], held[2], held[3], held[5])
     acked = acked + 1
   end
 end

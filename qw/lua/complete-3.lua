@@ -30,8 +30,8 @@ if ARGV[3] == '1' then
     redis.call('HSET', KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
   end
 end
+qw_note(KEYS[2], {event = 'completed', next = KEYS[3]}, nil, nil, true)
 redis.call('HDEL', KEYS[2], 'qw:running', 'qw:cancel')
 redis.call('HSET', KEYS[2], 'qw:state', 'queued', 'qw:origin', KEYS[3], 'qw:attempts', 0)
-qw_note(KEYS[2], {event = 'completed', next = KEYS[3]})
 redis.call('LPUSH', KEYS[3], ARGV[1])
 return 1

@@ -68,7 +68,8 @@ local function requeue_one(id)
     end
     if not failed then
       redis.call('HSET', key, 'qw:state', 'queued')
-      qw_note(key, {event = 'requeued', cause = ARGV[3] ~= '' and ARGV[3] or 'stopped', worker = ARGV[7]})
+      qw_note(key, {event = 'requeued', cause = ARGV[3] ~= '' and ARGV[3] or 'stopped', worker = ARGV[7]},
+        nil, nil, true)
     end
   end
   if failed then

@@ -44,7 +44,7 @@ if ARGV[4] ~= '' and (tonumber(attempts) or 0) < allowed then
   local due = qw_now() + math.max(0, tonumber(ARGV[4]) or 0)
   qw_schedule(KEYS[2], KEYS[2] .. ':wake', ARGV[1], due, earliest)  -- wake list: same namespace
   redis.call('HSET', KEYS[4], 'qw:state', 'retrying')
-  qw_note(KEYS[4], {event = 'retry', ['for'] = due, error = ARGV[6], worker = ARGV[9]})
+  qw_note(KEYS[4], {event = 'retry', ['for'] = due, error = ARGV[6], worker = ARGV[9]}, nil, nil, true)
   return 1
 end
 redis.call('HSET', KEYS[4], 'qw:failed_at', ARGV[8])

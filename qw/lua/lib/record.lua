@@ -41,13 +41,25 @@ end
 
 -- Append one event to the history of job hash `key`, if it keeps one.
 -- `history` is its qw:history when the caller has read it already (false
--- or nil: not read yet).
-local function qw_note(key, event, now, history)
-  if history == nil or history == false then
+-- or nil: not read yet). The claim and the done step write no event: the
+-- record's qw:started_at, qw:worker and qw:finished_at say them, and a
+-- reader puts them in their place (qw/records.py). So an event that ends a
+-- run without settling the job (retry, requeued, completed: the next claim
+-- overwrites those fields) carries its claim: `ends_run`.
+local function qw_note(key, event, now, history, ends_run)
+  local claim = nil
+  if ends_run then
+    claim = redis.call('HMGET', key, 'qw:history', 'qw:started_at', 'qw:worker')
+    history = claim[1]
+  elseif history == nil or history == false then
     history = redis.call('HGET', key, 'qw:history')
   end
   if not history then
     return
+  end
+  if claim and claim[2] then
+    event.claimed = tonumber(claim[2])
+    event.worker = event.worker or claim[3]
   end
   local longer = qw_history_with(history, event, now)
   if longer then
@@ -104,7 +116,7 @@ end
 -- event, and its waiters woken (its dependents: see qw_failed).
 local function qw_failed_state(key, namespace, id, error, now)
   redis.call('HSET', key, 'qw:state', 'failed', 'qw:finished_at', now)
-  qw_note(key, {event = 'failed', error = error}, now)
+  qw_note(key, {event = 'failed', error = error}, now, nil, true)  -- a retry by hand may claim it again
   qw_wake_waiters(key, namespace, id, redis.call('HGET', key, 'qw:waiters'), 'failed')
 end
 
@@ -112,9 +124,9 @@ end
 
 -- A run returned: delete the hash (a job that keeps nothing), or keep it as
 -- the record of a done job, its result with it, in this same step.
--- `waiters`, `tracked`, `dependents` and `history` are qw:waiters,
--- qw:tracked, qw:dependents and qw:history as read (or false).
-local function qw_done(key, namespace, id, ttl, result, waiters, tracked, dependents, history)
+-- `waiters`, `tracked` and `dependents` are qw:waiters, qw:tracked and
+-- qw:dependents as read (or false). Its "done" event is qw:finished_at.
+local function qw_done(key, namespace, id, ttl, result, waiters, tracked, dependents)
   if dependents then
     qw_release(namespace, id, 'done', '', result)
   end
@@ -124,16 +136,11 @@ local function qw_done(key, namespace, id, ttl, result, waiters, tracked, depend
   end
   local now = qw_now()
   redis.call('HDEL', key, 'qw:running', 'qw:cancel')
-  local fields = {'qw:state', 'done', 'qw:finished_at', now}
   if result ~= '' then
-    fields[5], fields[6] = 'qw:result', result
+    redis.call('HSET', key, 'qw:state', 'done', 'qw:finished_at', now, 'qw:result', result)
+  else
+    redis.call('HSET', key, 'qw:state', 'done', 'qw:finished_at', now)
   end
-  local longer = history and qw_history_with(history, {event = 'done'}, now)
-  if longer then
-    fields[#fields + 1] = 'qw:history'
-    fields[#fields + 1] = longer
-  end
-  redis.call('HSET', key, unpack(fields))
   redis.call('ZADD', namespace .. 'all:finished', now, id)
   qw_wake_waiters(key, namespace, id, waiters, 'done', result)
   qw_expire(key, ttl, waiters, tracked)
@@ -144,13 +151,7 @@ end
 local function qw_claimed(key, fields, worker)
   for i = 1, #fields, 2 do
     if fields[i] == 'qw:history' then
-      local now = qw_now()
-      local longer = qw_history_with(fields[i + 1], {event = 'claimed', worker = worker}, now)
-      if longer then
-        redis.call('HSET', key, 'qw:started_at', now, 'qw:history', longer)
-      else
-        redis.call('HSET', key, 'qw:started_at', now)
-      end
+      redis.call('HSET', key, 'qw:started_at', qw_now())  -- the "claimed" event, with qw:worker
       return
     end
   end
