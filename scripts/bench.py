@@ -988,6 +988,15 @@ def render_setup(cases: list[Case], ctx: dict[str, Any]) -> list[str]:
         f"- load average (1 min) before the runs: {min(load_before):.2f} to {max(load_before):.2f}"
         if load_before else "",
         "",
+        "## Other measures",
+        "",
+        "Made by scripts of their own, each side by side in one run of its own:",
+        "",
+        "- [lateness of delayed jobs](benchmarks-lateness.md), qw beside each peer's delayed jobs "
+        "(`scripts/bench_lateness.py`);",
+        "- [priorities and a large group's callback](benchmarks-flow.md) (`scripts/bench_flow.py`);",
+        "- [the dashboard's pages](web-speed.md) (`scripts/web_speed.py`).",
+        "",
         "## Running it",
         "",
         "```sh",
