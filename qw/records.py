@@ -161,16 +161,17 @@ def history_of(meta: dict[str, str]) -> list[dict[str, Any]]:
         event = dict(event)
         claimed = event.pop("claimed", None)
         if isinstance(claimed, (int, float)):
-            claims.add(round(claimed, 4))
+            claims.add(round(claimed, 6))
             events.append({"event": "claimed", "at": claimed, "worker": event.get("worker", "")})
         events.append(event)
     started = _float(meta.get("qw:started_at"))
-    if started is not None and round(started, 4) not in claims:
+    if started is not None and round(started, 6) not in claims:
         events.append({"event": "claimed", "at": started, "worker": meta.get("qw:worker", "")})
     finished = _float(meta.get("qw:finished_at"))
     if meta.get(STATE_FIELD) == "done" and finished is not None:
         events.append({"event": "done", "at": finished})
-    events.sort(key=lambda e: (e.get("at") or 0, _EVENT_ORDER.get(e.get("event"), 99)))
+    # To the microsecond, as the scripts write them: one script's events share one instant.
+    events.sort(key=lambda e: (round(e.get("at") or 0, 6), _EVENT_ORDER.get(e.get("event"), 99)))
     return events
 
 

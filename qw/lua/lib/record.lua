@@ -31,8 +31,17 @@ local function qw_history_with(history, event, now)
       return false
     end
   end
-  event.at = now or qw_now()
-  local entry = cjson.encode(event)
+  -- Times to the microsecond: cjson writes 14 significant digits, a
+  -- hundredth of a second for a unix time, too coarse to order events.
+  local stamps = {string.format('"at":%.6f', now or qw_now())}
+  for _, name in ipairs({'claimed', 'for'}) do
+    if type(event[name]) == 'number' then
+      stamps[#stamps + 1] = string.format('"%s":%.6f', name, event[name])
+      event[name] = nil
+    end
+  end
+  local body = cjson.encode(event)
+  local entry = '{' .. table.concat(stamps, ',') .. (body == '{}' and '}' or (',' .. string.sub(body, 2)))
   if #history > 2 and string.sub(history, -1) == ']' then
     return string.sub(history, 1, -2) .. ',' .. entry .. ']'
   end
@@ -191,7 +200,7 @@ local function qw_open_record(argv, at, namespace, id, now)
     return now
   end
   now = now or qw_now()
-  argv[at + 1] = cjson.encode({{event = 'queued', at = now}})
+  argv[at + 1] = string.format('[{"at":%.6f,"event":"queued"}]', now)
   local i = at + 2
   while argv[i] == 'qw:tags' or argv[i] == 'qw:tracked' do
     if argv[i] == 'qw:tracked' then
