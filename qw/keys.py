@@ -47,7 +47,8 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
      "one token per waiter, pushed when that job settles (done, failed, cancelled); expires 60 s later"),
     ("all:finished", "zset",
      "ids of kept records of done and cancelled jobs, by when they settled; ids of expired records are "
-     "dropped by the managers in batches, and it holds at most 100,000"),
+     "dropped by the managers in batches, it holds at most 100,000, and it expires a little after its "
+     "newest record (unless it holds a tracked one)"),
     ("all:tag:<tag>", "zset",
      "ids of jobs queued with that tag, by when they were queued; ids of expired records are dropped "
      "in batches"),

@@ -121,6 +121,26 @@ local function qw_expire(key, ttl, waiters, tracked)
   redis.call('EXPIRE', key, math.ceil(ttl))
 end
 
+-- Note a settled record in all:finished (the index of done and cancelled
+-- records, for searches). The index outlives its newest record by a little
+-- at most, so once every record has expired it goes too, with no manager
+-- needed; the managers drop expired ids from it meanwhile.
+local function qw_index_finished(namespace, id, now, ttl, tracked)
+  local finished = namespace .. 'all:finished'
+  redis.call('ZADD', finished, now, id)
+  if tracked then
+    redis.call('PERSIST', finished)
+    return
+  end
+  ttl = math.ceil(ttl > 0 and ttl or QW_SETTLED_TTL)
+  local left = redis.call('TTL', finished)
+  if left >= 0 and left + 5 < ttl then
+    redis.call('EXPIRE', finished, ttl)
+  elseif left == -1 and redis.call('ZCARD', finished) == 1 then
+    redis.call('EXPIRE', finished, ttl)  -- a new index; one holding a tracked record stays
+  end
+end
+
 -- A job failed for good (it is in all:failed now): its state, time and
 -- event, and its waiters woken (its dependents: see qw_failed).
 local function qw_failed_state(key, namespace, id, error, now)
@@ -150,7 +170,7 @@ local function qw_done(key, namespace, id, ttl, result, waiters, tracked, depend
   else
     redis.call('HSET', key, 'qw:state', 'done', 'qw:finished_at', now)
   end
-  redis.call('ZADD', namespace .. 'all:finished', now, id)
+  qw_index_finished(namespace, id, now, ttl, tracked)
   qw_wake_waiters(key, namespace, id, waiters, 'done', result)
   qw_expire(key, ttl, waiters, tracked)
 end
@@ -185,7 +205,7 @@ local function qw_cancelled(key, namespace, id, ttl, waiters, tracked, own_ttl)
   redis.call('HDEL', key, 'qw:running', 'qw:cancel')
   redis.call('HSET', key, 'qw:state', 'cancelled', 'qw:finished_at', now)
   qw_note(key, {event = 'cancelled'}, now)
-  redis.call('ZADD', namespace .. 'all:finished', now, id)
+  qw_index_finished(namespace, id, now, tonumber(own_ttl) or ttl, tracked)
   qw_wake_waiters(key, namespace, id, waiters, 'cancelled')
   qw_expire(key, tonumber(own_ttl) or ttl, waiters, tracked)
 end
