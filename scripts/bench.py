@@ -841,8 +841,8 @@ def render_keeping(cases: list[Case]) -> list[str]:
                      if after["finished_ids"] else "."),
                   ]
         if after["finished_ids"]:
-            lines += ["  The manager drops expired ids from `all:finished` 200 at a time every 5 s",
-                      "  (`qw/duties/records.py`), and caps the index at its newest 100,000 ids."]
+            lines += ["  The managers drop expired ids from `all:finished` (`qw/duties/records.py`), and the",
+                      "  index expires a little after its newest record (since the run of 2026-12-02 07:53)."]
         sample = run.get("sample_record") or {}
         if sample:
             fields = ", ".join(f"`{k}`" for k in sample)
