@@ -65,13 +65,15 @@ def group_callback(port: int, members: int) -> tuple[float, float]:
     set_default_client(client)
     manager = Manager("flow_tasks", host="127.0.0.1", port=port, name="flow", num_workers=2)
     manager.start()
-    time.sleep(0.5)
-    started = time.monotonic()
-    callback = qw.group(flow_tasks.stamp.s(n) for n in range(members)).then(flow_tasks.latest.s()).delay()
-    last_member_end, callback_start = callback.result(timeout=600)
-    elapsed = time.monotonic() - started
-    manager.stop()
-    set_default_client(None)
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        callback = qw.group(flow_tasks.stamp.s(n) for n in range(members)).then(flow_tasks.latest.s()).delay()
+        last_member_end, callback_start = callback.result(timeout=600)
+        elapsed = time.monotonic() - started
+    finally:
+        manager.stop()
+        set_default_client(None)
     return callback_start - last_member_end, elapsed
 
 

@@ -113,3 +113,13 @@ def test_a_time_scheduler_runs_a_joined_job_on_a_schedule(client: Client, start_
         time.sleep(0.1)
     assert len(runs) >= 2 and all(i.result == [3, 8, "x"] for i in runs)
     client.unrecur("both")
+
+
+def test_a_callback_queued_after_its_many_members_are_done_gets_all_their_results(client: Client,
+                                                                                   start_manager: Callable) -> None:
+    start_manager(TASKS, num_workers=2)
+    members = app.double.map([(n,) for n in range(1500)])
+    qw.wait(members, timeout=30)
+    callback = qw.flow._queue(app.total.s().call(depends_on=tuple(h.id for h in members), collect="group"),
+                              client, None)
+    assert callback.result(timeout=10) == sum(2 * n for n in range(1500))

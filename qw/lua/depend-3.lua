@@ -57,8 +57,8 @@ end
 redis.call('HSET', KEYS[1], 'qw:depends_on', cjson.encode(depends), 'qw:on_dep_fail', ARGV[4])
 if ARGV[5] ~= '' then
   redis.call('HSET', KEYS[1], 'qw:collect', ARGV[5])
-  if #inputs > 0 then
-    redis.call('HSET', KEYS[1], unpack(inputs))
+  for i = 1, #inputs, 1000 do  -- in slices: unpack() of a large group would overflow Lua's C stack
+    redis.call('HSET', KEYS[1], unpack(inputs, i, math.min(i + 999, #inputs)))
   end
 end
 if #failed > 0 and ARGV[4] ~= 'run' then
@@ -94,5 +94,5 @@ for _, dep in ipairs(pending) do
 end
 redis.call('HSET', KEYS[1], 'qw:deps', #pending, 'qw:state', 'waiting')
 redis.call('ZADD', KEYS[3], now, id)
-qw_note(KEYS[1], {event = 'waiting', on = pending}, now)
+qw_note(KEYS[1], {event = 'waiting', on = #pending}, now)  -- how many; qw:depends_on says which
 return 'waiting'
