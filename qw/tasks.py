@@ -200,8 +200,14 @@ class Task:
             call = dataclasses.replace(call, depends_on=dependency_ids(depends_on),
                                        on_dependency_failure=on_dependency_failure)
         sender = _client(client)
-        handle = self.last = JobHandle(sender.queue_call(call), sender)
+        handle = self.last = _handle(sender, sender.queue_call(call))
         return handle
+
+    def delay_now(self, *args: Any, **kwargs: Any) -> JobHandle:
+        """As :meth:`delay`, but queued at once even where the default client defers (Django's
+        ``COMMIT_MODE="on_commit"`` inside a transaction)."""
+        sender = _client(None)
+        return self.send_with(args, kwargs, client=getattr(sender, "at_once", sender))
 
     def call(self, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
         """Queue ``fn(*args, **kwargs)`` and wait for its result (``timeout``: seconds to wait).
@@ -212,7 +218,8 @@ class Task:
         """
         call = dataclasses.replace(self._call(args, kwargs), waiter=True)
         sender = _client(client=None)
-        handle = self.last = JobHandle(sender.queue_call(call), sender)
+        sender = getattr(sender, "at_once", sender)  # a caller who waits cannot wait for a commit
+        handle = self.last = _handle(sender, sender.queue_call(call))
         return handle._result(timeout, registered=True)  # counted as its waiter when queued: block now
 
     @property
@@ -267,7 +274,7 @@ class Task:
                           result_ttl=self.result_ttl if result_ttl is None else result_ttl,
                           tags=self._tags(tags), track=track, priority=self._priority(priority, worker))
         sender = _client(client)
-        handles = [JobHandle(job_id, sender) for job_id in sender.queue_calls(calls)]
+        handles = [_handle(sender, job_id) for job_id in sender.queue_calls(calls)]
         if handles:
             self.last = handles[-1]
         return handles
@@ -481,6 +488,11 @@ class Job:
         return cls.__task__.fire_at(delay, *args, **kwargs)
 
     @classmethod
+    def delay_now(cls, *args: Any, **kwargs: Any) -> JobHandle:
+        """See :meth:`Task.delay_now`."""
+        return cls.__task__.delay_now(*args, **kwargs)
+
+    @classmethod
     def send_with(cls, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any]] = None,
                   **options: Any) -> JobHandle:
         """See :meth:`Task.send_with`."""
@@ -520,3 +532,9 @@ def _client(client: Optional[CallQueue]) -> CallQueue:
     if not callable(getattr(chosen, "queue_call", None)):
         raise TypeError(f"{chosen!r} cannot queue tasks: it has no queue_call()")
     return chosen
+
+
+def _handle(sender: Any, job_id: str) -> Any:
+    """The handle of a job ``sender`` queued: its own kind if it makes one (immediate mode), else a JobHandle."""
+    make = getattr(sender, "make_handle", None)
+    return make(job_id) if make is not None else JobHandle(job_id, sender)
