@@ -2,8 +2,10 @@
 
 Runs a qw manager on the tasks of every installed app (or of the apps named
 with ``-a``), on the project's Redis. ``-n`` names the manager (as
-``--name``); ``-q`` serves only that named queue (as ``--queue``), and it
-must be a queue some task of the chosen apps is bound to. Every other
+``--name``). Without ``-q`` the manager serves the shared queue and every
+queue a task of the chosen apps is bound to; ``-q`` serves only that queue
+(``all``: the shared one), which must be one a task of the chosen apps is
+bound to. Every other
 argument goes to ``qw-manager`` as it is (``--workers=4``,
 ``--max-attempts=5``, ``--config=qw.toml``...).
 """
@@ -79,7 +81,9 @@ def manager_argv(argv: list[str], conf: Any) -> list[str]:
                               f"(bound: {known})")
     args = [f"--tasks={','.join(modules)}"]
     args += [f"--name={name}" for name in ours["name"]]
-    args += [f"--queue={queue}" for queue in ours["queue"]]
+    # No -q: every task of the chosen apps runs, so the shared queue and every queue they are bound to.
+    served = ours["queue"] or ["all", *sorted(bound)]
+    args += [f"--queue={queue}" for queue in served]
     return connection_args(conf, rest) + args + rest
 
 
