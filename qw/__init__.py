@@ -7,10 +7,10 @@ worker processes, :class:`Worker` is one of them. :func:`task` and
 good, :class:`Retry` to run it again later.
 """
 
+from . import testing
 from .client import Client
 from .exceptions import Abort, JobCancelled, JobFailed, JobNotFound, QwError, Retry
 from .flow import TimeScheduler, chain, group
-from . import testing
 from .handle import JobHandle, wait
 from .hooks import on_worker_start, on_worker_stop
 from .manager import Manager

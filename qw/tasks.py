@@ -535,6 +535,6 @@ def _client(client: Optional[CallQueue]) -> CallQueue:
 
 
 def _handle(sender: Any, job_id: str) -> Any:
-    """The handle of a job ``sender`` queued: its own kind if it makes one (immediate mode), else a JobHandle."""
+    """The handle of a job ``sender`` queued: its own if it makes one (immediate mode), else a JobHandle."""
     make = getattr(sender, "make_handle", None)
     return make(job_id) if make is not None else JobHandle(job_id, sender)

@@ -153,7 +153,7 @@ class Worker(multiprocessing.Process):
         except TargetError as exc:
             log.error("%s: %s", self.name, exc)
             os._exit(EXIT_TARGET)
-        hooks.run("start")  # after the fork, before the first claim: the Django integration resets connections
+        hooks.run("start")  # after the fork, before the first claim (Django: drop inherited connections)
         self._retrying(self.client.register_worker, self.manager_name, self.name)
         self._show_title()
         log.debug("%s: started (pid %d)", self.name, os.getpid())

@@ -90,7 +90,6 @@ def test_a_view_queues_on_commit_and_a_manage_py_qw_manager_runs_it(project: dic
                                                                     project_client: Any, qw_manager: Callable,
                                                                     tmp_path: Path) -> None:
     from django.test import Client as Browser
-
     from djproject.shop.models import Order
 
     log = tmp_path / "hooks.txt"
@@ -112,7 +111,6 @@ def test_a_view_queues_on_commit_and_a_manage_py_qw_manager_runs_it(project: dic
 
 def test_a_rolled_back_view_queues_nothing(project: dict[str, str], client: Client, project_client: Any) -> None:
     from django.test import Client as Browser
-
     from djproject.shop.models import Order
 
     before = Order.objects.count()
@@ -120,14 +118,13 @@ def test_a_rolled_back_view_queues_nothing(project: dict[str, str], client: Clie
     assert Order.objects.count() == before
     assert client.get_all_queued_jobs() == []
     with pytest.raises(JobNotFound):
-        JobHandle(job_id, client).state
+        assert JobHandle(job_id, client).state
 
 
 def test_inside_atomic_a_delay_is_queued_once_at_commit_and_delay_now_at_once(project: dict[str, str],
                                                                                 client: Client,
                                                                                 project_client: Any) -> None:
     from django.db import transaction
-
     from djproject.shop.tasks import count
 
     with transaction.atomic():

@@ -21,6 +21,7 @@ from .client import ProjectClient
 from .discovery import discover
 from .settings import QwSettings, project_settings
 
+
 @dataclass
 class State:
     """What ``ready()`` found."""

@@ -34,7 +34,7 @@ class QwSettings:
 
 
 def read(value: Any) -> QwSettings:
-    """``value`` (``settings.QW``, or None when unset) as :class:`QwSettings`; one-line ConfigError naming the key."""
+    """``value`` (``settings.QW``; None: unset) as :class:`QwSettings`; a bad key: one-line ConfigError."""
     if value is None:
         return QwSettings()
     if not isinstance(value, dict):
@@ -44,13 +44,15 @@ def read(value: Any) -> QwSettings:
         raise ConfigError(f"settings.QW: unknown key {unknown[0]!r}; known: {', '.join(KEYS)}")
     url = value.get("URL")
     if url is not None and (not isinstance(url, str) or "://" not in url):
-        raise ConfigError(f"settings.QW['URL'] must be a Redis URL such as 'redis://localhost:6379/0', got {url!r}")
+        raise ConfigError(f"settings.QW['URL'] must be a Redis URL such as 'redis://localhost:6379/0', "
+                          f"got {url!r}")
     namespace = value.get("NAMESPACE", "")
     if not isinstance(namespace, str):
         raise ConfigError(f"settings.QW['NAMESPACE'] must be a string, got {namespace!r}")
     mode = value.get("COMMIT_MODE", "on_commit")
     if mode not in COMMIT_MODES:
-        raise ConfigError(f"settings.QW['COMMIT_MODE'] must be one of {', '.join(COMMIT_MODES)}, got {mode!r}")
+        raise ConfigError(f"settings.QW['COMMIT_MODE'] must be one of {', '.join(COMMIT_MODES)}, "
+                          f"got {mode!r}")
     immediate = value.get("IMMEDIATE", False)
     if not isinstance(immediate, bool):
         raise ConfigError(f"settings.QW['IMMEDIATE'] must be True or False, got {immediate!r}")

@@ -35,7 +35,7 @@ def server_table(client: Client) -> str:
 
 
 def workers_table(client: Client, name_filter: str) -> str:
-    """HOST / MANAGER / WORKER / PID / TASKS / CURRENT JOB, for workers that run a task matching the filter."""
+    """HOST / MANAGER / WORKER / PID / TASKS / CURRENT JOB of the workers that run a task matching."""
     rows = [["HOST", "MANAGER", "WORKER", "PID", "TASKS", "CURRENT JOB"]]
     with translated(client.config):
         for manager in client.get_all_managers():
@@ -53,7 +53,8 @@ def workers_table(client: Client, name_filter: str) -> str:
                 seen = health.get(worker) or {}
                 busy = seen.get("busy_for")
                 current = pending[0] if pending and busy else "-"
-                rows.append([host, manager, worker, str(seen.get("pid", "?")), ",".join(tasks) or "-", current])
+                pid = str(seen.get("pid", "?"))
+                rows.append([host, manager, worker, pid, ",".join(tasks) or "-", current])
     if len(rows) == 1:
         return "no workers" + (f" run a task matching {name_filter!r}" if name_filter else "")
     return "\n".join(columns(rows))
@@ -63,7 +64,8 @@ def info(client: Client, name_filter: str) -> str:
     """The three tables, a blank line apart."""
     with translated(client.config):
         tasks = client.get_tasks(name_filter=name_filter)
-    return "\n\n".join([server_table(client), format_tasks(tasks, name_filter), workers_table(client, name_filter)])
+    return "\n\n".join([server_table(client), format_tasks(tasks, name_filter),
+                         workers_table(client, name_filter)])
 
 
 class Command(BaseCommand):

@@ -17,10 +17,10 @@ from typing import Any
 from django.apps import apps
 from django.core.management.base import BaseCommand
 
+from qw.contrib.django.apps import state
+from qw.contrib.django.commands import connection_args, guarded
 from qw.exceptions import ConfigError
 from qw.tasks import tasks_in
-from qw.contrib.django.commands import connection_args, guarded
-from qw.contrib.django.apps import state
 
 PROG = "qw_manager"
 SHORT = {"-a": "app", "--app": "app", "-n": "name", "-q": "queue"}
