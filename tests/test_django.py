@@ -226,7 +226,7 @@ def test_the_check_framework_reports_the_setting_and_the_import(project: dict[st
 
 
 def test_autodiscovery_imports_only_task_modules(project: dict[str, str]) -> None:
-    from qw.contrib.django.apps import state
+    from qw.contrib.django.state import state
 
     assert state.modules == {"contenttypes": [], "auth": [], "shop": ["djproject.shop.tasks"],
                              "mail": ["djproject.mail.qw_workers", "djproject.mail.qw_workers.welcome"],

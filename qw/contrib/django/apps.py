@@ -1,16 +1,13 @@
 """The Django app: on ``ready()``, read ``settings.QW``, discover task modules, set the default client.
 
 Nothing raises here: a bad setting or a task module that fails to import is
-kept in :data:`state` and reported by Django's check framework
+kept in :data:`.state.state` and reported by Django's check framework
 (``qw.E001``: the setting, ``qw.E002``: the import) and, in one line with
 exit code 1, by the ``qw_manager``, ``qw_info`` and ``qw`` commands, so a
 project's other commands still start and say what is wrong.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Optional
 
 from django.apps import AppConfig, apps
 
@@ -19,20 +16,8 @@ from ...exceptions import ConfigError
 from . import connections
 from .client import ProjectClient
 from .discovery import discover
-from .settings import QwSettings, project_settings
-
-
-@dataclass
-class State:
-    """What ``ready()`` found."""
-
-    settings: Optional[QwSettings] = None
-    setting_error: Optional[str] = None  # the one line for a bad settings.QW
-    import_error: Optional[str] = None  # the one line for a task module that failed
-    modules: dict[str, list[str]] = field(default_factory=dict)  # app label: its task modules
-
-
-state = State()
+from .settings import project_settings
+from .state import state
 
 
 class QwConfig(AppConfig):
@@ -62,13 +47,3 @@ class QwConfig(AppConfig):
         except ConfigError as exc:
             state.import_error = str(exc)
 
-
-def ensure_ready() -> QwSettings:
-    """The settings, or the one-line :class:`ConfigError` of what ``ready()`` found wrong."""
-    if state.setting_error:
-        raise ConfigError(state.setting_error)
-    if state.import_error:
-        raise ConfigError(state.import_error)
-    if state.settings is None:
-        raise ConfigError("qw.contrib.django is not in INSTALLED_APPS")
-    return state.settings

@@ -10,7 +10,7 @@ from django.core import checks
 @checks.register()
 def qw_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """What ``ready()`` found wrong, as check errors."""
-    from .apps import state
+    from .state import state
 
     found = []
     if state.setting_error:

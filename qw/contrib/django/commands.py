@@ -13,8 +13,8 @@ from typing import Callable, NoReturn, Sequence
 
 from ...cli.common import run
 from ...exceptions import ConfigError
-from .apps import ensure_ready
 from .settings import QwSettings
+from .state import ensure_ready
 
 WHERE = ("--url", "--host", "--port", "--db", "--embedded")
 

@@ -17,8 +17,8 @@ from typing import Any
 from django.apps import apps
 from django.core.management.base import BaseCommand
 
-from qw.contrib.django.apps import state
 from qw.contrib.django.commands import connection_args, guarded
+from qw.contrib.django.state import state
 from qw.exceptions import ConfigError
 from qw.tasks import tasks_in
 
