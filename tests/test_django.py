@@ -109,6 +109,15 @@ def test_a_view_queues_on_commit_and_a_manage_py_qw_manager_runs_it(project: dic
     assert {line for line in lines if line.startswith("stop ")} == {f"stop {pid}" for pid in workers}
 
 
+def test_each_job_begins_without_the_connection_the_last_one_opened(project: dict[str, str], client: Client,
+                                                                    project_client: Any, qw_manager: Callable) -> None:
+    from djproject.shop.tasks import fresh
+
+    proc = qw_manager("fresh", workers=1)
+    assert [fresh.call(timeout=20) for _ in range(3)] == [True, True, True]
+    stop(proc)
+
+
 def test_a_rolled_back_view_queues_nothing(project: dict[str, str], client: Client, project_client: Any) -> None:
     from django.test import Client as Browser
     from djproject.shop.models import Order
@@ -159,7 +168,7 @@ def test_qw_info_prints_the_server_the_tasks_and_the_workers(project: dict[str, 
     assert server.split("\n")[0].split() == ["ADDRESS", "VERSION", "PING"]
     assert f"127.0.0.1:{redis_server.port}" in server
     names = [line.split()[0] for line in tasks.split("\n")[1:]]
-    assert names == ["mail.welcome", "shop.broken", "shop.count", "shop.flaky", "shop.ship"]
+    assert names == ["mail.welcome", "shop.broken", "shop.count", "shop.flaky", "shop.fresh", "shop.ship"]
     assert all(line.split()[1:] == ["1", "0", "0"] for line in tasks.split("\n")[1:])
     assert workers.split("\n")[0].split()[:4] == ["HOST", "MANAGER", "WORKER", "PID"]
     assert "info:1" in workers

@@ -18,6 +18,16 @@ def count():
     return Order.objects.count()
 
 
+@qw.task(name="shop.fresh")
+def fresh():
+    """Whether the job began with no database connection open (the worker closes it around each job)."""
+    from django.db import connection
+
+    began_closed = connection.connection is None
+    Order.objects.count()  # opens one
+    return began_closed
+
+
 @qw.task(name="shop.flaky", max_attempts=3)
 def flaky(fail_times):
     """Ask for a retry ``fail_times`` times, then return how many runs it took (counted in this process)."""

@@ -79,6 +79,9 @@ def manager_argv(argv: list[str], conf: Any) -> list[str]:
             known = ", ".join(sorted(bound)) or "none"
             raise ConfigError(f"unknown queue {queue!r}: no task of {', '.join(chosen)} is bound to it "
                               f"(bound: {known})")
+    if ours["queue"]:  # as the seed: only the tasks bound to those queues (by module: what a manager loads)
+        wanted = set(ours["queue"])
+        modules = [m for m in modules if any((t.queue or "all") in wanted for t in tasks_in(m).values())]
     args = [f"--tasks={','.join(modules)}"]
     args += [f"--name={name}" for name in ours["name"]]
     # No -q: every task of the chosen apps runs, so the shared queue and every queue they are bound to.
