@@ -188,6 +188,9 @@ def test_a_and_q_choose_the_apps_and_queues_a_manager_runs(project: dict[str, st
     assert welcome.delay("ann").result(timeout=20) == "welcome, ann"
     assert count.delay().state == "queued"  # shop's tasks, on the shared queue: not this manager's
     stop(proc)
+    proc = qw_manager("emails", "-q", "emails")  # every app: only the modules with a task on that queue
+    assert client.get_manager_info("emails")["tasks"] == ["mail.welcome"]
+    stop(proc)
 
 
 def test_a_manager_with_no_q_serves_every_queue_of_its_tasks(project: dict[str, str], client: Client,
