@@ -261,3 +261,26 @@ def test_qw_immediate_runs_tasks_inline_without_redis(project: dict[str, str]) -
     assert done.returncode == 0, done.stderr
     first, pid = done.stdout.strip().split("\n")[-2:]
     assert first == f"ImmediateHandle done True {pid}"
+
+
+# -- the deployment recipe -------------------------------------------------------------
+
+
+def test_the_supervisord_recipe_runs_a_qw_manager_command_that_qw_accepts(project: dict[str, str]) -> None:
+    import configparser
+    import shlex
+
+    from test_deploy import MARGIN, manager_args
+
+    from qw.contrib.django.management.commands.qw_manager import manager_argv
+    from qw.contrib.django.settings import project_settings
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string((Path(__file__).parent.parent / "scripts" / "deploy" / "supervisord-django.conf").read_text())
+    program = parser["program:qw-django-web1"]
+    argv = shlex.split(program["command"])
+    assert argv[1:3] == ["manage.py", "qw_manager"]
+    options = manager_args(manager_argv(argv[3:], project_settings()))
+    assert options["name"] == "web1" and list(options["tasks"]) == ["djproject.shop.tasks"]  # -a shop: that app only
+    assert program["stopsignal"] == "TERM" and program.getint("stopwaitsecs") >= options["graceful_timeout"] + MARGIN
+    assert "DJANGO_SETTINGS_MODULE" in program["environment"]
