@@ -284,3 +284,8 @@ def test_the_supervisord_recipe_runs_a_qw_manager_command_that_qw_accepts(projec
     assert options["name"] == "web1" and list(options["tasks"]) == ["djproject.shop.tasks"]  # -a shop: that app only
     assert program["stopsignal"] == "TERM" and program.getint("stopwaitsecs") >= options["graceful_timeout"] + MARGIN
     assert "DJANGO_SETTINGS_MODULE" in program["environment"]
+    guide = (Path(__file__).parent.parent / "docs" / "deploy.md").read_text().split("\n## A Django project\n")[1]
+    quoted = guide.split("```ini\n")[1].split("```")[0].splitlines()
+    recipe = {line.strip() for line in
+              (Path(__file__).parent.parent / "scripts" / "deploy" / "supervisord-django.conf").read_text().splitlines()}
+    assert [line for line in quoted if line.strip() not in recipe] == []  # the guide quotes it as it is
