@@ -289,3 +289,36 @@ def test_the_supervisord_recipe_runs_a_qw_manager_command_that_qw_accepts(projec
     recipe = {line.strip() for line in
               (Path(__file__).parent.parent / "scripts" / "deploy" / "supervisord-django.conf").read_text().splitlines()}
     assert [line for line in quoted if line.strip() not in recipe] == []  # the guide quotes it as it is
+
+
+# -- the settings, and the README that documents them ------------------------------------------
+
+
+@pytest.mark.parametrize("value, message", [
+    ([], "settings.QW must be a dict, got list"),
+    ({"URLS": "redis://x"}, "settings.QW: unknown key 'URLS'; known: URL, NAMESPACE"),
+    ({"URL": "localhost:6379"}, "settings.QW['URL'] must be a Redis URL"),
+    ({"NAMESPACE": 3}, "settings.QW['NAMESPACE'] must be a string"),
+    ({"IMMEDIATE": "yes"}, "settings.QW['IMMEDIATE'] must be True or False"),
+    ({"TASK_MODULES": "tasks"}, "settings.QW['TASK_MODULES'] must be a list of module names"),
+    ({"TASK_MODULES": ["my-tasks"]}, "settings.QW['TASK_MODULES'] must be a list of module names"),
+])
+def test_a_bad_setting_is_one_line_naming_the_key(value: Any, message: str) -> None:
+    from qw.contrib.django.settings import read
+    from qw.exceptions import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        read(value)
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_the_settings_default_and_the_readme_names_every_key_and_command() -> None:
+    from qw.contrib.django.settings import KEYS, QwSettings, read
+
+    assert read(None) == read({}) == QwSettings(None, "", "on_commit", False, ("tasks", "qw_workers"))
+    readme = (Path(__file__).parent.parent / "README.md").read_text().split("\n## Django\n")[1].split("\n## ")[0]
+    assert all(f'"{key}"' in readme for key in KEYS)
+    for usage in ("manage.py qw_manager [-a <app>]... [-n <name>] [-q <queue>]... [any qw-manager option]",
+                  "manage.py qw_info [<filter>]", "manage.py qw <any qw-client command>"):
+        assert usage in readme
+    assert "pip install 'qw[django]'" in readme
