@@ -40,7 +40,7 @@ from .call import Call, CallBatch, CallQueue, check_max_attempts, check_timeout,
 from .defaults import default_client, set_default_client  # noqa: F401 - importable from here, as before
 from .exceptions import ConfigError
 from .flow import Signature
-from .handle import JobHandle
+from .handle import JobHandle, handle_for
 from .keeping import check_priority, check_result_ttl, check_tags, dependency_ids
 from .keys import validate_queue_name, validate_task_name
 from .when import Delay
@@ -200,7 +200,7 @@ class Task:
             call = dataclasses.replace(call, depends_on=dependency_ids(depends_on),
                                        on_dependency_failure=on_dependency_failure)
         sender = _client(client)
-        handle = self.last = _handle(sender, sender.queue_call(call))
+        handle = self.last = handle_for(sender, sender.queue_call(call))
         return handle
 
     def delay_now(self, *args: Any, **kwargs: Any) -> JobHandle:
@@ -219,7 +219,7 @@ class Task:
         call = dataclasses.replace(self._call(args, kwargs), waiter=True)
         sender = _client(client=None)
         sender = getattr(sender, "at_once", sender)  # a caller who waits cannot wait for a commit
-        handle = self.last = _handle(sender, sender.queue_call(call))
+        handle = self.last = handle_for(sender, sender.queue_call(call))
         return handle._result(timeout, registered=True)  # counted as its waiter when queued: block now
 
     @property
@@ -274,7 +274,7 @@ class Task:
                           result_ttl=self.result_ttl if result_ttl is None else result_ttl,
                           tags=self._tags(tags), track=track, priority=self._priority(priority, worker))
         sender = _client(client)
-        handles = [_handle(sender, job_id) for job_id in sender.queue_calls(calls)]
+        handles = [handle_for(sender, job_id) for job_id in sender.queue_calls(calls)]
         if handles:
             self.last = handles[-1]
         return handles
@@ -533,8 +533,3 @@ def _client(client: Optional[CallQueue]) -> CallQueue:
         raise TypeError(f"{chosen!r} cannot queue tasks: it has no queue_call()")
     return chosen
 
-
-def _handle(sender: Any, job_id: str) -> Any:
-    """The handle of a job ``sender`` queued: its own if it makes one (immediate mode), else a JobHandle."""
-    make = getattr(sender, "make_handle", None)
-    return make(job_id) if make is not None else JobHandle(job_id, sender)

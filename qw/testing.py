@@ -20,7 +20,9 @@ waiting for the delay) until it returns or has used its ``max_attempts``
 :class:`qw.Abort`, fails it at once. A failure is raised from ``delay``
 itself (``propagate=False``: only from ``handle.result()``), so a test sees
 the task's own exception and traceback. Jobs sent to a worker or manager,
-dependencies and delays are run at once, in order, like any other call.
+or with a delay, run at once like any other call; a job that depends on
+others runs after them (they ran when queued), and chains and groups
+(:mod:`qw.flow`) pass results on as they do through Redis.
 
 ``immediate()`` swaps the process-wide default client (:mod:`qw.defaults`)
 for an :class:`ImmediateClient` and puts the old one back on leaving; the
@@ -37,7 +39,7 @@ from typing import Any, Iterable, Iterator, Optional
 
 from . import defaults
 from .call import Call
-from .exceptions import JobNotFound, QwError, Retry
+from .exceptions import JobFailed, JobNotFound, QwError, Retry
 
 DEFAULT_MAX_ATTEMPTS = 3  # the manager's --max-attempts default
 
@@ -131,6 +133,14 @@ class ImmediateClient:
             raise QwError(f"no task named {call.task!r} is registered in this process")
         args, kwargs = json.loads(json.dumps(list(call.args))), json.loads(json.dumps(dict(call.kwargs)))
         info = self.jobs[job_id] = ImmediateInfo(job_id, call.task, args, kwargs, tags=tuple(call.tags))
+        failed = [d for d in call.depends_on if d in self.jobs and self.jobs[d].state == "failed"]
+        if failed and call.on_dependency_failure == "fail":
+            cause = self.jobs[failed[0]].error
+            self._failed(info, JobFailed(job_id, f"dependency {failed[0]} failed: {cause!r}"))
+            return job_id
+        if call.collect:  # a chain's step takes the last result first; a group's callback, the list of them
+            values = [self.jobs[d].result if d in self.jobs else None for d in call.depends_on]
+            args = [values[0] if call.collect == "chain" and values else values, *args]
         limit = call.max_attempts or task.max_attempts or DEFAULT_MAX_ATTEMPTS
         while True:
             info.attempts += 1

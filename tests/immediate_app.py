@@ -29,6 +29,11 @@ def boom(message):
     raise ValueError(message)
 
 
+@qw.task(name="immediate.total")
+def total(values):
+    return sum(values)
+
+
 @qw.task(name="immediate.opaque")
 def opaque():
     return object()

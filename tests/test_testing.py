@@ -98,3 +98,10 @@ def test_a_failing_hook_is_logged_and_the_rest_run(caplog: Any) -> None:
     finally:
         hooks._hooks.update(saved)
     assert seen == [1] and "failed" in caplog.text
+
+
+def test_immediate_runs_chains_and_groups_passing_results_on() -> None:
+    with qw.testing.immediate():
+        assert qw.chain(app.add.s(1, 2), app.add.s(10)).delay().result() == 13
+        assert qw.group([app.add.s(1, 1), app.add.s(2, 2)]).delay().results() == [2, 4]
+        assert (qw.group([app.add.s(1, 1), app.add.s(2, 2)]).then(app.total.s())).delay().result() == 6
