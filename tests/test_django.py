@@ -322,3 +322,18 @@ def test_the_settings_default_and_the_readme_names_every_key_and_command() -> No
                   "manage.py qw_info [<filter>]", "manage.py qw <any qw-client command>"):
         assert usage in readme
     assert "pip install 'qw[django]'" in readme
+
+
+def test_override_settings_can_turn_immediate_mode_on_for_a_test(project: dict[str, str], client: Client,
+                                                                 project_client: Any) -> None:
+    from django.conf import settings
+    from django.test import override_settings
+    from djproject.shop.tasks import count
+
+    from qw.testing import ImmediateHandle
+
+    with override_settings(QW={**settings.QW, "IMMEDIATE": True}):
+        handle = count.delay()
+        assert isinstance(handle, ImmediateHandle) and handle.state == "done"
+    assert client.get_all_queued_jobs() == []
+    assert count.delay().state == "queued"  # the project's client again
