@@ -532,4 +532,3 @@ def _client(client: Optional[CallQueue]) -> CallQueue:
     if not callable(getattr(chosen, "queue_call", None)):
         raise TypeError(f"{chosen!r} cannot queue tasks: it has no queue_call()")
     return chosen
-
