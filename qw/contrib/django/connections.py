@@ -25,7 +25,11 @@ def forget_inherited() -> None:
     """Drop every open connection this process inherited, without network I/O."""
     from django.db import connections
 
-    for conn in connections.all(initialized_only=True):
+    try:
+        wrappers = connections.all(initialized_only=True)  # Django 4.1+: only those this process made
+    except TypeError:
+        wrappers = connections.all()
+    for conn in wrappers:
         raw = conn.connection
         if raw is None:
             continue
