@@ -337,3 +337,10 @@ def test_override_settings_can_turn_immediate_mode_on_for_a_test(project: dict[s
         assert isinstance(handle, ImmediateHandle) and handle.state == "done"
     assert client.get_all_queued_jobs() == []
     assert count.delay().state == "queued"  # the project's client again
+
+
+def test_qw_manager_help_shows_its_own_usage_then_qw_managers(project: dict[str, str]) -> None:
+    done = manage(project, "qw_manager", "-h")
+    assert done.returncode == 0
+    assert done.stdout.startswith("``manage.py qw_manager [-a <app>]... [-n <name>] [-q <queue>]...")
+    assert "qw-manager's options:" in done.stdout and "--graceful-timeout" in done.stdout

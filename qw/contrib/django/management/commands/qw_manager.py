@@ -17,6 +17,7 @@ from typing import Any
 from django.apps import apps
 from django.core.management.base import BaseCommand
 
+from qw.cli.common import run as run_cli
 from qw.contrib.django.commands import connection_args, guarded
 from qw.contrib.django.state import state
 from qw.exceptions import ConfigError
@@ -106,8 +107,12 @@ class Command(BaseCommand):
         from qw.cli import manager
 
         if "-h" in argv or "--help" in argv:
-            print(__doc__.strip() + "\n\nqw-manager's options:\n")
-            manager.main(["--help"])
+            def usage() -> int:
+                print(__doc__.strip() + "\n\nqw-manager's options:\n")
+                manager.main(["--help"])  # exits
+                return 0
+
+            run_cli(PROG, usage)  # a pipe closed early (| head) is no error
 
         def run(conf: Any) -> int:
             manager.main(manager_argv(argv, conf))  # exits
