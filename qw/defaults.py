@@ -25,3 +25,9 @@ def default_client() -> Any:
 
             _default_client = qw.Client()
         return _default_client
+
+
+def peek_default_client() -> Optional[Any]:
+    """The client set, or None when none is (nothing is made)."""
+    with _default_lock:
+        return _default_client

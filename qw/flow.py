@@ -24,7 +24,7 @@ from typing import Any, Iterable, Optional, Sequence
 from .call import JOINED_TASK, Call
 from .defaults import default_client
 from .exceptions import ConfigError
-from .handle import JobHandle, wait
+from .handle import JobHandle, handle_for, wait
 from .keeping import dependency_ids
 
 
@@ -191,7 +191,7 @@ def group(members: Iterable[Signature]) -> Group:
 def _queue(call: Call, client: Any, task: Any) -> JobHandle:
     if client is None:
         client = default_client()
-    handle = JobHandle(client.queue_call(call), client)
+    handle = handle_for(client, client.queue_call(call))
     if task is not None and not isinstance(task, str):
         task.last = handle
     return handle

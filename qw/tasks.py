@@ -40,7 +40,7 @@ from .call import Call, CallBatch, CallQueue, check_max_attempts, check_timeout,
 from .defaults import default_client, set_default_client  # noqa: F401 - importable from here, as before
 from .exceptions import ConfigError
 from .flow import Signature
-from .handle import JobHandle
+from .handle import JobHandle, handle_for
 from .keeping import check_priority, check_result_ttl, check_tags, dependency_ids
 from .keys import validate_queue_name, validate_task_name
 from .when import Delay
@@ -200,8 +200,14 @@ class Task:
             call = dataclasses.replace(call, depends_on=dependency_ids(depends_on),
                                        on_dependency_failure=on_dependency_failure)
         sender = _client(client)
-        handle = self.last = JobHandle(sender.queue_call(call), sender)
+        handle = self.last = handle_for(sender, sender.queue_call(call))
         return handle
+
+    def delay_now(self, *args: Any, **kwargs: Any) -> JobHandle:
+        """As :meth:`delay`, but queued at once even where the default client defers (Django's
+        ``COMMIT_MODE="on_commit"`` inside a transaction)."""
+        sender = _client(None)
+        return self.send_with(args, kwargs, client=getattr(sender, "at_once", sender))
 
     def call(self, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
         """Queue ``fn(*args, **kwargs)`` and wait for its result (``timeout``: seconds to wait).
@@ -212,7 +218,8 @@ class Task:
         """
         call = dataclasses.replace(self._call(args, kwargs), waiter=True)
         sender = _client(client=None)
-        handle = self.last = JobHandle(sender.queue_call(call), sender)
+        sender = getattr(sender, "at_once", sender)  # a caller who waits cannot wait for a commit
+        handle = self.last = handle_for(sender, sender.queue_call(call))
         return handle._result(timeout, registered=True)  # counted as its waiter when queued: block now
 
     @property
@@ -267,7 +274,7 @@ class Task:
                           result_ttl=self.result_ttl if result_ttl is None else result_ttl,
                           tags=self._tags(tags), track=track, priority=self._priority(priority, worker))
         sender = _client(client)
-        handles = [JobHandle(job_id, sender) for job_id in sender.queue_calls(calls)]
+        handles = [handle_for(sender, job_id) for job_id in sender.queue_calls(calls)]
         if handles:
             self.last = handles[-1]
         return handles
@@ -479,6 +486,11 @@ class Job:
     def fire_at(cls, delay: Delay, *args: Any, **kwargs: Any) -> JobHandle:
         """See :meth:`Task.fire_at`."""
         return cls.__task__.fire_at(delay, *args, **kwargs)
+
+    @classmethod
+    def delay_now(cls, *args: Any, **kwargs: Any) -> JobHandle:
+        """See :meth:`Task.delay_now`."""
+        return cls.__task__.delay_now(*args, **kwargs)
 
     @classmethod
     def send_with(cls, args: Sequence[Any] = (), kwargs: Optional[Mapping[str, Any]] = None,

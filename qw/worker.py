@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 
 import redis
 
-from . import recovery
+from . import hooks, recovery
 from .breakdown import Breakdown
 from .call import TASK_FIELD
 from .claim import FAILED, REFUSED, Claimer, Job
@@ -153,6 +153,7 @@ class Worker(multiprocessing.Process):
         except TargetError as exc:
             log.error("%s: %s", self.name, exc)
             os._exit(EXIT_TARGET)
+        hooks.run("start")  # after the fork, before the first claim (Django: drop inherited connections)
         self._retrying(self.client.register_worker, self.manager_name, self.name)
         self._show_title()
         log.debug("%s: started (pid %d)", self.name, os.getpid())
@@ -165,6 +166,7 @@ class Worker(multiprocessing.Process):
             log.warning("%s: interrupted; its job goes back to the queue", self.name)
         finally:
             self._best_effort(self.client.deregister_worker, self.manager_name, self.name)
+            hooks.run("stop")
             log.debug("%s: stopped", self.name)
 
     def shutdown(self) -> None:
@@ -327,7 +329,10 @@ class Worker(multiprocessing.Process):
         self.shared.jobs.value += 1
         self.shared.deadline.value = time.monotonic() + limit if limit else 0.0
         self._running = True
+        around = hooks.has("before") or hooks.has("after")  # plain workers pay nothing more
         try:
+            if around:
+                hooks.run("before")
             if limit:
                 signal.setitimer(signal.ITIMER_REAL, limit)
             value = call.run(job.id, job.data, job)
@@ -349,6 +354,8 @@ class Worker(multiprocessing.Process):
         finally:
             if limit:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+            if around:
+                hooks.run("after")
             self._running = False
             self.shared.started.value = 0.0
             self.shared.deadline.value = 0.0

@@ -1,0 +1,1 @@
+"""Integrations of qw with frameworks: :mod:`qw.contrib.django`."""

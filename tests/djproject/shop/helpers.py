@@ -1,0 +1,1 @@
+raise RuntimeError("autodiscovery must not import this module")
