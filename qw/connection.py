@@ -2,21 +2,27 @@
 
 One place decides the address: an embedded server directory, else a URL
 (``--url`` or ``QW_REDIS_URL``, so secrets stay off the command line), else
-host, port and db.
+host, port and db. A ``redis+sentinel://`` URL names Sentinels and a
+service instead of a server: every connection then finds the current
+primary through redis-py's own :class:`redis.sentinel.Sentinel`, and asks
+again whenever it reconnects (see :class:`SentinelConnection`).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
-from .exceptions import ConnectionFailed
+from .exceptions import ConfigError, ConnectionFailed
 
 URL_ENV = "QW_REDIS_URL"
 MIN_REDIS_VERSION = (6, 2)  # BLMOVE and LMOVE
@@ -25,6 +31,127 @@ MIN_REDIS_VERSION = (6, 2)  # BLMOVE and LMOVE
 # means Redis or the network is stuck, not busy.
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
+
+SENTINEL_SCHEME = "redis+sentinel"
+SENTINEL_PORT = 26379
+# A Sentinel answers from memory: a slower one is down, and the next is asked.
+SENTINEL_TIMEOUT = 1.0
+# How often a connection in use checks with Sentinel that it still talks to
+# the primary. After a manual failover the demoted primary keeps accepting
+# writes until Sentinel reconfigures it (about 10 s): writes there are lost.
+RECHECK = 1.0
+# Error replies after which a Sentinel-managed connection is dropped, so that
+# the next command asks Sentinel where the primary is: the server was demoted
+# (READONLY, which redis-py's own Sentinel connection handles too), lost its
+# replicas or its primary (NOREPLICAS, MASTERDOWN), is loading a data set
+# (LOADING), or changed role under a blocked command (UNBLOCKED).
+REDISCOVER_CODES = ("READONLY ", "NOREPLICAS ", "MASTERDOWN ", "LOADING ", "UNBLOCKED ")
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """A parsed ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/<service>[/<db>]``."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: Optional[str] = None
+    password: Optional[str] = None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelURL:
+        """The parts of ``url``; :class:`ConfigError` (one line) when it is not such a URL."""
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme != SENTINEL_SCHEME:
+            raise ConfigError(f"bad Sentinel URL: it must start with {SENTINEL_SCHEME}://")
+        split = urlsplit(url)
+        if split.query or split.fragment:
+            raise ConfigError("bad Sentinel URL: it takes no ?query or #fragment")
+        userinfo, _, hosts = split.netloc.rpartition("@")
+        username = password = None
+        if userinfo:
+            user, colon, secret = userinfo.partition(":")
+            username = unquote(user) or None
+            password = unquote(secret) if colon else None
+            if password is None:  # redis://secret@host means a password, as redis-py reads it
+                username, password = None, unquote(user)
+        sentinels = []
+        for item in hosts.split(","):
+            host, colon, port = item.strip().rpartition(":")
+            if not colon:
+                host, port = port, str(SENTINEL_PORT)
+            host = host.strip("[]")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"bad Sentinel URL: {item.strip() or 'an empty address'!r} "
+                                  "is not host:port")
+            sentinels.append((host, int(port)))
+        path = [unquote(part) for part in split.path.split("/")[1:]]
+        if path and path[-1] == "":
+            path.pop()
+        if not path or not path[0] or len(path) > 2:
+            raise ConfigError("bad Sentinel URL: it must end in /<service> or /<service>/<db>")
+        db = 0
+        if len(path) == 2:
+            if not path[1].isdigit():
+                raise ConfigError(f"bad Sentinel URL: the database must be a number, got {path[1]!r}")
+            db = int(path[1])
+        return cls(tuple(sentinels), path[0], db, username, password)
+
+    def address(self) -> str:
+        """Where it points, without any password."""
+        hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        return f"{self.service}/{self.db} via Sentinel {hosts}"
+
+
+def is_sentinel_url(url: Optional[str]) -> bool:
+    return bool(url) and url.startswith(SENTINEL_SCHEME + "://")  # type: ignore[union-attr]
+
+
+class SentinelConnection(SentinelManagedConnection):
+    """redis-py's Sentinel-managed connection, asking Sentinel again in every case.
+
+    redis-py reconnects a dropped connection to its last address when a
+    command is sent on it directly (as :class:`~qw.scripts.DirectCaller`
+    and the blocking waits do); this one always asks Sentinel. Besides
+    READONLY, the error replies in ``REDISCOVER_CODES`` drop the connection,
+    and a connection in use checks at most every ``RECHECK`` seconds that
+    Sentinel still names its server as the primary, so that none keeps
+    writing to a demoted one.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._checked = 0.0
+
+    def connect(self) -> None:
+        if self._sock is None:  # the pool calls it on every use: only a new connection counts
+            super().connect()
+            self._checked = time.monotonic()
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self._sock is None:
+            self.connect()
+        elif time.monotonic() - self._checked > RECHECK:
+            self._recheck()
+        super().send_packed_command(command, check_health)
+
+    def _recheck(self) -> None:
+        self._checked = time.monotonic()
+        try:
+            primary = self.connection_pool.get_master_address()
+        except (redis.ConnectionError, redis.TimeoutError):
+            return  # no Sentinel answers: keep the primary we have
+        if (str(primary[0]), int(primary[1])) != (self.host, int(self.port)):
+            self.disconnect()
+            self.connect()
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.ResponseError as exc:
+            if str(exc).startswith(REDISCOVER_CODES):
+                self.disconnect()
+            raise
 
 
 @dataclass(frozen=True)
@@ -46,6 +173,8 @@ class RedisConfig:
         if self.embedded:
             return f"embedded Redis in {self.embedded}"
         url = self.resolved_url()
+        if is_sentinel_url(url):
+            return SentinelURL.parse(url).address()  # type: ignore[arg-type]
         if url:
             pool = redis.ConnectionPool.from_url(url)
             kw = pool.connection_kwargs
@@ -68,6 +197,8 @@ class RedisConfig:
 
             return redis.Redis(unix_socket_path=str(ensure_server(self.embedded)), **options)
         url = self.resolved_url()
+        if is_sentinel_url(url):
+            return _sentinel_client(SentinelURL.parse(url), options)  # type: ignore[arg-type]
         if url:
             if not url.startswith("unix:"):  # keepalive is a TCP option
                 options["socket_keepalive"] = True
@@ -76,6 +207,18 @@ class RedisConfig:
             except ValueError as exc:
                 raise ConnectionFailed(f"bad Redis URL: {exc}") from None
         return redis.Redis(host=self.host, port=self.port, db=self.db, socket_keepalive=True, **options)
+
+
+def _sentinel_client(parsed: SentinelURL, options: dict[str, Any]) -> redis.Redis:
+    """A client of the primary of ``parsed.service``, through redis-py's Sentinel."""
+    sentinel = Sentinel(
+        list(parsed.sentinels),
+        sentinel_kwargs=dict(socket_timeout=SENTINEL_TIMEOUT, socket_connect_timeout=SENTINEL_TIMEOUT,
+                             retry=Retry(NoBackoff(), 0)),
+    )
+    return sentinel.master_for(
+        parsed.service, connection_class=SentinelConnection, db=parsed.db, username=parsed.username,
+        password=parsed.password, socket_keepalive=True, **options)
 
 
 @contextmanager
@@ -128,7 +271,8 @@ TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, Con
 # noeviction, a script running too long, a failover or resharding under way.
 # redis-py turns some into classes of their own; others keep their code.
 PASSING_CLASSES = (redis.exceptions.OutOfMemoryError, redis.exceptions.TryAgainError)
-PASSING_CODES = ("OOM ", "BUSY ", "MASTERDOWN ", "TRYAGAIN ", "CLUSTERDOWN ", "NOREPLICAS ", "LOADING ")
+PASSING_CODES = ("OOM ", "BUSY ", "MASTERDOWN ", "TRYAGAIN ", "CLUSTERDOWN ", "NOREPLICAS ", "LOADING ",
+                 "UNBLOCKED ")
 
 
 def is_transient(exc: BaseException) -> bool:
