@@ -40,12 +40,15 @@ SENTINEL_TIMEOUT = 1.0
 # the primary. After a manual failover the demoted primary keeps accepting
 # writes until Sentinel reconfigures it (about 10 s): writes there are lost.
 RECHECK = 1.0
+RECHECK_AFTER_FAILURE = 10.0  # the same, while no Sentinel answers
 # Error replies after which a Sentinel-managed connection is dropped, so that
 # the next command asks Sentinel where the primary is: the server was demoted
-# (READONLY, which redis-py's own Sentinel connection handles too), lost its
-# replicas or its primary (NOREPLICAS, MASTERDOWN), is loading a data set
-# (LOADING), or changed role under a blocked command (UNBLOCKED).
-REDISCOVER_CODES = ("READONLY ", "NOREPLICAS ", "MASTERDOWN ", "LOADING ", "UNBLOCKED ")
+# (READONLY, which redis-py's own Sentinel connection turns into a connection
+# error), lost its replicas or its primary (NOREPLICAS, MASTERDOWN), is
+# loading a data set (LOADING), or changed role under a blocked command
+# (UNBLOCKED). redis-py gives some a class of their own, without the code.
+REDISCOVER_CLASSES = (redis.exceptions.BusyLoadingError, redis.exceptions.MasterDownError)
+REDISCOVER_CODES = ("READONLY ", "NOREPLICAS ", "UNBLOCKED ")
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,10 @@ class SentinelConnection(SentinelManagedConnection):
         try:
             primary = self.connection_pool.get_master_address()
         except (redis.ConnectionError, redis.TimeoutError):
-            return  # no Sentinel answers: keep the primary we have
+            # No Sentinel answers: keep the primary we have, and ask less
+            # often (an unreachable Sentinel can cost SENTINEL_TIMEOUT a try).
+            self._checked += RECHECK_AFTER_FAILURE - RECHECK
+            return
         if (str(primary[0]), int(primary[1])) != (self.host, int(self.port)):
             self.disconnect()
             self.connect()
@@ -148,8 +154,8 @@ class SentinelConnection(SentinelManagedConnection):
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().read_response(*args, **kwargs)
-        except redis.ResponseError as exc:
-            if str(exc).startswith(REDISCOVER_CODES):
+        except (redis.ResponseError, *REDISCOVER_CLASSES) as exc:
+            if isinstance(exc, REDISCOVER_CLASSES) or str(exc).startswith(REDISCOVER_CODES):
                 self.disconnect()
             raise
 
@@ -269,8 +275,10 @@ def _saves_snapshots(client: redis.Redis) -> bool:
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, ConnectionFailed)
 # Error replies that say "not now" rather than "wrong": out of memory under
 # noeviction, a script running too long, a failover or resharding under way.
-# redis-py turns some into classes of their own; others keep their code.
-PASSING_CLASSES = (redis.exceptions.OutOfMemoryError, redis.exceptions.TryAgainError)
+# redis-py turns some into classes of their own, without the code (MASTERDOWN
+# and CLUSTERDOWN are ClusterDownError); others keep their code.
+PASSING_CLASSES = (redis.exceptions.OutOfMemoryError, redis.exceptions.TryAgainError,
+                   redis.exceptions.ClusterDownError)
 PASSING_CODES = ("OOM ", "BUSY ", "MASTERDOWN ", "TRYAGAIN ", "CLUSTERDOWN ", "NOREPLICAS ", "LOADING ",
                  "UNBLOCKED ")
 

@@ -140,10 +140,28 @@ class SentinelSet:
                 f"sentinel down-after-milliseconds {SERVICE} 1000\n"
                 f"sentinel failover-timeout {SERVICE} 10000\n"
             )
-            with open(directory / "sentinel.log", "ab") as log:
-                self.sentinels.append(subprocess.Popen([redis_server_binary(), str(conf), "--sentinel"],
-                                                       stdout=log, stderr=subprocess.STDOUT))
+        self.start_sentinels()
         wait_for(self._in_sync, timeout=20, what="the replicas to sync and the Sentinels to meet")
+
+    def start_sentinels(self) -> None:
+        """Start the Sentinels (again: each keeps what it knew in its rewritten configuration)."""
+        self.stop_sentinels()
+        for i in range(len(self.sentinel_ports)):
+            directory = self.directory / f"sentinel{i}"
+            with open(directory / "sentinel.log", "ab") as log:
+                self.sentinels.append(subprocess.Popen(
+                    [redis_server_binary(), str(directory / "sentinel.conf"), "--sentinel"],
+                    stdout=log, stderr=subprocess.STDOUT))
+        for i in range(len(self.sentinel_ports)):
+            wait_for(lambda i=i: _pings(self.sentinel(i)), timeout=10, what=f"Sentinel {i} to answer")
+
+    def stop_sentinels(self) -> None:
+        """SIGKILL the Sentinels."""
+        for proc in self.sentinels:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        self.sentinels = []
 
     def sentinel(self, i: int = 0) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.sentinel_ports[i], socket_timeout=2,
@@ -174,10 +192,7 @@ class SentinelSet:
 
     def kill(self) -> None:
         """SIGKILL every process of the set that still runs."""
-        for proc in self.sentinels:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        self.stop_sentinels()
         for server in self.servers:
             server.kill()
 
