@@ -5,20 +5,25 @@ One place decides the address: an embedded server directory, else a URL
 host, port and db. A ``redis+sentinel://`` URL names Sentinels and a
 service instead of a server: every connection then finds the current
 primary through redis-py's own :class:`redis.sentinel.Sentinel`, and asks
-again whenever it reconnects (see :class:`SentinelConnection`).
+again whenever it reconnects (see :class:`SentinelConnection`). A
+``redis+cluster://`` URL names nodes of a Redis Cluster, reached through
+redis-py's :class:`redis.cluster.RedisCluster`; the namespace must then hold
+a hash tag, so that all of qw's keys share one slot. :func:`raw_connection`
+and :func:`unblock` reach the node that serves that slot.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection
 
@@ -32,6 +37,7 @@ MIN_REDIS_VERSION = (6, 2)  # BLMOVE and LMOVE
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 
+CLUSTER_SCHEME = "redis+cluster"
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
 # A Sentinel answers from memory: a slower one is down, and the next is asked.
@@ -64,30 +70,15 @@ class SentinelURL:
     @classmethod
     def parse(cls, url: str) -> SentinelURL:
         """The parts of ``url``; :class:`ConfigError` (one line) when it is not such a URL."""
-        scheme, sep, rest = url.partition("://")
+        scheme, sep, _rest = url.partition("://")
         if not sep or scheme != SENTINEL_SCHEME:
             raise ConfigError(f"bad Sentinel URL: it must start with {SENTINEL_SCHEME}://")
         split = urlsplit(url)
         if split.query or split.fragment:
             raise ConfigError("bad Sentinel URL: it takes no ?query or #fragment")
         userinfo, _, hosts = split.netloc.rpartition("@")
-        username = password = None
-        if userinfo:
-            user, colon, secret = userinfo.partition(":")
-            username = unquote(user) or None
-            password = unquote(secret) if colon else None
-            if password is None:  # redis://secret@host means a password, as redis-py reads it
-                username, password = None, unquote(user)
-        sentinels = []
-        for item in hosts.split(","):
-            host, colon, port = item.strip().rpartition(":")
-            if not colon:
-                host, port = port, str(SENTINEL_PORT)
-            host = host.strip("[]")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ConfigError(f"bad Sentinel URL: {item.strip() or 'an empty address'!r} "
-                                  "is not host:port")
-            sentinels.append((host, int(port)))
+        username, password = _credentials(userinfo)
+        sentinels = parse_hosts(hosts, SENTINEL_PORT, "Sentinel")
         path = [unquote(part) for part in split.path.split("/")[1:]]
         if path and path[-1] == "":
             path.pop()
@@ -104,6 +95,97 @@ class SentinelURL:
         """Where it points, without any password."""
         hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
         return f"{self.service}/{self.db} via Sentinel {hosts}"
+
+
+def parse_hosts(hosts: str, default_port: int, what: str) -> list[tuple[str, int]]:
+    """``host[:port],host[:port]...`` as (host, port) pairs; :class:`ConfigError` if malformed."""
+    found = []
+    for item in hosts.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon:
+            host, port = port, str(default_port)
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"bad {what} URL: {item.strip() or 'an empty address'!r} is not host:port")
+        found.append((host, int(port)))
+    return found
+
+
+@dataclass(frozen=True)
+class ClusterURL:
+    """A parsed ``redis+cluster://[[user]:password@]host[:port][,host[:port]...][/]``."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: Optional[str] = None
+    password: Optional[str] = None
+
+    @classmethod
+    def parse(cls, url: str) -> ClusterURL:
+        if not url.startswith(CLUSTER_SCHEME + "://"):
+            raise ConfigError(f"bad Cluster URL: it must start with {CLUSTER_SCHEME}://")
+        split = urlsplit(url)
+        if split.query or split.fragment:
+            raise ConfigError("bad Cluster URL: it takes no ?query or #fragment")
+        if split.path not in ("", "/", "/0"):
+            raise ConfigError("bad Cluster URL: a cluster has database 0 only")
+        userinfo, _, hosts = split.netloc.rpartition("@")
+        username, password = _credentials(userinfo)
+        return cls(tuple(parse_hosts(hosts, 6379, "Cluster")), username, password)
+
+    def address(self) -> str:
+        return "Redis Cluster " + ",".join(f"{host}:{port}" for host, port in self.nodes)
+
+
+def _credentials(userinfo: str) -> tuple[Optional[str], Optional[str]]:
+    """(username, password) from ``user:password``; ``secret`` alone is a password, as for redis-py."""
+    if not userinfo:
+        return None, None
+    user, colon, secret = userinfo.partition(":")
+    if not colon:
+        return None, unquote(user)
+    return unquote(user) or None, unquote(secret)
+
+
+def is_cluster_url(url: Optional[str]) -> bool:
+    return bool(url) and url.startswith(CLUSTER_SCHEME + "://")  # type: ignore[union-attr]
+
+
+def is_cluster(client: Any) -> bool:
+    """True for redis-py's Cluster client."""
+    return isinstance(client, RedisCluster)
+
+
+def has_hash_tag(namespace: str) -> bool:
+    """True when ``namespace`` holds a non-empty ``{tag}``: every key under it hashes to the tag's slot."""
+    start = namespace.find("{")
+    end = namespace.find("}", start + 1)
+    return start >= 0 and end > start + 1
+
+
+def raw_connection(client: Any, key: str) -> Any:
+    """A new connection (not open yet) like ``client``'s; on a cluster, to the primary serving ``key``."""
+    if is_cluster(client):
+        pool = client.get_redis_connection(client.get_node_from_key(key)).connection_pool
+    else:
+        pool = client.connection_pool
+    return pool.connection_class(**pool.connection_kwargs)
+
+
+def unblock(client: Any, client_ids: Any, key: str) -> None:
+    """CLIENT UNBLOCK each id, on the server that serves ``key`` (errors ignored: an ACL user
+    without CLIENT still gets its jobs run, its workers poll anyway)."""
+    if not client_ids:
+        return
+    if is_cluster(client):
+        node = client.get_node_from_key(key)
+        for client_id in client_ids:
+            with suppress(redis.RedisError):
+                client.client_unblock(int(client_id), target_nodes=node)
+        return
+    pipe = client.pipeline(transaction=False)
+    for client_id in client_ids:
+        pipe.client_unblock(int(client_id))
+    pipe.execute(raise_on_error=False)
 
 
 def is_sentinel_url(url: Optional[str]) -> bool:
@@ -174,6 +256,11 @@ class RedisConfig:
         """The URL in force: an explicit one, else ``QW_REDIS_URL``, else none."""
         return self.url or os.environ.get(URL_ENV) or None
 
+    @property
+    def cluster(self) -> bool:
+        """True when this names a Redis Cluster."""
+        return not self.embedded and is_cluster_url(self.resolved_url())
+
     def address(self) -> str:
         """A human-readable address, without any password."""
         if self.embedded:
@@ -181,6 +268,8 @@ class RedisConfig:
         url = self.resolved_url()
         if is_sentinel_url(url):
             return SentinelURL.parse(url).address()  # type: ignore[arg-type]
+        if is_cluster_url(url):
+            return ClusterURL.parse(url).address()  # type: ignore[arg-type]
         if url:
             pool = redis.ConnectionPool.from_url(url)
             kw = pool.connection_kwargs
@@ -205,6 +294,11 @@ class RedisConfig:
         url = self.resolved_url()
         if is_sentinel_url(url):
             return _sentinel_client(SentinelURL.parse(url), options)  # type: ignore[arg-type]
+        if is_cluster_url(url):
+            parsed = ClusterURL.parse(url)  # type: ignore[arg-type]
+            nodes = [ClusterNode(host, port) for host, port in parsed.nodes]
+            return RedisCluster(startup_nodes=nodes, username=parsed.username, password=parsed.password,
+                                socket_keepalive=True, **options)  # type: ignore[return-value]
         if url:
             if not url.startswith("unix:"):  # keepalive is a TCP option
                 options["socket_keepalive"] = True
