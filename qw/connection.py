@@ -24,8 +24,9 @@ from urllib.parse import unquote, urlsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelManagedConnection
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelManagedConnection
 
 from .exceptions import ConfigError, ConnectionFailed
 
@@ -297,8 +298,12 @@ class RedisConfig:
         if is_cluster_url(url):
             parsed = ClusterURL.parse(url)  # type: ignore[arg-type]
             nodes = [ClusterNode(host, port) for host, port in parsed.nodes]
-            return RedisCluster(startup_nodes=nodes, username=parsed.username, password=parsed.password,
-                                socket_keepalive=True, **options)  # type: ignore[return-value]
+            try:  # it reads the cluster's layout at once
+                return RedisCluster(startup_nodes=nodes, username=parsed.username, password=parsed.password,
+                                    socket_keepalive=True, **options)  # type: ignore[return-value]
+            except (redis.RedisError, RedisClusterException) as exc:
+                message = " ".join(str(exc).split())
+                raise ConnectionFailed(f"cannot reach Redis at {parsed.address()}: {message}") from None
         if url:
             if not url.startswith("unix:"):  # keepalive is a TCP option
                 options["socket_keepalive"] = True
@@ -328,6 +333,9 @@ def translated(config: RedisConfig) -> Iterator[None]:
         yield
     except redis.AuthenticationError as exc:  # a kind of ConnectionError: catch it first
         raise ConnectionFailed(f"Redis at {config.address()} refused us: {exc}") from None
+    except MasterNotFoundError:  # so is this; redis-py's message lists every Sentinel's client
+        raise ConnectionFailed(f"cannot reach Redis at {config.address()}: no Sentinel named a "
+                               "primary in a good state") from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise ConnectionFailed(f"cannot reach Redis at {config.address()}: {exc}") from None
     except redis.ResponseError as exc:
