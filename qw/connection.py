@@ -211,8 +211,27 @@ class SentinelConnection(SentinelManagedConnection):
 
     def connect(self) -> None:
         if self._sock is None:  # the pool calls it on every use: only a new connection counts
-            super().connect()
+            try:
+                super().connect()
+            except MasterNotFoundError:
+                # While no Sentinel answers, the primary they named last, if
+                # any (a demoted one answers READONLY, and the connection asks
+                # again). A Sentinel that answers without a primary in a good
+                # state means a failover is under way: wait for it.
+                last = self.connection_pool.master_address
+                if last is None or self._a_sentinel_answers():
+                    raise
+                self.connect_to(last)
             self._checked = time.monotonic()
+
+    def _a_sentinel_answers(self) -> bool:
+        for sentinel in self.connection_pool.sentinel_manager.sentinels:
+            try:
+                sentinel.ping()
+                return True
+            except (redis.ConnectionError, redis.TimeoutError):
+                continue
+        return False
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         if self._sock is None:
