@@ -224,10 +224,11 @@ class ClusterSet:
         for i in range(primaries):
             path = directory / f"node{i}"
             path.mkdir()
-            # The cluster bus port is given: port + 10000 may not exist.
             extra = ("--cluster-enabled", "yes", "--cluster-config-file", str(path / "nodes.conf"),
-                     "--cluster-node-timeout", "2000", "--cluster-port", str(free_port()))
-            self.servers.append(RedisServer(path, extra=extra))
+                     "--cluster-node-timeout", "2000")
+            server = RedisServer(path, extra=extra)
+            server.port = _cluster_port()
+            self.servers.append(server)
 
     @property
     def url(self) -> str:
@@ -251,6 +252,20 @@ class ClusterSet:
     def kill(self) -> None:
         for server in self.servers:
             server.kill()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10000 above; Redis 6 has no cluster-port) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 >= 65536:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
 
 
 @pytest.fixture
