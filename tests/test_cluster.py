@@ -49,10 +49,14 @@ def test_every_script_path_runs_on_a_cluster(cluster_set: ClusterSet, records: R
                                 priority=3)  # a record, a tag, a priority
         later = client.queue_job({"do": "ok", "dir": directory}, delay=0.3)  # schedule, promote_due
         failing = client.queue_job({"do": "fail", "dir": directory})  # settle_failure: retried, then failed
-        after = client.queue_job({"do": "ok", "dir": directory}, depends_on=[one])  # depend, release
+        after = client.queue_job({"do": "ok", "dir": directory}, depends_on=[kept])  # depend, release
         cancelled = client.queue_job({"do": "ok", "dir": directory}, delay=60)
-        assert client.cancel(cancelled)
-        everything = [one, *many, kept, later, after]
+        assert client.cancel(cancelled)  # cancel
+        parked = client.queue_job({"do": "ok", "dir": directory}, queue="nobody")  # a queue no worker serves
+        assert client.set_priority(parked, 2)  # set_priority
+        assert client.recur("tick", data={"do": "ok", "dir": directory}, every=3600) == "created"  # recur
+        fired = client.run_recurring_now("tick")  # fire_recurring
+        everything = [one, *many, kept, later, after, fired]
         wait_for(lambda: all(records.done(i) == 1 for i in everything), timeout=20, what="every job")
         assert client.job(kept).result(10) is None  # watch, and the settled list
         assert client.job(kept).state == "done"
@@ -62,7 +66,7 @@ def test_every_script_path_runs_on_a_cluster(cluster_set: ClusterSet, records: R
         assert client.retry_failed([failing]) == {failing: "queued"}  # retry_failed
         wait_for(lambda: records.started(failing) == 3, timeout=10, what="the failed job's retry")
         assert client.get_all_managers() == ["cl"]
-        assert records.done(cancelled) == 0
+        assert records.done(cancelled) == 0 and records.done(parked) == 0
     finally:
         manager.stop(20)
     # Every key qw wrote lives in the namespace's slot, on one node.
