@@ -131,13 +131,13 @@ class Claimer:
         # With a connection of its own for blocking waits, the worker lists
         # itself as idle under that connection's client id, so that a producer
         # queuing to its manager or to it can wake it (CLIENT UNBLOCK).
-        self._waiter = DirectCaller(blocking) if blocking is not None else None
+        self._waiter = DirectCaller(blocking, keys.all_jobs) if blocking is not None else None
         self._client_id: Optional[str] = None
         self._idle = False  # the last claim found nothing: we may be listed as idle
         self.refused = 0  # settlements refused as stale, for logs and tests
         # A worker claims on a connection of its own (see DirectCaller); the
         # seed API's fetch_next_job shares the client's pool.
-        self._direct = DirectCaller(client) if direct else None
+        self._direct = DirectCaller(client, keys.all_jobs) if direct else None
 
     def _serve(self, queues: list[QueueSpec]) -> None:
         names = [name for name, _weight in queues]
@@ -415,7 +415,7 @@ def promote_due(client: redis.Redis, scripts: Scripts, keys: Keys, limit: int = 
     """Move jobs that are due (delayed jobs, retries) from ``all:scheduled`` to their queue, waking
     idle workers that can take them; how many moved (at most ``limit``)."""
     done = promotion.promote(promotion.on(client), scripts, keys, limit)
-    promotion.wake(client, done.wake)
+    promotion.wake(client, done.wake, keys.all_jobs)
     return done.moved
 
 

@@ -2,21 +2,33 @@
 
 One place decides the address: an embedded server directory, else a URL
 (``--url`` or ``QW_REDIS_URL``, so secrets stay off the command line), else
-host, port and db.
+host, port and db. A ``redis+sentinel://`` URL names Sentinels and a
+service instead of a server: every connection then finds the current
+primary through redis-py's own :class:`redis.sentinel.Sentinel`, and asks
+again whenever it reconnects (see :class:`SentinelConnection`). A
+``redis+cluster://`` URL names nodes of a Redis Cluster, reached through
+redis-py's :class:`redis.cluster.RedisCluster`; the namespace must then hold
+a hash tag, so that all of qw's keys share one slot. :func:`raw_connection`
+and :func:`unblock` reach the node that serves that slot.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+import time
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelManagedConnection
 
-from .exceptions import ConnectionFailed
+from .exceptions import ConfigError, ConnectionFailed
 
 URL_ENV = "QW_REDIS_URL"
 MIN_REDIS_VERSION = (6, 2)  # BLMOVE and LMOVE
@@ -25,6 +37,229 @@ MIN_REDIS_VERSION = (6, 2)  # BLMOVE and LMOVE
 # means Redis or the network is stuck, not busy.
 SOCKET_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
+
+CLUSTER_SCHEME = "redis+cluster"
+SENTINEL_SCHEME = "redis+sentinel"
+SENTINEL_PORT = 26379
+# A Sentinel answers from memory: a slower one is down, and the next is asked.
+SENTINEL_TIMEOUT = 1.0
+# How often a connection in use checks with Sentinel that it still talks to
+# the primary. After a manual failover the demoted primary keeps accepting
+# writes until Sentinel reconfigures it (about 10 s): writes there are lost.
+RECHECK = 1.0
+RECHECK_AFTER_FAILURE = 10.0  # the same, while no Sentinel answers
+# Error replies after which a Sentinel-managed connection is dropped, so that
+# the next command asks Sentinel where the primary is: the server was demoted
+# (READONLY, which redis-py's own Sentinel connection turns into a connection
+# error), lost its replicas or its primary (NOREPLICAS, MASTERDOWN), is
+# loading a data set (LOADING), or changed role under a blocked command
+# (UNBLOCKED). redis-py gives some a class of their own, without the code.
+REDISCOVER_CLASSES = (redis.exceptions.BusyLoadingError, redis.exceptions.MasterDownError)
+REDISCOVER_CODES = ("READONLY ", "NOREPLICAS ", "UNBLOCKED ")
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """A parsed ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/<service>[/<db>]``."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: Optional[str] = None
+    password: Optional[str] = None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelURL:
+        """The parts of ``url``; :class:`ConfigError` (one line) when it is not such a URL."""
+        scheme, sep, _rest = url.partition("://")
+        if not sep or scheme != SENTINEL_SCHEME:
+            raise ConfigError(f"bad Sentinel URL: it must start with {SENTINEL_SCHEME}://")
+        split = urlsplit(url)
+        if split.query or split.fragment:
+            raise ConfigError("bad Sentinel URL: it takes no ?query or #fragment")
+        userinfo, _, hosts = split.netloc.rpartition("@")
+        username, password = _credentials(userinfo)
+        sentinels = parse_hosts(hosts, SENTINEL_PORT, "Sentinel")
+        path = [unquote(part) for part in split.path.split("/")[1:]]
+        if path and path[-1] == "":
+            path.pop()
+        if not path or not path[0] or len(path) > 2:
+            raise ConfigError("bad Sentinel URL: it must end in /<service> or /<service>/<db>")
+        db = 0
+        if len(path) == 2:
+            if not path[1].isdigit():
+                raise ConfigError(f"bad Sentinel URL: the database must be a number, got {path[1]!r}")
+            db = int(path[1])
+        return cls(tuple(sentinels), path[0], db, username, password)
+
+    def address(self) -> str:
+        """Where it points, without any password."""
+        hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        return f"{self.service}/{self.db} via Sentinel {hosts}"
+
+
+def parse_hosts(hosts: str, default_port: int, what: str) -> list[tuple[str, int]]:
+    """``host[:port],host[:port]...`` as (host, port) pairs; :class:`ConfigError` if malformed."""
+    found = []
+    for item in hosts.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon:
+            host, port = port, str(default_port)
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"bad {what} URL: {item.strip() or 'an empty address'!r} is not host:port")
+        found.append((host, int(port)))
+    return found
+
+
+@dataclass(frozen=True)
+class ClusterURL:
+    """A parsed ``redis+cluster://[[user]:password@]host[:port][,host[:port]...][/]``."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: Optional[str] = None
+    password: Optional[str] = None
+
+    @classmethod
+    def parse(cls, url: str) -> ClusterURL:
+        if not url.startswith(CLUSTER_SCHEME + "://"):
+            raise ConfigError(f"bad Cluster URL: it must start with {CLUSTER_SCHEME}://")
+        split = urlsplit(url)
+        if split.query or split.fragment:
+            raise ConfigError("bad Cluster URL: it takes no ?query or #fragment")
+        if split.path not in ("", "/", "/0"):
+            raise ConfigError("bad Cluster URL: a cluster has database 0 only")
+        userinfo, _, hosts = split.netloc.rpartition("@")
+        username, password = _credentials(userinfo)
+        return cls(tuple(parse_hosts(hosts, 6379, "Cluster")), username, password)
+
+    def address(self) -> str:
+        return "Redis Cluster " + ",".join(f"{host}:{port}" for host, port in self.nodes)
+
+
+def _credentials(userinfo: str) -> tuple[Optional[str], Optional[str]]:
+    """(username, password) from ``user:password``; ``secret`` alone is a password, as for redis-py."""
+    if not userinfo:
+        return None, None
+    user, colon, secret = userinfo.partition(":")
+    if not colon:
+        return None, unquote(user)
+    return unquote(user) or None, unquote(secret)
+
+
+def is_cluster_url(url: Optional[str]) -> bool:
+    return bool(url) and url.startswith(CLUSTER_SCHEME + "://")  # type: ignore[union-attr]
+
+
+def is_cluster(client: Any) -> bool:
+    """True for redis-py's Cluster client."""
+    return isinstance(client, RedisCluster)
+
+
+def has_hash_tag(namespace: str) -> bool:
+    """True when ``namespace`` holds a non-empty ``{tag}``: every key under it hashes to the tag's slot."""
+    start = namespace.find("{")
+    end = namespace.find("}", start + 1)
+    return start >= 0 and end > start + 1
+
+
+def raw_connection(client: Any, key: str) -> Any:
+    """A new connection (not open yet) like ``client``'s; on a cluster, to the primary serving ``key``."""
+    if is_cluster(client):
+        pool = client.get_redis_connection(client.get_node_from_key(key)).connection_pool
+    else:
+        pool = client.connection_pool
+    return pool.connection_class(**pool.connection_kwargs)
+
+
+def unblock(client: Any, client_ids: Any, key: str) -> None:
+    """CLIENT UNBLOCK each id, on the server that serves ``key`` (errors ignored: an ACL user
+    without CLIENT still gets its jobs run, its workers poll anyway)."""
+    if not client_ids:
+        return
+    if is_cluster(client):
+        node = client.get_node_from_key(key)
+        for client_id in client_ids:
+            with suppress(redis.RedisError):
+                client.client_unblock(int(client_id), target_nodes=node)
+        return
+    pipe = client.pipeline(transaction=False)
+    for client_id in client_ids:
+        pipe.client_unblock(int(client_id))
+    pipe.execute(raise_on_error=False)
+
+
+def is_sentinel_url(url: Optional[str]) -> bool:
+    return bool(url) and url.startswith(SENTINEL_SCHEME + "://")  # type: ignore[union-attr]
+
+
+class SentinelConnection(SentinelManagedConnection):
+    """redis-py's Sentinel-managed connection, asking Sentinel again in every case.
+
+    redis-py reconnects a dropped connection to its last address when a
+    command is sent on it directly (as :class:`~qw.scripts.DirectCaller`
+    and the blocking waits do); this one always asks Sentinel. Besides
+    READONLY, the error replies in ``REDISCOVER_CODES`` drop the connection,
+    and a connection in use checks at most every ``RECHECK`` seconds that
+    Sentinel still names its server as the primary, so that none keeps
+    writing to a demoted one.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._checked = 0.0
+
+    def connect(self) -> None:
+        if self._sock is None:  # the pool calls it on every use: only a new connection counts
+            try:
+                super().connect()
+            except MasterNotFoundError:
+                # While no Sentinel answers, the primary they named last, if
+                # any (a demoted one answers READONLY, and the connection asks
+                # again). A Sentinel that answers without a primary in a good
+                # state means a failover is under way: wait for it.
+                last = self.connection_pool.master_address
+                if last is None or self._a_sentinel_answers():
+                    raise
+                self.connect_to(last)
+            self._checked = time.monotonic()
+
+    def _a_sentinel_answers(self) -> bool:
+        for sentinel in self.connection_pool.sentinel_manager.sentinels:
+            try:
+                sentinel.ping()
+                return True
+            except (redis.ConnectionError, redis.TimeoutError):
+                continue
+        return False
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self._sock is None:
+            self.connect()
+        elif time.monotonic() - self._checked > RECHECK:
+            self._recheck()
+        super().send_packed_command(command, check_health)
+
+    def _recheck(self) -> None:
+        self._checked = time.monotonic()
+        try:
+            primary = self.connection_pool.get_master_address()
+        except (redis.ConnectionError, redis.TimeoutError):
+            # No Sentinel answers: keep the primary we have, and ask less
+            # often (an unreachable Sentinel can cost SENTINEL_TIMEOUT a try).
+            self._checked += RECHECK_AFTER_FAILURE - RECHECK
+            return
+        if (str(primary[0]), int(primary[1])) != (self.host, int(self.port)):
+            self.disconnect()
+            self.connect()
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except (redis.ResponseError, *REDISCOVER_CLASSES) as exc:
+            if isinstance(exc, REDISCOVER_CLASSES) or str(exc).startswith(REDISCOVER_CODES):
+                self.disconnect()
+            raise
 
 
 @dataclass(frozen=True)
@@ -41,11 +276,20 @@ class RedisConfig:
         """The URL in force: an explicit one, else ``QW_REDIS_URL``, else none."""
         return self.url or os.environ.get(URL_ENV) or None
 
+    @property
+    def cluster(self) -> bool:
+        """True when this names a Redis Cluster."""
+        return not self.embedded and is_cluster_url(self.resolved_url())
+
     def address(self) -> str:
         """A human-readable address, without any password."""
         if self.embedded:
             return f"embedded Redis in {self.embedded}"
         url = self.resolved_url()
+        if is_sentinel_url(url):
+            return SentinelURL.parse(url).address()  # type: ignore[arg-type]
+        if is_cluster_url(url):
+            return ClusterURL.parse(url).address()  # type: ignore[arg-type]
         if url:
             pool = redis.ConnectionPool.from_url(url)
             kw = pool.connection_kwargs
@@ -68,6 +312,17 @@ class RedisConfig:
 
             return redis.Redis(unix_socket_path=str(ensure_server(self.embedded)), **options)
         url = self.resolved_url()
+        if is_sentinel_url(url):
+            return _sentinel_client(SentinelURL.parse(url), options)  # type: ignore[arg-type]
+        if is_cluster_url(url):
+            parsed = ClusterURL.parse(url)  # type: ignore[arg-type]
+            nodes = [ClusterNode(host, port) for host, port in parsed.nodes]
+            try:  # it reads the cluster's layout at once
+                return RedisCluster(startup_nodes=nodes, username=parsed.username, password=parsed.password,
+                                    socket_keepalive=True, **options)  # type: ignore[return-value]
+            except (redis.RedisError, RedisClusterException) as exc:
+                message = " ".join(str(exc).split())
+                raise ConnectionFailed(f"cannot reach Redis at {parsed.address()}: {message}") from None
         if url:
             if not url.startswith("unix:"):  # keepalive is a TCP option
                 options["socket_keepalive"] = True
@@ -78,6 +333,18 @@ class RedisConfig:
         return redis.Redis(host=self.host, port=self.port, db=self.db, socket_keepalive=True, **options)
 
 
+def _sentinel_client(parsed: SentinelURL, options: dict[str, Any]) -> redis.Redis:
+    """A client of the primary of ``parsed.service``, through redis-py's Sentinel."""
+    sentinel = Sentinel(
+        list(parsed.sentinels),
+        sentinel_kwargs=dict(socket_timeout=SENTINEL_TIMEOUT, socket_connect_timeout=SENTINEL_TIMEOUT,
+                             retry=Retry(NoBackoff(), 0)),
+    )
+    return sentinel.master_for(
+        parsed.service, connection_class=SentinelConnection, db=parsed.db, username=parsed.username,
+        password=parsed.password, socket_keepalive=True, **options)
+
+
 @contextmanager
 def translated(config: RedisConfig) -> Iterator[None]:
     """Turn redis-py's connection errors into :class:`ConnectionFailed`."""
@@ -85,6 +352,9 @@ def translated(config: RedisConfig) -> Iterator[None]:
         yield
     except redis.AuthenticationError as exc:  # a kind of ConnectionError: catch it first
         raise ConnectionFailed(f"Redis at {config.address()} refused us: {exc}") from None
+    except MasterNotFoundError:  # so is this; redis-py's message lists every Sentinel's client
+        raise ConnectionFailed(f"cannot reach Redis at {config.address()}: no Sentinel named a "
+                               "primary in a good state") from None
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise ConnectionFailed(f"cannot reach Redis at {config.address()}: {exc}") from None
     except redis.ResponseError as exc:
@@ -126,9 +396,12 @@ def _saves_snapshots(client: redis.Redis) -> bool:
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError, ConnectionFailed)
 # Error replies that say "not now" rather than "wrong": out of memory under
 # noeviction, a script running too long, a failover or resharding under way.
-# redis-py turns some into classes of their own; others keep their code.
-PASSING_CLASSES = (redis.exceptions.OutOfMemoryError, redis.exceptions.TryAgainError)
-PASSING_CODES = ("OOM ", "BUSY ", "MASTERDOWN ", "TRYAGAIN ", "CLUSTERDOWN ", "NOREPLICAS ", "LOADING ")
+# redis-py turns some into classes of their own, without the code (MASTERDOWN
+# and CLUSTERDOWN are ClusterDownError); others keep their code.
+PASSING_CLASSES = (redis.exceptions.OutOfMemoryError, redis.exceptions.TryAgainError,
+                   redis.exceptions.ClusterDownError)
+PASSING_CODES = ("OOM ", "BUSY ", "MASTERDOWN ", "TRYAGAIN ", "CLUSTERDOWN ", "NOREPLICAS ", "LOADING ",
+                 "UNBLOCKED ")
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import redis
 
-from .connection import SOCKET_TIMEOUT
+from .connection import SOCKET_TIMEOUT, raw_connection
 from .exceptions import QwError
 from .store import Reach
 
@@ -104,8 +104,7 @@ class Inbox:
         self.store = store
         self.manager = manager
         self.key = store.keys.manager_control(manager)
-        pool = store.redis.connection_pool
-        self._conn = pool.connection_class(**pool.connection_kwargs)
+        self._conn = raw_connection(store.redis, self.key)
         self._sent_at: Optional[float] = None
         self._fd = -1
         self._next_try = 0.0  # after a failure: not before then, so an outage costs one try a second

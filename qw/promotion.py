@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 
 import redis
 
+from .connection import unblock
 from .keys import Keys
 from .scripts import Scripts
 
@@ -52,10 +53,7 @@ def on(client: redis.Redis) -> Callable[..., Any]:
     return lambda script, keys, args: script(keys=keys, args=args, client=client)
 
 
-def wake(client: redis.Redis, client_ids: tuple[int, ...]) -> None:
-    """Unblock idle workers that were given jobs (an ACL user without CLIENT: they poll anyway)."""
-    if client_ids:
-        pipe = client.pipeline(transaction=False)
-        for client_id in client_ids:
-            pipe.client_unblock(client_id)
-        pipe.execute(raise_on_error=False)
+def wake(client: redis.Redis, client_ids: tuple[int, ...], key: str) -> None:
+    """Unblock idle workers that were given jobs (an ACL user without CLIENT: they poll anyway);
+    ``key`` is any key of the namespace (on a cluster, it names the server)."""
+    unblock(client, client_ids, key)

@@ -21,11 +21,11 @@ import redis
 
 from . import job as jobcodec
 from . import stats
-from .connection import translated
+from .connection import translated, unblock
 from .exceptions import ConfigError, UnknownWorker
 from .keeping import check_priority
 from .keys import SHARED_QUEUE, manager_of_worker, validate_manager_name
-from .scripts import DirectCaller
+from .scripts import DirectCaller, evalsha_each
 from .store import Store, text
 
 DEFAULT_BATCH = 1000
@@ -228,13 +228,10 @@ class Producer:
         script = self.scripts.enqueue_many
         pending, errors, wake = calls, [], []
         for attempt in (1, 2):
-            pipe = self.redis.pipeline(transaction=False)
-            for keys, args in pending:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
             # Every reply is read, errors included, so that the jobs of the
             # other calls still wake their workers before an error is raised.
             retry = []
-            for call, reply in zip(pending, pipe.execute(raise_on_error=False)):
+            for call, reply in zip(pending, evalsha_each(self.redis, script, pending)):
                 if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 1:
                     retry.append(call)
                 elif isinstance(reply, Exception):
@@ -257,7 +254,7 @@ class Producer:
         # producer; see DirectCaller.
         caller = getattr(self._local, "caller", None)
         if caller is None or self._local.pid != os.getpid():
-            caller = self._local.caller = DirectCaller(self.redis)
+            caller = self._local.caller = DirectCaller(self.redis, self.keys.all_jobs)
             self._local.pid = os.getpid()
         return caller
 
@@ -272,14 +269,9 @@ class Producer:
         # The enqueue script names idle workers whose own, manager's or named
         # queue just got a job: unblock their wait so they claim it now.
         ids = [int(r) for r in replies if isinstance(r, bytes) and r]
-        if not ids:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for client_id in ids:
-            pipe.client_unblock(client_id)
         # An ACL user without CLIENT UNBLOCK still gets its jobs run: the
         # worker's wait is short anyway.
-        pipe.execute(raise_on_error=False)
+        unblock(self.redis, ids, self.keys.all_jobs)
 
     def _stats_keys(self) -> tuple[str, str]:
         """This minute's and this day's ``all:stats`` hashes, where queuing counts ``queued``."""

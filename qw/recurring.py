@@ -24,7 +24,7 @@ from typing import Any, Mapping, Optional
 
 from . import job as jobcodec
 from .call import Call
-from .connection import translated
+from .connection import translated, unblock
 from .exceptions import ConfigError
 from .keys import validate_manager_name, validate_queue_name, validate_schedule_name
 from .queuing import Producer, job_options
@@ -309,9 +309,5 @@ def fire(store: Store, producer: Producer, schedule: Schedule, version: str, exp
         keys=[keys.all_recurring, keys.recurring(schedule.name), list_key, idle], args=args)
     fired = int(reply[0])
     ids = [int(x) for x in reply[2:]]
-    if ids:
-        pipe = store.redis.pipeline(transaction=False)
-        for client_id in ids:
-            pipe.client_unblock(client_id)
-        pipe.execute(raise_on_error=False)
+    unblock(store.redis, ids, keys.all_jobs)
     return fired

@@ -21,6 +21,7 @@ from .call import Call
 from .connection import translated
 from .keeping import check_priority
 from .queuing import STATS_TTLS, Encoded, Producer, _runs, check_batch_size, job_options, new_id
+from .scripts import evalsha_each
 from .when import Due
 
 
@@ -92,10 +93,7 @@ def _send(producer: Producer, jobs: list[Encoded], due: Due) -> None:
     calls = [[keys.job_prefix, mode, repr(value), *STATS_TTLS, width, *args] for width, args in _runs(jobs)]
     with translated(producer.config):
         for attempt in (1, 2):
-            pipe = producer.redis.pipeline(transaction=False)
-            for args in calls:
-                pipe.evalsha(script.sha, len(call_keys), *call_keys, *args)
-            replies = pipe.execute(raise_on_error=False)
+            replies = evalsha_each(producer.redis, script, [(call_keys, args) for args in calls])
             lost = redis.exceptions.NoScriptError
             missing = [args for args, reply in zip(calls, replies) if isinstance(reply, lost)]
             errors = [r for r in replies if isinstance(r, Exception) and not isinstance(r, lost)]

@@ -19,6 +19,8 @@ from typing import Any, Sequence
 import redis
 from redis.commands.core import Script
 
+from .connection import is_cluster, raw_connection
+
 # A script that needs the shared helpers of qw/lua/lib/<name>.lua says so on a
 # line of its own; the line is replaced by that file's text when loading.
 _INCLUDE = re.compile(r"^-- #include ([a-z_]+)$", re.MULTILINE)
@@ -86,6 +88,27 @@ class Scripts:
             setattr(self, name, client.register_script(source))
 
 
+def evalsha_each(client: redis.Redis, script: Script, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+                 ) -> list[Any]:
+    """Run ``script`` once per (keys, args) call in one round trip; the replies, errors among them
+    (as ``pipeline.execute(raise_on_error=False)`` gives them, NOSCRIPT included).
+
+    A cluster pipeline refuses scripts: there, the calls go one by one.
+    """
+    if is_cluster(client):
+        replies: list[Any] = []
+        for keys, args in calls:
+            try:
+                replies.append(client.evalsha(script.sha, len(keys), *keys, *args))
+            except redis.ResponseError as exc:
+                replies.append(exc)
+        return replies
+    pipe = client.pipeline(transaction=False)
+    for keys, args in calls:
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+    return pipe.execute(raise_on_error=False)
+
+
 class DirectCaller:
     """Runs scripts on one connection of its own, without redis-py's per-command machinery.
 
@@ -95,9 +118,10 @@ class DirectCaller:
     connection is dropped (its state is unknown); the next call reconnects.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
-        pool = client.connection_pool
-        self._conn = pool.connection_class(**pool.connection_kwargs)
+    def __init__(self, client: redis.Redis, key: str = "") -> None:
+        # On a cluster, the connection goes to the primary serving ``key``'s
+        # slot: that of every key of the namespace.
+        self._conn = raw_connection(client, key)
         self._last_used = 0.0
 
     def __call__(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:

@@ -17,7 +17,8 @@ from typing import Protocol
 
 import redis
 
-from .connection import RedisConfig
+from .connection import RedisConfig, has_hash_tag
+from .exceptions import ConfigError
 from .keys import Keys
 from .scripts import Scripts
 
@@ -34,6 +35,9 @@ class Store:
     @classmethod
     def open(cls, config: RedisConfig, namespace: str = "") -> Store:
         """A Store for ``config`` under ``namespace``, with a new redis-py client (no I/O yet)."""
+        if config.cluster and not has_hash_tag(namespace):
+            raise ConfigError(f"on a Redis Cluster the namespace must hold a hash tag, such as '{{app}}:', "
+                              f"so that all of qw's keys share one slot; got {namespace!r}")
         keys = Keys(namespace)
         client = config.connect()
         return cls(config, keys, client, Scripts(client))

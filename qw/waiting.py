@@ -19,6 +19,7 @@ import redis
 from .connection import translated
 from .exceptions import JobNotFound
 from .keeping import SETTLED
+from .scripts import evalsha_each
 from .store import Store, text
 
 # Longest single BLPOP: a waiter with no timeout still looks at the record
@@ -129,10 +130,8 @@ def _look(store: Store, pending: list[str], states: dict[str, str], settled: dic
 def _watch_many(store: Store, pending: list[str], flag: str) -> list[object]:
     script = store.scripts.watch
     for attempt in (1, 2):
-        pipe = store.redis.pipeline(transaction=False)
-        for job_id in pending:
-            pipe.evalsha(script.sha, 1, store.keys.job(job_id), flag)
-        replies = pipe.execute(raise_on_error=False)
+        calls = [([store.keys.job(job_id)], [flag]) for job_id in pending]
+        replies = evalsha_each(store.redis, script, calls)
         if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in replies):
             store.redis.script_load(script.script)  # Redis lost its scripts: load and look again
             continue

