@@ -19,6 +19,7 @@ HISTORY_FIELD = "qw:history"
 TAGS_FIELD = "qw:tags"
 RESULT_TTL_FIELD = "qw:result_ttl"
 TRACKED_FIELD = "qw:tracked"
+KEEP_FIELD = "qw:keep"
 RESULT_FIELD = "qw:result"
 STATE_FIELD = "qw:state"
 
@@ -130,4 +131,8 @@ def record_fields(result_ttl: Optional[int], tags: tuple[str, ...], track: bool,
         fields[RESULT_TTL_FIELD] = str(result_ttl)
     if waiter:  # the caller waits for it from the start (Task.call): counted at queue time
         fields["qw:waiters"] = "1"
+    if keeps or waiter or (result_ttl or 0) > 0:
+        # What the acknowledgement reads to know it must keep something;
+        # without it the job's hash is deleted as a plain job's is.
+        fields[KEEP_FIELD] = "1"
     return fields

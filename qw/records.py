@@ -9,14 +9,23 @@ scripts, so what is read here is always one consistent picture.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Optional
 
+from . import inspection
 from . import job as jobcodec
 from .call import ARGS_FIELD, KWARGS_FIELD, TASK_FIELD, _loads
 from .connection import translated
 from .exceptions import ConfigError, JobCancelled, JobFailed, JobNotFound
-from .keeping import DEFAULT_RESULT_TTL, RESULT_FIELD, SETTLED, STATE_FIELD, check_priority, check_state
+from .keeping import (
+    DEFAULT_RESULT_TTL,
+    HISTORY_FIELD,
+    RESULT_FIELD,
+    SETTLED,
+    STATE_FIELD,
+    check_priority,
+    check_state,
+)
 from .keys import SHARED_QUEUE
 from .store import Store, text
 
@@ -64,12 +73,17 @@ class JobInfo:
 
 
 def state_of(meta: dict[str, str]) -> str:
-    """The state a hash's qw fields say (a plain producer's job has none: queued)."""
+    """The state a hash's qw fields say (a plain producer's job has none: queued).
+
+    A claim writes only ``qw:running`` (the hot path stays as cheap as it
+    was): while it is there the job runs, whatever ``qw:state`` its last
+    settling step left.
+    """
+    if meta.get("qw:running"):
+        return "running"
     state = meta.get(STATE_FIELD)
     if state:
         return state
-    if meta.get("qw:running"):
-        return "running"
     if meta.get("qw:failed_at"):
         return "failed"
     return "queued"
@@ -100,7 +114,25 @@ def get_info(store: Store, job_id: str) -> JobInfo:
         raw, ttl = pipe.execute()
     if not raw:
         raise JobNotFound(f"no such job: {job_id}")
-    return info_from(job_id, raw, ttl)
+    info = info_from(job_id, raw, ttl)
+    if info.state == "running" and not any(text(k) == HISTORY_FIELD for k in raw):
+        # A claim writes qw:worker only for a job that keeps a record (the
+        # hot path writes nothing more): a plain job's worker is the one
+        # whose in-progress list holds it.
+        info = replace(info, worker=running_on(store, job_id))
+    return info
+
+
+def running_on(store: Store, job_id: str) -> str:
+    """The registered worker whose in-progress list holds ``job_id``, or ""."""
+    managers = inspection.get_all_managers(store)
+    workers = [w for m in managers for w in inspection.get_manager_workers(store, m)]
+    with translated(store.config):
+        pipe = store.redis.pipeline(transaction=False)
+        for worker in workers:
+            pipe.lpos(store.keys.worker_jobs(worker), job_id)
+        found = pipe.execute() if workers else []
+    return next((w for w, at in zip(workers, found) if at is not None), "")
 
 
 def info_from(job_id: str, raw: dict[Any, Any], ttl: int = -1) -> JobInfo:

@@ -143,7 +143,7 @@ def listing(store: Store) -> list[dict[str, Any]]:
         pipe = store.redis.pipeline(transaction=False)
         for row in rows:
             if row["last_job"]:
-                pipe.hmget(keys.job(row["last_job"]), "qw:state", "qw:failed_at")
+                pipe.hmget(keys.job(row["last_job"]), "qw:state", "qw:failed_at", "qw:running")
             else:
                 pipe.ping()
         for row, last in zip(rows, pipe.execute()):
@@ -169,9 +169,11 @@ def _row(name: str, raw: dict[str, str]) -> dict[str, Any]:
 def _outcome(job_id: Optional[str], last: Any) -> Optional[str]:
     if not job_id:
         return None
-    if not isinstance(last, list) or last == [None, None]:
+    if not isinstance(last, list) or last == [None, None, None]:
         return "finished"  # its hash is gone: done (a record kept would say so), or expired
-    state, failed_at = (text(x) if x is not None else None for x in last)
+    state, failed_at, running = (text(x) if x is not None else None for x in last)
+    if running:
+        return "running"
     return "failed" if failed_at else (state or "queued")
 
 

@@ -184,6 +184,22 @@ def test_cancel_a_running_job_stops_that_run_only(client: Client, start_manager:
     assert h.info().attempts == 1 and [e["event"] for e in h.info().history][-1] == "cancelled"
 
 
+def test_a_job_that_keeps_nothing_still_shows_its_worker_and_can_be_cancelled_while_it_runs(
+        client: Client, start_manager: Callable) -> None:
+    # Its claim writes only the fencing token (the hot path of jobs without
+    # a record); the state, the worker and the cancel are found all the same.
+    manager = start_manager(TASKS, num_workers=2)
+    h = app.slow.send_with(args=(30,), result_ttl=0)
+    wait_for(lambda: h.state == "running", what="the job to run")
+    info = h.info()
+    assert info.worker in manager.worker_pids and client.redis.lpos(f"{info.worker}:jobs", h.id) is not None
+    assert not client.redis.hexists(f"job:{h.id}", "qw:worker")
+    assert h.cancel() is True
+    with pytest.raises(JobCancelled):
+        h.result(timeout=10)
+    assert h.state == "cancelled"
+
+
 def test_a_waiter_gets_the_rerun_result_after_its_worker_is_killed(client: Client, start_manager: Callable,
                                                                    tmp_path: Path) -> None:
     start_manager(TASKS, num_workers=1)

@@ -20,7 +20,7 @@ from qw.handle import JobHandle
 from conftest import run_cli, wait_for
 from tests_support import commands_run, lasting_keys
 
-TASK_FIELDS = {b"qw:task", b"qw:args", b"qw:queued_at", b"qw:origin", b"qw:history"}  # a task job keeps a record
+TASK_FIELDS = {b"qw:task", b"qw:args", b"qw:queued_at", b"qw:origin", b"qw:history", b"qw:keep"}  # a task job keeps a record
 
 
 @pytest.fixture

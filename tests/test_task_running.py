@@ -308,7 +308,7 @@ def write_task_app(directory: Path, version: int, extra: str = "") -> None:
     import textwrap
 
     (directory / "task_app_under_test.py").write_text(textwrap.dedent(f"""
-        import json, uuid
+        import json, os, uuid
         from pathlib import Path
         import qw
 
@@ -317,8 +317,10 @@ def write_task_app(directory: Path, version: int, extra: str = "") -> None:
         @qw.task
         def record(directory):
             job = qw.current_job()
-            (Path(directory) / f"{{job.id}}.done.{{uuid.uuid4().hex}}").write_text(
-                json.dumps({{"version": VERSION}}))
+            # Written aside, then renamed: the test never reads a half-written file.
+            name = f"{{job.id}}.done.{{uuid.uuid4().hex}}"
+            (Path(directory) / ("." + name)).write_text(json.dumps({{"version": VERSION}}))
+            os.replace(Path(directory) / ("." + name), Path(directory) / name)
     """) + extra)
     for cached in (directory / "__pycache__").glob("task_app_under_test*"):
         cached.unlink()

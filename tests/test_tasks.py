@@ -273,7 +273,7 @@ def test_two_job_classes_under_one_name_fail_naming_both_places() -> None:
 def test_job_classes_queue_through_their_task(sample, client: StandIn) -> None:
     handle = sample.Report.delay("2026-11", pages=2)
     assert handle == JobHandle("id-1")
-    assert client.calls[0].meta() == {"qw:history": "", "qw:task": "tasks_sample.Report", "qw:args": '["2026-11"]',
+    assert client.calls[0].meta() == {"qw:history": "", "qw:keep": "1", "qw:task": "tasks_sample.Report", "qw:args": '["2026-11"]',
                                       "qw:kwargs": '{"pages":2}'}
     assert client.calls[0].queue == "reports"
     sample.Report.send_with(args=["2026-10"], queue="urgent")
@@ -294,8 +294,8 @@ def test_delay_and_fire_hand_one_call_to_the_client(sample, client: StandIn) -> 
     assert sample.add.fire(1, b=2).id == "id-2"
     first, second = client.calls
     # qw:history first: a task job keeps a record (the enqueue script fills it in); no kwargs: no field
-    assert first.meta() == {"qw:history": "", "qw:task": "tasks_sample.add", "qw:args": "[4,5]"}
-    assert second.meta() == {"qw:history": "", "qw:task": "tasks_sample.add", "qw:args": "[1]",
+    assert first.meta() == {"qw:history": "", "qw:keep": "1", "qw:task": "tasks_sample.add", "qw:args": "[4,5]"}
+    assert second.meta() == {"qw:history": "", "qw:keep": "1", "qw:task": "tasks_sample.add", "qw:args": "[1]",
                              "qw:kwargs": '{"b":2}'}
     assert (first.queue, first.manager, first.worker, first.job_id) == (None, None, None, None)
 
@@ -425,9 +425,9 @@ def test_a_call_checks_its_options(kwargs: dict[str, Any], says: str) -> None:
 
 def test_a_call_by_import_path_or_name_needs_no_declared_task() -> None:
     # what client.enqueue("myapp.tasks:add", 4, 5) and client.submit("mail.send", ...) build
-    assert Call("myapp.tasks:add", (4, 5)).meta() == {"qw:history": "", "qw:task": "myapp.tasks:add",
+    assert Call("myapp.tasks:add", (4, 5)).meta() == {"qw:history": "", "qw:keep": "1", "qw:task": "myapp.tasks:add",
                                                      "qw:args": "[4,5]"}
-    assert Call("mail.send", ["a@b.c", "hi"], {}).meta() == {"qw:history": "", "qw:task": "mail.send",
+    assert Call("mail.send", ["a@b.c", "hi"], {}).meta() == {"qw:history": "", "qw:keep": "1", "qw:task": "mail.send",
                                                              "qw:args": '["a@b.c","hi"]'}
 
 

@@ -42,18 +42,24 @@
 -- qw:running holds the token of the run in progress, and only while it is in
 -- progress: the fencing token. Tokens come from qw:claims, which only grows
 -- (qw:attempts can be given back when a stop interrupts a run).
--- #include record
--- #include priority
 local acked = 0
 if ARGV[2] ~= '' then
   local key = ARGV[1] .. ARGV[2]
-  -- One read for the fencing token and for what keeps the record: a job that
-  -- nobody waits on or tracks pays nothing more than before.
-  local held = redis.call('HMGET', key, 'qw:running', 'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:dependents')
+  -- qw:keep says the job keeps something when done (a record, a result, a
+  -- waiter, tracking, dependents): only then are those fields read, and the
+  -- record's helpers defined (lib/record.lua), so a plain job pays for none.
+  local held = redis.call('HMGET', key, 'qw:running', 'qw:keep')
   local current = ARGV[6] == '' or held[1] == ARGV[6]
   if current and redis.call('LREM', KEYS[1], -1, ARGV[2]) == 1 then
-    local ttl = tonumber(ARGV[11]) or tonumber(held[4]) or 0
-    qw_done(key, qw_namespace(ARGV[1]), ARGV[2], ttl, ARGV[12] or '', held[2], held[3], held[5])
+    local ttl = tonumber(ARGV[11])
+    if not held[2] and (ttl or 0) <= 0 then
+      redis.call('DEL', key)
+    else
+      -- #include record
+      local kept = redis.call('HMGET', key, 'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:dependents')
+      qw_done(key, qw_namespace(ARGV[1]), ARGV[2], ttl or tonumber(kept[3]) or 0, ARGV[12] or '',
+        kept[1], kept[2], kept[4])
+    end
     acked = 1
   end
 end
@@ -81,16 +87,25 @@ end
 for _ = 1, 100 do
   local origin = KEYS[1]
   local id = redis.call('LINDEX', KEYS[1], -1)
-  if qw_is_mark(id) then
-    -- A priority marker a BLMOVE brought: its queue's next job takes its
-    -- place (lib/priority.lua).
-    origin = qw_mark_list(id)
-    id = qw_take_marked(origin, KEYS[1])
+  if id and string.byte(id, 1) == 0 then
+    -- #include priority
+    if qw_is_mark(id) then
+      -- A priority marker a BLMOVE brought: its queue's next job takes its
+      -- place (lib/priority.lua).
+      origin = qw_mark_list(id)
+      id = qw_take_marked(origin, KEYS[1])
+    end
   end
   local i = 1
   while not id and sources[i] do
     origin = sources[i]
-    id = qw_take(origin, KEYS[1])
+    id = redis.call('LMOVE', origin, KEYS[1], 'RIGHT', 'RIGHT')
+    if id and string.byte(id, 1) == 0 then
+      -- #include priority
+      if qw_is_mark(id) then
+        id = qw_take_marked(origin, KEYS[1])
+      end
+    end
     i = i + 1
   end
   if not id then
@@ -118,16 +133,24 @@ for _ = 1, 100 do
     local token = redis.call('HINCRBY', key, 'qw:claims', 1)
     if origin == KEYS[1] then
       redis.call('HSETNX', key, 'qw:origin', origin)
-      redis.call('HSET', key, 'qw:running', token, 'qw:state', 'running', 'qw:worker', ARGV[7])
+      redis.call('HSET', key, 'qw:running', token)
     else
-      redis.call('HSET', key, 'qw:origin', origin, 'qw:running', token, 'qw:state', 'running', 'qw:worker', ARGV[7])
+      redis.call('HSET', key, 'qw:origin', origin, 'qw:running', token)
     end
     local reply = {acked, id, attempt, token}
     local fields = redis.call('HGETALL', key)
     for i = 1, #fields do
       reply[#reply + 1] = fields[i]
     end
-    qw_claimed(key, fields, ARGV[7])
+    for i = 1, #fields, 2 do
+      if fields[i] == 'qw:history' then
+        -- A job that keeps a record: when it started, and where (the
+        -- "claimed" event of its history, lib/record.lua).
+        local t = redis.call('TIME')
+        redis.call('HSET', key, 'qw:started_at', tonumber(t[1]) + tonumber(t[2]) / 1000000, 'qw:worker', ARGV[7])
+        break
+      end
+    end
     return reply
   end
 end

@@ -29,20 +29,34 @@
 -- The worker claims only once it holds no claimed job: every id of its list
 -- that is claimed (has qw:running) is acknowledged by this call or was
 -- settled before, so the unclaimed ids of its own list are at the right end.
--- #include record
--- #include priority
 local acked = 0
 local n = tonumber(ARGV[8])
-local namespace = qw_namespace(ARGV[1])
+local keeping = {}
 for i = 1, n do
   local at = 5 + 4 * i
   local id = ARGV[at]
   local key = ARGV[1] .. id
-  local held = redis.call('HMGET', key, 'qw:running', 'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:dependents')
+  -- As in ack_and_claim-5.lua: a job without qw:keep is deleted, and only
+  -- the others need the record's helpers.
+  local held = redis.call('HMGET', key, 'qw:running', 'qw:keep')
   if held[1] == ARGV[at + 1] and redis.call('LREM', KEYS[1], -1, id) == 1 then
-    local ttl = tonumber(ARGV[at + 2]) or tonumber(held[4]) or 0
-    qw_done(key, namespace, id, ttl, ARGV[at + 3], held[2], held[3], held[5])
+    if not held[2] and (tonumber(ARGV[at + 2]) or 0) <= 0 then
+      redis.call('DEL', key)
+    else
+      keeping[#keeping + 1] = at
+    end
     acked = acked + 1
+  end
+end
+if #keeping > 0 then
+  -- #include record
+  local namespace = qw_namespace(ARGV[1])
+  for _, at in ipairs(keeping) do
+    local id = ARGV[at]
+    local key = ARGV[1] .. id
+    local kept = redis.call('HMGET', key, 'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:dependents')
+    local ttl = tonumber(ARGV[at + 2]) or tonumber(kept[3]) or 0
+    qw_done(key, namespace, id, ttl, ARGV[at + 3], kept[1], kept[2], kept[4])
   end
 end
 local want = tonumber(ARGV[7])
@@ -78,17 +92,26 @@ for _ = 1, want + 100 do
   if own then
     id = redis.call('LINDEX', KEYS[1], -(claimed + 1))
     own = id and true or false
-    if qw_is_mark(id) then
-      -- A priority marker a BLMOVE brought: back to its queue (see ack_and_claim-5.lua).
-      redis.call('LREM', KEYS[1], -1, id)
-      redis.call('RPUSH', qw_mark_list(id), id)
-      id, own = false, false
+    if id and string.byte(id, 1) == 0 then
+      -- #include priority
+      if qw_is_mark(id) then
+        -- A priority marker a BLMOVE brought: back to its queue (see ack_and_claim-5.lua).
+        redis.call('LREM', KEYS[1], -1, id)
+        redis.call('RPUSH', qw_mark_list(id), id)
+        id, own = false, false
+      end
     end
   end
   local i = 1
   while not id and sources[i] do
     origin = sources[i]
-    id = qw_take(origin, KEYS[1])
+    id = redis.call('LMOVE', origin, KEYS[1], 'RIGHT', 'RIGHT')
+    if id and string.byte(id, 1) == 0 then
+      -- #include priority
+      if qw_is_mark(id) then
+        id = qw_take_marked(origin, KEYS[1])
+      end
+    end
     i = i + 1
   end
   if not id then
@@ -110,12 +133,19 @@ for _ = 1, want + 100 do
     local token = redis.call('HINCRBY', key, 'qw:claims', 1)
     if origin == KEYS[1] then
       redis.call('HSETNX', key, 'qw:origin', origin)
-      redis.call('HSET', key, 'qw:running', token, 'qw:state', 'running', 'qw:worker', ARGV[4])
+      redis.call('HSET', key, 'qw:running', token)
     else
-      redis.call('HSET', key, 'qw:origin', origin, 'qw:running', token, 'qw:state', 'running', 'qw:worker', ARGV[4])
+      redis.call('HSET', key, 'qw:origin', origin, 'qw:running', token)
     end
     local fields = redis.call('HGETALL', key)
-    qw_claimed(key, fields, ARGV[4])
+    for i = 1, #fields, 2 do
+      if fields[i] == 'qw:history' then
+        -- As in ack_and_claim-5.lua: a record's start, and its worker.
+        local t = redis.call('TIME')
+        redis.call('HSET', key, 'qw:started_at', tonumber(t[1]) + tonumber(t[2]) / 1000000, 'qw:worker', ARGV[4])
+        break
+      end
+    end
     reply[#reply + 1] = id
     reply[#reply + 1] = attempt
     reply[#reply + 1] = token

@@ -21,18 +21,32 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 local f = redis.call('HMGET', KEYS[1], 'qw:state', 'qw:running', 'qw:origin', 'qw:worker',
   'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:failed_at', 'qw:prio_member')
-local state = f[1] or (f[2] and 'running') or (f[8] and 'failed') or 'queued'
+local state = (f[2] and 'running') or f[1] or (f[8] and 'failed') or 'queued'
+local ns = ARGV[2]
 if state == 'done' or state == 'failed' or state == 'cancelled' then
   return {state, 'settled'}
 end
-local ns = ARGV[2]
 if f[2] then
-  local manager = f[4] and string.match(f[4], '^(.+):[^:]+$')
+  -- The worker whose list holds it: a claim writes qw:worker only for a job
+  -- that keeps a record (the hot path writes nothing more), and an earlier
+  -- run's may be left, so the registered workers are looked through.
+  local worker = f[4]
+  if not (worker and redis.call('LPOS', ns .. worker .. ':jobs', ARGV[1])) then
+    worker = nil
+    for _, m in ipairs(redis.call('SMEMBERS', ns .. 'all:managers')) do
+      for _, w in ipairs(redis.call('SMEMBERS', ns .. m .. ':workers')) do
+        if not worker and redis.call('LPOS', ns .. w .. ':jobs', ARGV[1]) then
+          worker = w
+        end
+      end
+    end
+  end
+  local manager = worker and string.match(worker, '^(.+):[^:]+$')
   if not manager then
     return {'lost', ''}
   end
   redis.call('HSET', KEYS[1], 'qw:cancel', '1')
-  local command = cjson.encode({id = ARGV[4], op = 'cancel', args = {job = ARGV[1], worker = f[4]},
+  local command = cjson.encode({id = ARGV[4], op = 'cancel', args = {job = ARGV[1], worker = worker},
     from = 'qw cancel'})
   redis.call('RPUSH', ns .. manager .. ':control', command)
   return {'running', manager}

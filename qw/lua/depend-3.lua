@@ -35,7 +35,7 @@ for i = 7, 6 + n do
     return redis.error_reply('QW_NO_DEPENDENCY ' .. dep)
   end
   local f = redis.call('HMGET', key, 'qw:state', 'qw:running', 'qw:failed_at', 'qw:error', 'qw:result')
-  local state = f[1] or (f[2] and 'running') or (f[3] and 'failed') or 'queued'
+  local state = (f[2] and 'running') or f[1] or (f[3] and 'failed') or 'queued'
   if state == 'failed' or state == 'cancelled' then
     failed[#failed + 1] = {dep, state, f[4] or ''}
   elseif state ~= 'done' then
@@ -90,7 +90,7 @@ if #pending == 0 then
 end
 for _, dep in ipairs(pending) do
   redis.call('RPUSH', ns .. 'all:dependents:' .. dep, id)
-  redis.call('HSET', ns .. 'job:' .. dep, 'qw:dependents', '1')
+  redis.call('HSET', ns .. 'job:' .. dep, 'qw:dependents', '1', 'qw:keep', '1')
 end
 redis.call('HSET', KEYS[1], 'qw:deps', #pending, 'qw:state', 'waiting')
 redis.call('ZADD', KEYS[3], now, id)

@@ -56,7 +56,7 @@ if #pending > 0 then
     if not redis.call('LPOS', list, ARGV[1]) then
       redis.call('RPUSH', list, ARGV[1])
     end
-    redis.call('HSET', ARGV[2] .. 'job:' .. dep, 'qw:dependents', '1')
+    redis.call('HSET', ARGV[2] .. 'job:' .. dep, 'qw:dependents', '1', 'qw:keep', '1')
   end
   redis.call('HSET', KEYS[2], 'qw:deps', #pending, 'qw:state', 'waiting')
   redis.call('ZADD', ARGV[2] .. 'all:waiting', qw_now(), ARGV[1])

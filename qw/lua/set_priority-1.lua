@@ -13,7 +13,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   return 'missing'
 end
 local f = redis.call('HMGET', KEYS[1], 'qw:state', 'qw:running', 'qw:origin', 'qw:prio_member', 'qw:failed_at')
-local state = f[1] or (f[2] and 'running') or (f[5] and 'failed') or 'queued'
+local state = (f[2] and 'running') or f[1] or (f[5] and 'failed') or 'queued'
 if state ~= 'queued' then
   return state
 end

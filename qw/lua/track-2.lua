@@ -11,7 +11,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
 if ARGV[2] == '1' then
-  redis.call('HSET', KEYS[1], 'qw:tracked', '1')
+  redis.call('HSET', KEYS[1], 'qw:tracked', '1', 'qw:keep', '1')
   redis.call('SADD', KEYS[2], ARGV[1])
   redis.call('PERSIST', KEYS[1])
   return 1

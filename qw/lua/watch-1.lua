@@ -10,11 +10,12 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
 local state = redis.call('HMGET', KEYS[1], 'qw:state', 'qw:running', 'qw:failed_at')
-local now = state[1] or (state[2] and 'running') or (state[3] and 'failed') or 'queued'
+local now = (state[2] and 'running') or state[1] or (state[3] and 'failed') or 'queued'
 if now == 'done' or now == 'failed' or now == 'cancelled' then
   return now
 end
 if ARGV[1] == '1' then
   redis.call('HINCRBY', KEYS[1], 'qw:waiters', 1)
+  redis.call('HSET', KEYS[1], 'qw:keep', '1')  -- the acknowledgement reads qw:waiters then
 end
 return now

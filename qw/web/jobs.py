@@ -73,7 +73,9 @@ def record(client: Client, job_id: str) -> Optional[dict[str, Any]]:
         pairs = {text(k): text(v) for k, v in raw.items()}
         data = {k: v for k, v in pairs.items() if not k.startswith("qw:")}
         meta = {k: v for k, v in pairs.items() if k.startswith("qw:")}
-    if meta.get("qw:state"):
+    if meta.get("qw:running"):
+        state = "running"
+    elif meta.get("qw:state"):
         state = meta["qw:state"]
     elif failed_at_index is not None:
         state = "failed"
@@ -202,6 +204,8 @@ def allot(sizes: list[int], budget: int) -> list[int]:
 
 def state_of(meta: dict[str, Any], where: str = "") -> str:
     """A job's state: its ``qw:state`` where kept, else what its place says, else told from its fields."""
+    if meta.get("qw:running"):
+        return "running"  # a claim writes only qw:running, not qw:state
     return meta.get("qw:state") or where or _guess(meta)
 
 

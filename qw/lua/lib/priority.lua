@@ -83,13 +83,3 @@ local function qw_take_marked(list, own)
   end
   return id
 end
-
--- LMOVE the next job of queue `list` to the right end of `own`, priorities
--- included: its id, or false.
-local function qw_take(list, own)
-  local id = redis.call('LMOVE', list, own, 'RIGHT', 'RIGHT')
-  if not qw_is_mark(id) then
-    return id
-  end
-  return qw_take_marked(list, own)
-end

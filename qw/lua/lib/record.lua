@@ -175,17 +175,6 @@ local function qw_done(key, namespace, id, ttl, result, waiters, tracked, depend
   qw_expire(key, ttl, waiters, tracked)
 end
 
--- A claim of a job that keeps a record: its start time and a "claimed"
--- event. `fields` is the hash as the claim read it (HGETALL).
-local function qw_claimed(key, fields, worker)
-  for i = 1, #fields, 2 do
-    if fields[i] == 'qw:history' then
-      redis.call('HSET', key, 'qw:started_at', qw_now())  -- the "claimed" event, with qw:worker
-      return
-    end
-  end
-end
-
 -- A job failed for good (it is in all:failed now): its state, time, event,
 -- waiters and dependents. Failed records stay, as the failed list does.
 local function qw_failed(key, namespace, id, error)
