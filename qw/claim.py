@@ -206,7 +206,7 @@ class Claimer:
             return None
         job_id, attempt, token = _str(reply[1]), int(reply[2]), int(reply[3])
         try:
-            data, meta = jobcodec.decode_pairs(reply[4:])
+            data, meta = jobcodec.decode_pairs(reply[4])
         except JobDataError as exc:
             # Retrying cannot make bad data good: fail it now.
             self.fail(Job(job_id, {}, attempt, token=token), f"undecodable job data: {exc}", retry_at=None)
@@ -241,8 +241,13 @@ class Claimer:
         wake_id = self._wake_id() if want > 0 else ""
         args: list[Any] = [self.keys.job_prefix, repr(time.time()), moved, self.worker, wake_id,
                            "1" if self._idle else "0", want, len(acks)]
-        for job in acks:
-            args += (job.id, job.token, job.keep or "", job.result)
+        kept: list[Any] = []
+        for i, job in enumerate(acks, 1):
+            args += (job.id, job.token)
+            if job.keep:
+                kept += (i, job.keep, job.result)
+        args.append(len(kept) // 3)
+        args += kept
         if self._sources:
             args.append(self._sources)
         return args
@@ -261,11 +266,10 @@ class Claimer:
         self.refused += acks - int(reply[0])
         jobs, i = [], 1
         while i < len(reply):
-            count = int(reply[i + 3])
-            job = self._job_from([None, reply[i], reply[i + 1], reply[i + 2], *reply[i + 4 : i + 4 + count]])
+            job = self._job_from([None, *reply[i : i + 4]])
             if job is not UNDECODABLE:
                 jobs.append(job)
-            i += 4 + count
+            i += 4
         return jobs
 
     def ack(self, job: Job) -> bool:

@@ -227,6 +227,14 @@ class Client:
             return schedule.schedule_call(self._producer, call)
         return task_queuing.queue_call(self._producer, call)
 
+    def queue_call_and_wait(self, call: Call, block: float) -> tuple[str, Any]:
+        """:meth:`queue_call` with the first ``block`` seconds of the wait for it in the same round
+        trip (what ``Task.call`` uses): the id, and that wait's BLPOP reply
+        (``qw.task_queuing.queue_and_wait``)."""
+        if getattr(call, "due", None) is not None:
+            return self.queue_call(call), task_queuing.NOT_WAITED
+        return task_queuing.queue_and_wait(self._producer, call, block)
+
     def queue_calls(self, calls: Iterable[Call], batch_size: int = DEFAULT_BATCH) -> list[str]:
         """Queue many task calls, one round trip per batch, as :meth:`queue_jobs`; return the ids in order.
 

@@ -25,7 +25,7 @@ from .connection import translated, unblock
 from .exceptions import ConfigError, UnknownWorker
 from .keeping import check_priority
 from .keys import SHARED_QUEUE, manager_of_worker, validate_manager_name
-from .scripts import DirectCaller, evalsha_each
+from .scripts import NOT_WAITED, DirectCaller, evalsha_each
 from .store import Store, text
 
 DEFAULT_BATCH = 1000
@@ -170,8 +170,14 @@ class Producer:
             args += [name, value]
         return [self.keys.job(job_id), queue, workers, idle, minute, day], args
 
-    def send(self, keys: list[str], args: list[str]) -> None:
-        """Run ``enqueue-6.lua`` on this thread's connection and wake the worker it names."""
+    def send(self, keys: list[str], args: list[str], wait: Optional[tuple[str, float]] = None) -> Any:
+        """Run ``enqueue-6.lua`` on this thread's connection and wake the worker it names.
+
+        With ``wait`` (``all:settled:<id>`` and seconds), a BLPOP on that key
+        follows the script in the same write, for a caller that waits for
+        the job it queues (``Task.call``): its reply (None when the block
+        ran out) is returned, or :data:`~qw.scripts.NOT_WAITED`.
+        """
         # A job for a manager, a worker or a named queue must wake an idle
         # worker. The one woken last time is likely idle again: it is
         # unblocked right behind the queuing call, in the same round trip,
@@ -179,13 +185,19 @@ class Producer:
         hints = self._hints()
         guess = hints.get(keys[1], ("", "")) if args[2] else ("", "")
         args[5:7] = guess
+        popped: Any = NOT_WAITED
         with translated(self.config):
             try:
                 caller = self._direct()
                 reloaded = False
-                if guess[1]:
-                    unblock = ("CLIENT", "UNBLOCK", guess[1])
-                    reply, reloaded = caller.call_then(self.scripts.enqueue, keys, args, unblock)
+                guessed = ("CLIENT", "UNBLOCK", guess[1]) if guess[1] else None
+                if wait is not None:
+                    blpop = ("BLPOP", wait[0], max(0.001, round(wait[1], 3)))
+                    reply, popped = caller.call_then_block(self.scripts.enqueue, keys, args, guessed, blpop,
+                                                           go_on=lambda r: isinstance(r, list))
+                    reloaded = popped is NOT_WAITED  # perhaps: then an extra unblock is harmless
+                elif guessed:
+                    reply, reloaded = caller.call_then(self.scripts.enqueue, keys, args, guessed)
                 else:
                     reply = caller(self.scripts.enqueue, keys, args)
             except Exception as exc:
@@ -198,11 +210,15 @@ class Producer:
                     if reloaded:  # the guessed unblock ran before the job was there
                         wake = client_id
                 if wake:
-                    # Guessed wrong (or no guess): a second round trip on the
-                    # same raw connection. An ACL user without CLIENT gets an
-                    # error: the worker polls anyway.
-                    with contextlib.suppress(redis.ResponseError):
-                        caller.command("CLIENT", "UNBLOCK", int(wake))
+                    # Guessed wrong (or no guess): a second round trip, on
+                    # the same raw connection unless it waits in a BLPOP. An
+                    # ACL user without CLIENT gets an error: the worker polls anyway.
+                    if wait is not None:
+                        unblock(self.redis, [int(wake)], self.keys.all_jobs)
+                    else:
+                        with contextlib.suppress(redis.ResponseError):
+                            caller.command("CLIENT", "UNBLOCK", int(wake))
+        return popped
 
     def send_batch(self, segments: list[tuple[Target, list[Encoded]]]) -> None:
         """Queue one batch in one round trip: each segment's jobs go to its target, in order.

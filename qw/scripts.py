@@ -14,7 +14,7 @@ import re
 import time
 from functools import cache
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import redis
 from redis.commands.core import Script
@@ -160,6 +160,10 @@ def evalsha_each(client: redis.Redis, script: Script, calls: Sequence[tuple[Sequ
     return pipe.execute(raise_on_error=False)
 
 
+#: What :meth:`DirectCaller.call_then_block` gives when the blocking command's reply was not read.
+NOT_WAITED = object()
+
+
 class DirectCaller:
     """Runs scripts on one connection of its own, without redis-py's per-command machinery.
 
@@ -260,6 +264,52 @@ class DirectCaller:
             conn.disconnect()
             raise
         return (self(script, keys, args), True) if reply is None else (reply, False)
+
+    def call_then_block(self, script: Script, keys: Sequence[Any], args: Sequence[Any],
+                        between: Optional[Sequence[Any]], blocking: Sequence[Any],
+                        go_on: Callable[[Any], bool]) -> tuple[Any, Any]:
+        """Run a script, then (``between`` and) a blocking command, all in one write.
+
+        A caller that queues a job and waits for it pays one round trip,
+        not two. ``go_on(reply)`` says whether the script's reply lets the
+        blocking command's reply be awaited; if not (the job was not
+        queued), or when the script had to be loaded (the blocking command
+        then ran before it), the connection is dropped, which ends the
+        block, and :data:`NOT_WAITED` comes back instead of its reply. A
+        lost connection while blocked also gives :data:`NOT_WAITED`: the
+        script's work is done, and the caller waits its usual way.
+        """
+        conn = self._conn
+        now = time.monotonic()
+        if now - self._last_used > 1.0:
+            self._drop_if_stale(conn)
+        self._last_used = now
+        commands = [("EVALSHA", script.sha, len(keys), *keys, *args), *([between] if between else []),
+                    blocking]
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+            try:
+                reply = conn.read_response()
+            except redis.exceptions.NoScriptError:
+                conn.disconnect()
+                return self(script, keys, args), NOT_WAITED
+            if between:
+                with contextlib.suppress(redis.exceptions.ResponseError):
+                    conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+        if not go_on(reply):
+            conn.disconnect()
+            return reply, NOT_WAITED
+        try:
+            return reply, conn.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            conn.disconnect()
+            return reply, NOT_WAITED
+        except BaseException:
+            conn.disconnect()
+            raise
 
     @staticmethod
     def _drop_if_stale(conn: Any) -> None:

@@ -17,11 +17,12 @@ listed in ``all:queue:<name>:idle``).
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from .call import ARGS_FIELD, TASK_FIELD, Call, CallBatch
 from .depending import send_waiting, with_qw_fields
 from .queuing import DEFAULT_BATCH, Encoded, Producer, Target, check_batch_size, job_options, new_id, new_ids
+from .scripts import NOT_WAITED
 
 #: One round trip's jobs: runs of consecutive jobs with one destination, in order.
 Batch = list[tuple[Target, list[Encoded]]]
@@ -33,6 +34,16 @@ def queue_call(producer: Producer, call: Call) -> str:
     ``call.job_id`` is honoured: a job with that id that exists already is
     not queued again (the id is returned either way).
     """
+    return queue_and_wait(producer, call, None)[0]
+
+
+def queue_and_wait(producer: Producer, call: Call, block: Optional[float]) -> tuple[str, Any]:
+    """:func:`queue_call`, and with ``block`` the first wait for it (BLPOP on its
+    ``all:settled:<id>``, ``block`` seconds) in the same round trip.
+
+    Returns the id and that BLPOP's reply (None: it ran out), or
+    :data:`~qw.scripts.NOT_WAITED` when it was not sent or not read.
+    """
     _check(call)
     target = producer.target(call.manager, call.worker, call.queue, call.priority)
     job_id = call.job_id or new_id()
@@ -40,12 +51,12 @@ def queue_call(producer: Producer, call: Call) -> str:
         fields = with_qw_fields(call.meta(), job_options(call.max_attempts, call.timeout), target)
         send_waiting(producer, job_id, fields, target, call.depends_on, call.on_dependency_failure,
                      call.collect)
-        return job_id
+        return job_id, NOT_WAITED
     # call.meta() is a fresh dict of the fields made when the call was built.
     keys, args = producer.enqueue_args(job_id, call.meta(), job_options(call.max_attempts, call.timeout),
                                        target)
-    producer.send(keys, args)
-    return job_id
+    wait = None if block is None else (producer.keys.settled(job_id), block)
+    return job_id, producer.send(keys, args, wait)
 
 
 def queue_calls(producer: Producer, calls: Iterable[Call], batch_size: int = DEFAULT_BATCH) -> list[str]:

@@ -32,6 +32,7 @@ import dataclasses
 import functools
 import inspect
 import sys
+import time
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, overload
@@ -43,6 +44,7 @@ from .flow import Signature
 from .handle import JobHandle, handle_for
 from .keeping import check_priority, check_result_ttl, check_tags, dependency_ids
 from .keys import validate_queue_name, validate_task_name
+from .waiting import first_block
 from .when import Delay
 
 #: Every task declared in this process, by name.
@@ -219,8 +221,16 @@ class Task:
         call = dataclasses.replace(self._call(args, kwargs), waiter=True)
         sender = _client(client=None)
         sender = getattr(sender, "at_once", sender)  # a caller who waits cannot wait for a commit
-        handle = self.last = handle_for(sender, sender.queue_call(call))
-        return handle._result(timeout, registered=True)  # counted as its waiter when queued: block now
+        both = getattr(sender, "queue_call_and_wait", None)
+        if both is None:  # immediate mode, or another CallQueue
+            handle = self.last = handle_for(sender, sender.queue_call(call))
+            return handle._result(timeout, registered=True)  # counted as its waiter when queued: block now
+        # Queued, and the first wait for it sent in the same write: one round trip.
+        began = time.monotonic()
+        job_id, popped = both(call, first_block(timeout))
+        handle = self.last = handle_for(sender, job_id)
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
+        return handle._result(left, registered=True, popped=popped)
 
     @property
     def result(self) -> Any:

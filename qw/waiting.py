@@ -19,7 +19,7 @@ import redis
 from .connection import translated
 from .exceptions import JobNotFound
 from .keeping import SETTLED
-from .scripts import evalsha_each
+from .scripts import NOT_WAITED, evalsha_each
 from .store import Store, text
 
 # Longest single BLPOP: a waiter with no timeout still looks at the record
@@ -36,12 +36,18 @@ def watch(store: Store, job_id: str, register: bool) -> str:
     return text(reply)
 
 
+def first_block(timeout: Optional[float]) -> float:
+    """Seconds of the first BLPOP of a wait of ``timeout`` seconds (None: no limit)."""
+    return LONGEST_BLOCK if timeout is None else max(0.001, min(timeout, LONGEST_BLOCK))
+
+
 def wait_settled(store: Store, job_ids: Sequence[str], timeout: Optional[float],
-                 registered: bool = False) -> dict[str, Settled]:
+                 registered: bool = False, popped: object = NOT_WAITED) -> dict[str, Settled]:
     """Block until every job has settled; how each did, by id.
 
     ``registered``: the jobs were queued with this waiter counted already
-    (``Task.call``), so the first look is skipped. Raises
+    (``Task.call``), so the first look is skipped; ``popped``: the reply of
+    a first BLPOP already made (sent with the queuing call), if any. Raises
     :class:`TimeoutError` naming what has not settled after ``timeout``
     seconds (None: wait as long as it takes), and :class:`JobNotFound` for
     an id with no record.
@@ -51,17 +57,21 @@ def wait_settled(store: Store, job_ids: Sequence[str], timeout: Optional[float],
     states: dict[str, str] = {}
     pending = list(dict.fromkeys(job_ids))
     look, register = not registered, True
+    blocked = popped is not NOT_WAITED
     while True:
         try:
-            if look:
-                pending = _look(store, pending, states, settled, register)
-            if not pending:
-                return settled
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            block = LONGEST_BLOCK if left is None else min(left, LONGEST_BLOCK)
-            popped = store.redis.blpop([store.keys.settled(i) for i in pending], timeout=max(block, 0.001))
+            if not blocked:
+                if look:
+                    pending = _look(store, pending, states, settled, register)
+                if not pending:
+                    return settled
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                block = LONGEST_BLOCK if left is None else min(left, LONGEST_BLOCK)
+                popped = store.redis.blpop([store.keys.settled(i) for i in pending],
+                                           timeout=max(block, 0.001))
+            blocked = False
             look, register = True, False
             if popped is not None:
                 job_id, how = _from_token(store, popped)

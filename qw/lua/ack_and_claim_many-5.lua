@@ -8,7 +8,7 @@
 -- KEYS[4] all:failed
 -- KEYS[5] <manager>:idle   worker name -> client id of its blocking connection
 -- KEYS[6 ..]               with named queues, as in ack_and_claim-5.lua; n is
---                          ARGV[9 + 4 * ARGV[8]], after the jobs to acknowledge
+--                          the last ARGV, after the jobs to acknowledge
 -- ARGV[1] prefix of job hashes, "<namespace>job:"
 -- ARGV[2] now, in seconds (recorded when an id without a hash is failed)
 -- ARGV[3] id the worker has just moved from all:jobs with BLMOVE; or "*": this
@@ -19,31 +19,38 @@
 -- ARGV[6] "1" if the worker's previous claim found nothing, else "0"
 -- ARGV[7] how many jobs to claim; 0 only acknowledges
 -- ARGV[8] n, the number of jobs to acknowledge
--- ARGV[9..] n times: id, claim token, seconds to keep its record ("": its
---           own qw:result_ttl; 0: none) and its result ("" or JSON), as
---           ARGV[2], [6], [11] and [12] of ack_and_claim-5.lua; then, with
---           named queues, their count
--- Returns {acked, id, attempt, token, nfields, field, value, ..., id, ...}:
--- how many acknowledgements were applied (the others were stale), then each
--- claimed job with its hash as nfields items.
+-- ARGV[9..] n pairs: id, claim token, as ARGV[2] and [6] of
+--           ack_and_claim-5.lua; then k, and k triples for those of them
+--           whose record the worker keeps: the pair's number (1..n),
+--           seconds to keep the record and its result ("" or JSON), as
+--           ARGV[11] and [12] there (a plain job sends none of this); then,
+--           with named queues, their count
+-- Returns {acked, id, attempt, token, {field, value, ...}, id, ...}: how
+-- many acknowledgements were applied (the others were stale), then each
+-- claimed job with its hash as one nested array.
 -- The worker claims only once it holds no claimed job: every id of its list
 -- that is claimed (has qw:running) is acknowledged by this call or was
 -- settled before, so the unclaimed ids of its own list are at the right end.
 local acked = 0
 local n = tonumber(ARGV[8])
+local k_at = 9 + 2 * n
+local k = tonumber(ARGV[k_at])
+local given = {}  -- pair number -> where its triple starts
+for j = 1, k do
+  given[tonumber(ARGV[k_at + 3 * j - 2])] = k_at + 3 * j - 2
+end
 local keeping = {}
 for i = 1, n do
-  local at = 5 + 4 * i
-  local id = ARGV[at]
+  local id = ARGV[7 + 2 * i]
   local key = ARGV[1] .. id
   -- As in ack_and_claim-5.lua: a job without qw:keep is deleted, and only
   -- the others need the record's helpers.
   local held = redis.call('HMGET', key, 'qw:running', 'qw:keep')
-  if held[1] == ARGV[at + 1] and redis.call('LREM', KEYS[1], -1, id) == 1 then
-    if not held[2] and (tonumber(ARGV[at + 2]) or 0) <= 0 then
+  if held[1] == ARGV[8 + 2 * i] and redis.call('LREM', KEYS[1], -1, id) == 1 then
+    if not held[2] and not given[i] then
       redis.call('DEL', key)
     else
-      keeping[#keeping + 1] = at
+      keeping[#keeping + 1] = i
     end
     acked = acked + 1
   end
@@ -51,12 +58,13 @@ end
 if #keeping > 0 then
   -- #include record
   local namespace = qw_namespace(ARGV[1])
-  for _, at in ipairs(keeping) do
-    local id = ARGV[at]
+  for _, i in ipairs(keeping) do
+    local id = ARGV[7 + 2 * i]
     local key = ARGV[1] .. id
     local kept = redis.call('HMGET', key, 'qw:waiters', 'qw:tracked', 'qw:result_ttl', 'qw:dependents')
-    local ttl = tonumber(ARGV[at + 2]) or tonumber(kept[3]) or 0
-    qw_done(key, namespace, id, ttl, ARGV[at + 3], kept[1], kept[2], kept[4])
+    local at = given[i]
+    local ttl = (at and tonumber(ARGV[at + 1])) or tonumber(kept[3]) or 0
+    qw_done(key, namespace, id, ttl, at and ARGV[at + 2] or '', kept[1], kept[2], kept[4])
   end
 end
 local want = tonumber(ARGV[7])
@@ -66,7 +74,7 @@ if want < 1 then
 end
 local sources, idle_from = {KEYS[2], KEYS[3]}, #KEYS + 1
 if #KEYS > 5 then
-  local count = tonumber(ARGV[9 + 4 * n])
+  local count = tonumber(ARGV[k_at + 3 * k + 1])
   sources = {KEYS[2]}
   for i = 1, count do
     sources[i + 1] = KEYS[5 + i]
@@ -149,10 +157,7 @@ for _ = 1, want + 100 do
     reply[#reply + 1] = id
     reply[#reply + 1] = attempt
     reply[#reply + 1] = token
-    reply[#reply + 1] = #fields
-    for i = 1, #fields do
-      reply[#reply + 1] = fields[i]
-    end
+    reply[#reply + 1] = fields  -- nested, as in ack_and_claim-5.lua
     claimed = claimed + 1
   end
 end
