@@ -66,11 +66,12 @@ class JobHandle:
         """
         return self._result(timeout, registered=False)
 
-    def _result(self, timeout: Optional[float], registered: bool, popped: object = waiting.NOT_WAITED) -> Any:
+    def _result(self, timeout: Optional[float], registered: bool, popped: object = waiting.NOT_WAITED,
+                began: Optional[float] = None) -> Any:
         # registered: queued with this waiter counted (Task.call): no first look;
         # popped: the reply of the BLPOP sent with the queuing call, if any.
         store = self.store
-        how = waiting.wait_settled(store, [self.id], timeout, registered, popped)[self.id]
+        how = waiting.wait_settled(store, [self.id], timeout, registered, popped, began)[self.id]
         if how.result is not None:  # the token carried it: no read
             return records.decode_result(how.result)
         return records.outcome(records.get_info(store, self.id))

@@ -229,8 +229,7 @@ class Task:
         began = time.monotonic()
         job_id, popped = both(call, first_block(timeout))
         handle = self.last = handle_for(sender, job_id)
-        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
-        return handle._result(left, registered=True, popped=popped)
+        return handle._result(timeout, registered=True, popped=popped, began=began)
 
     @property
     def result(self) -> Any:

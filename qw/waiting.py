@@ -42,17 +42,19 @@ def first_block(timeout: Optional[float]) -> float:
 
 
 def wait_settled(store: Store, job_ids: Sequence[str], timeout: Optional[float],
-                 registered: bool = False, popped: object = NOT_WAITED) -> dict[str, Settled]:
+                 registered: bool = False, popped: object = NOT_WAITED,
+                 began: Optional[float] = None) -> dict[str, Settled]:
     """Block until every job has settled; how each did, by id.
 
     ``registered``: the jobs were queued with this waiter counted already
     (``Task.call``), so the first look is skipped; ``popped``: the reply of
-    a first BLPOP already made (sent with the queuing call), if any. Raises
+    a first BLPOP already made (sent with the queuing call), if any, and
+    ``began`` when the wait began (``time.monotonic()``; None: now). Raises
     :class:`TimeoutError` naming what has not settled after ``timeout``
     seconds (None: wait as long as it takes), and :class:`JobNotFound` for
     an id with no record.
     """
-    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    deadline = None if timeout is None else (began or time.monotonic()) + max(0.0, timeout)
     settled: dict[str, Settled] = {}
     states: dict[str, str] = {}
     pending = list(dict.fromkeys(job_ids))

@@ -53,6 +53,43 @@ def test_call_queues_and_waits_and_the_task_keeps_its_last_job(start_manager: Ca
     assert app.Square.call(7, timeout=10) == 49
 
 
+def test_a_call_that_outlasts_its_timeout_raises_at_the_timeout_and_the_job_still_runs(
+        start_manager: Callable) -> None:
+    start_manager(TASKS, num_workers=1)
+    began = time.monotonic()
+    with pytest.raises(TimeoutError, match="not finished after 0.3 s"):
+        app.slow.call(1.5, "late", timeout=0.3)
+    assert 0.25 <= time.monotonic() - began < 1.2
+    assert app.slow.last.result(timeout=10) == "late"
+
+
+def test_a_call_gets_its_result_after_the_scripts_are_flushed(client: Client, start_manager: Callable) -> None:
+    # Queuing and the first wait go in one write: the queuing script must load
+    # first, so that wait is dropped and made again.
+    start_manager(TASKS, num_workers=1)
+    assert app.add.call(1, 2, timeout=10) == 3
+    client.redis.script_flush()
+    assert app.add.call(2, 2, timeout=10) == 4
+
+
+def test_a_call_whose_connection_is_cut_while_it_waits_still_gets_its_result(
+        client: Client, start_manager: Callable) -> None:
+    start_manager(TASKS, num_workers=1)
+    app.add.call(0, 0, timeout=10)
+    answer: list[Any] = []
+    caller = threading.Thread(target=lambda: answer.append(app.slow.call(1.0, "kept", timeout=20)))
+    caller.start()
+
+    def waiting_clients() -> list[str]:
+        return [c["id"] for c in client.redis.client_list() if c["cmd"] == "blpop"]
+
+    wait_for(lambda: waiting_clients(), what="the caller to wait in BLPOP")
+    for client_id in waiting_clients():
+        client.redis.client_kill_filter(_id=client_id)
+    caller.join(20)
+    assert answer == ["kept"]
+
+
 def test_a_failure_raises_job_failed_with_the_remote_error(start_manager: Callable) -> None:
     start_manager(TASKS, num_workers=1)
     h = app.boom.delay("no good")
