@@ -145,8 +145,8 @@ for _ = 1, 100 do
       if fields[i] == 'qw:history' then
         -- A job that keeps a record: when it started, and where (the
         -- "claimed" event of its history, lib/record.lua).
-        local t = redis.call('TIME')
-        redis.call('HSET', key, 'qw:started_at', tonumber(t[1]) + tonumber(t[2]) / 1000000, 'qw:worker', ARGV[7])
+        local t = redis.call('TIME')  -- as text: see qw_now_text in lib/record.lua
+        redis.call('HSET', key, 'qw:started_at', t[1] .. '.' .. string.rep('0', 6 - #t[2]) .. t[2], 'qw:worker', ARGV[7])
         break
       end
     end

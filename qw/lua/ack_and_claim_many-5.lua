@@ -149,8 +149,8 @@ for _ = 1, want + 100 do
     for i = 1, #fields, 2 do
       if fields[i] == 'qw:history' then
         -- As in ack_and_claim-5.lua: a record's start, and its worker.
-        local t = redis.call('TIME')
-        redis.call('HSET', key, 'qw:started_at', tonumber(t[1]) + tonumber(t[2]) / 1000000, 'qw:worker', ARGV[4])
+        local t = redis.call('TIME')  -- as text: see qw_now_text in lib/record.lua
+        redis.call('HSET', key, 'qw:started_at', t[1] .. '.' .. string.rep('0', 6 - #t[2]) .. t[2], 'qw:worker', ARGV[4])
         break
       end
     end
