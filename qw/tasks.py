@@ -218,7 +218,7 @@ class Task:
         :meth:`JobHandle.result` raises. ``timeout`` is the wait's, not the
         job's time limit (``send_with(timeout=...)`` sets that).
         """
-        call = dataclasses.replace(self._call(args, kwargs), waiter=True)
+        call = self._call(args, kwargs, waiter=True)  # built once: its JSON is made in the constructor
         sender = _client(client=None)
         sender = getattr(sender, "at_once", sender)  # a caller who waits cannot wait for a commit
         both = getattr(sender, "queue_call_and_wait", None)
@@ -293,7 +293,7 @@ class Task:
               max_attempts: Optional[int] = None, timeout: Optional[float] = None,
               result_ttl: Optional[int] = None, tags: Optional[Iterable[str]] = None,
               track: bool = False, priority: Optional[int] = None, leading: Optional[int] = 0,
-              delay: Optional[Delay] = None, at: Optional[datetime] = None) -> Call:
+              delay: Optional[Delay] = None, at: Optional[datetime] = None, waiter: bool = False) -> Call:
         # ``leading``: positional arguments the job gets before these (a chain's
         # result); None: do not check the fit (not known yet).
         if leading is not None:
@@ -306,7 +306,7 @@ class Task:
                     timeout=self.timeout if timeout is None else timeout,
                     result_ttl=self.result_ttl if result_ttl is None else result_ttl,
                     tags=self._tags(tags) if tags else self.tags, track=track,
-                    priority=self._priority(priority, worker), delay=delay, at=at)
+                    priority=self._priority(priority, worker), delay=delay, at=at, waiter=waiter)
 
     def _priority(self, priority: Optional[int], worker: Optional[str]) -> Optional[int]:
         # The task's default does not apply to a job sent to one worker's own list.
