@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import redis
 
@@ -394,6 +394,7 @@ def requeue_worker(
     cause: str = "",
     max_attempts: int = 1,
     only_if_lease_gone: bool = False,
+    started: Optional[Sequence[str]] = None,
 ) -> int:
     """Put a dead or departed worker's jobs back at the head of their queues.
 
@@ -401,15 +402,18 @@ def requeue_worker(
     replacement of the same name; otherwise they go to its manager's queue.
     ``cause`` says why the running job was interrupted: it then used an
     attempt (failed past ``max_attempts``); without it the attempt is given
-    back. Returns how many ids moved, or -1 when ``only_if_lease_gone`` found
-    the manager alive.
+    back. ``started``, when known (the worker's manager read it from shared
+    memory), names the jobs the worker had started: only those use an
+    attempt; the others it held get theirs back. Returns how many ids moved,
+    or -1 when ``only_if_lease_gone`` found the manager alive.
     """
     return int(
         scripts.requeue(
             keys=[keys.worker_jobs(worker), keys.manager_jobs(manager), keys.all_jobs, keys.all_failed,
                   keys.manager_heartbeat(manager)],
             args=[keys.job_prefix, "1" if keep_own else "0", cause, max_attempts, repr(time.time()),
-                  "1" if only_if_lease_gone else "0", worker],
+                  "1" if only_if_lease_gone else "0", worker,
+                  *(() if started is None else ("1", *started))],
             client=client,
         )
     )

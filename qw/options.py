@@ -85,10 +85,16 @@ def _worker_count(option: str, value: Any) -> int:
     return count
 
 
-def _prefetch(option: str, value: Any) -> int:
+def _prefetch(option: str, value: Any) -> Optional[int]:
+    if value is None:
+        return None  # adapted to the jobs (qw.batching)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"prefetch must be a whole number of at least 1, got {value!r}")
+        raise ConfigError(f"prefetch must be a whole number of at least 1, or auto, got {value!r}")
     return value
+
+
+def _prefetch_text(text: str, option: str) -> Optional[int]:
+    return None if text.strip().lower() == "auto" else integer(text, option, 1)
 
 
 def _lease(option: str, value: Any) -> float:
@@ -227,9 +233,10 @@ OPTIONS: tuple[Option, ...] = (
            "--max-jobs-per-worker=<n>", whole(1), _positive, reload=True),
     Option("max_memory_per_worker", None, "Replace a worker, after its job, once it uses more resident "
            "memory than this (MB).", "--max-memory-per-worker=<mb>", number, _positive, reload=True),
-    Option("prefetch", 1, "Jobs a worker claims per round trip; above 1 speeds up tiny jobs, and a "
-           "worker's death then takes up to n jobs with it (run again, an attempt used); default: 1.",
-           "--prefetch=<n>", whole(1), _prefetch),
+    Option("prefetch", None, "Jobs a worker claims per round trip: a number, or auto (the default): "
+           "a batch that grows while jobs are quick and the queue is deep, and is one job when jobs "
+           "are long; 1: none. A worker's death charges an attempt only to the job it ran.",
+           "--prefetch=<n>", _prefetch_text, _prefetch),
     Option("result_ttl", DEFAULT_RESULT_TTL, "Seconds a task job's record (state, result, history) stays "
            "after it settles, unless the task or the call says; 0: none; default: 600.",
            "--result-ttl=<seconds>", whole(0), reload=True),

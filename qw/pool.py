@@ -237,8 +237,8 @@ class Pool:
         name = slot.process.name
         max_attempts = self.settings.limits.retry.max_attempts
         if not slot.retiring:  # jobs queued to this very worker wait for its replacement
-            return recovery.requeue(self.client, self.name, name, keep_own=True, cause=cause,
-                                    max_attempts=max_attempts)
+            return recovery.requeue_dead_worker(self.client, self.name, slot.process, keep_own=True,
+                                                cause=cause, max_attempts=max_attempts)
         # Leaving for good: unlisted first, so no producer can queue to it
         # after its list is emptied; jobs queued to it go to our queue.
         keys = self.client.keys
@@ -247,8 +247,8 @@ class Pool:
         for idle in self.idle_hashes():
             pipe.hdel(idle, name)
         pipe.execute()
-        return recovery.requeue(self.client, self.name, name, keep_own=False, cause=cause,
-                                max_attempts=max_attempts)
+        return recovery.requeue_dead_worker(self.client, self.name, slot.process, keep_own=False, cause=cause,
+                                            max_attempts=max_attempts)
 
     def idle_hashes(self) -> list[str]:
         """Where this manager's idle workers list themselves: ``<manager>:idle`` and the idle hash

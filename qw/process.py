@@ -52,6 +52,9 @@ class Shared:
         self.breakdown = breakdown  # the same per task and per named queue
         self.holding = ctx.Value("b", 0, lock=False)  # 1: paused, and no claim of ours is in flight
         self.cancel = ctx.Value("q", 0, lock=False)  # cancel_digest of the job the manager cancels; 0: none
+        # cancel_digest of the job a prefetching worker runs (0: none): if it
+        # dies, only that one of the jobs it holds is charged an attempt.
+        self.running = ctx.Value("q", 0, lock=False)
 
 
 class Switch:

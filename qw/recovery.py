@@ -9,18 +9,42 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any, Optional, Sequence
 
 from .claim import requeue_worker
 from .client import Client
+from .process import cancel_digest
+from .store import text
 
 log = logging.getLogger("qw.recovery")
 
 
 def requeue(client: Client, manager: str, worker: str, *, keep_own: bool, cause: str = "",
-            max_attempts: int = 1, only_if_lease_gone: bool = False) -> int:
+            max_attempts: int = 1, only_if_lease_gone: bool = False,
+            started: Optional[Sequence[str]] = None) -> int:
     """:func:`qw.claim.requeue_worker` with a :class:`Client`."""
     return requeue_worker(client.redis, client.scripts, client.keys, manager, worker, keep_own=keep_own,
-                          cause=cause, max_attempts=max_attempts, only_if_lease_gone=only_if_lease_gone)
+                          cause=cause, max_attempts=max_attempts, only_if_lease_gone=only_if_lease_gone,
+                          started=started)
+
+
+def requeue_dead_worker(client: Client, manager: str, process: Any, *, keep_own: bool, cause: str,
+                        max_attempts: int) -> int:
+    """Requeue the jobs of a worker process of ours that died: with a prefetch, only the job it had
+    started (its shared memory says which) is charged ``cause``; those it held get their attempt back."""
+    started = None
+    if cause and getattr(process, "prefetch", 1) != 1:
+        started = started_jobs(client, process.name, process.shared.running.value)
+    return requeue(client, manager, process.name, keep_own=keep_own, cause=cause, max_attempts=max_attempts,
+                   started=started)
+
+
+def started_jobs(client: Client, worker: str, digest: int) -> list[str]:
+    """The ids in ``worker``'s list that ``digest`` (``Shared.running``) names: the job it ran."""
+    if not digest:
+        return []
+    ids = client.redis.lrange(client.keys.worker_jobs(worker), 0, -1)
+    return [i for i in (text(raw) for raw in ids) if cancel_digest(i) == digest]
 
 
 def reap_departed(client: Client, me: str, lock_ms: int, max_attempts: int) -> list[str]:

@@ -99,7 +99,8 @@ class Stopper:
             if name in settled or slot.process.is_alive() or slot.process.exitcode in (0, None):
                 continue
             cause = f"its worker {name} {slot.kill_reason or describe_exit(slot.process.exitcode)}"
-            moved = self.guard(recovery.requeue, self.client, self.name, name, keep_own=False, cause=cause,
+            moved = self.guard(recovery.requeue_dead_worker, self.client, self.name, slot.process,
+                               keep_own=False, cause=cause,
                                max_attempts=self.settings.limits.retry.max_attempts)
             if moved is not None:
                 settled.add(name)

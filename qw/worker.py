@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 import redis
 
 from . import hooks, recovery
+from .batching import BatchSize
 from .breakdown import Breakdown
 from .call import TASK_FIELD
 from .claim import FAILED, REFUSED, Claimer, Job
@@ -99,7 +100,7 @@ class Worker(multiprocessing.Process):
         poll_interval: float = 0.05,
         limits: Optional[Limits] = None,
         paused: Optional[Switch] = None,
-        prefetch: int = 1,
+        prefetch: Optional[int] = 1,
         tasks: Optional[Mapping[str, Task]] = None,
         allow: Sequence[str] = (),
         queues: Optional[list[QueueSpec]] = None,
@@ -120,9 +121,9 @@ class Worker(multiprocessing.Process):
         named = [name for name, _weight in queues or ()]
         self.shared = Shared(Breakdown.build(list(self.tasks), named, client.keys))
         self.paused = paused if paused is not None else Switch()  # set: finish the job, claim no more
-        if prefetch < 1:
+        if prefetch is not None and prefetch < 1:
             raise ValueError(f"prefetch must be at least 1, got {prefetch}")
-        self.prefetch = prefetch  # jobs claimed per round trip
+        self.prefetch = prefetch  # jobs claimed per round trip; None: adapted (qw.batching)
         self._creator_pid = os.getpid()
         self._forked_by_creator = True
         self._stopping = False
@@ -158,7 +159,7 @@ class Worker(multiprocessing.Process):
         self._show_title()
         log.debug("%s: started (pid %d)", self.name, os.getpid())
         try:
-            if self.prefetch > 1:
+            if self.prefetch != 1:
                 self._loop_prefetching(claimer, target)
             else:
                 self._loop(claimer, target)
@@ -232,13 +233,14 @@ class Worker(multiprocessing.Process):
             self._retrying(claimer.ack, ack)
 
     def _loop_prefetching(self, claimer: Claimer, target: Dispatcher) -> None:
-        """:meth:`_loop` claiming up to ``prefetch`` jobs per round trip.
+        """:meth:`_loop` claiming up to ``prefetch`` jobs per round trip (None: a size that adapts,
+        :class:`~qw.batching.BatchSize`).
 
         The jobs in hand are all claimed (each used an attempt); finished
         ones are acknowledged with the next claim, or once ACK_WITHIN of work
         has passed since the last round trip. Before leaving or pausing, the
         worker acknowledges what it finished and gives back what it did not
-        start.
+        start; so it does after a long job when the size adapts.
         """
         acks: list[Job] = []
         in_hand: deque[Job] = deque()
@@ -246,6 +248,9 @@ class Worker(multiprocessing.Process):
         done = 0
         used_up = False
         worked = 0.0  # seconds of jobs run since the last round trip
+        sizer = BatchSize(self.prefetch)
+        wanted = got = ran = 0  # the last claim: jobs asked for, claimed, run since
+        spent = 0.0  # seconds those runs took
         try:
             while True:
                 if in_hand:
@@ -254,16 +259,23 @@ class Worker(multiprocessing.Process):
                     if self._run_job(claimer, target, job):
                         acks.append(job)
                     done += 1
-                    worked += time.perf_counter() - began
+                    took = time.perf_counter() - began
+                    worked += took
+                    ran += 1
+                    spent += took
                     used_up = used_up or self._used_up(done)
                     leaving = self._should_stop() or paused or used_up
-                    if acks and (worked >= ACK_WITHIN or leaving):
+                    hostage = bool(in_hand) and sizer.long_job(took)
+                    if acks and (worked >= ACK_WITHIN or leaving or hostage):
                         self._retrying(claimer.claim_many, acks, 0)
                         acks.clear()
                         worked = 0.0
-                    if leaving and in_hand:
+                    if (leaving or hostage) and in_hand:
                         self._give_back(in_hand)
                     continue
+                if ran:
+                    sizer.claimed(wanted, got, ran, spent)
+                    ran, spent = 0, 0.0
                 if self._should_stop() or used_up:
                     if acks:
                         self._retrying(claimer.claim_many, acks, 0)
@@ -278,12 +290,13 @@ class Worker(multiprocessing.Process):
                 # Safe to repeat: acknowledgements already applied are
                 # refused as no-ops, and jobs claimed by a call whose reply
                 # was lost sit at the right end of our list, claimed again.
-                in_hand.extend(self._retrying(claimer.claim_many, acks, self.prefetch))
+                wanted = sizer.size
+                in_hand.extend(self._retrying(claimer.claim_many, acks, wanted))
                 acks.clear()
                 worked = 0.0
                 while not in_hand and not self._should_stop() and not paused:
-                    in_hand.extend(self._retrying(claimer.wait_and_claim_many, self.poll_interval,
-                                                  self.prefetch))
+                    in_hand.extend(self._retrying(claimer.wait_and_claim_many, self.poll_interval, wanted))
+                got = len(in_hand)
         finally:
             # Also when interrupted (INT): a finished job must not run again.
             if acks:
@@ -322,6 +335,8 @@ class Worker(multiprocessing.Process):
             return False
         _current = job
         job.claimer = claimer
+        if self.prefetch != 1:  # the others it holds were not started: see Shared.running
+            self.shared.running.value = cancel_digest(job.id)
         self.shared.started.value = started = time.time()
         queued_at = job.meta.get("qw:queued_at")
         wait = started - float(queued_at) if queued_at else None
@@ -357,6 +372,7 @@ class Worker(multiprocessing.Process):
             if around:
                 hooks.run("after")
             self._running = False
+            self.shared.running.value = 0
             self.shared.started.value = 0.0
             self.shared.deadline.value = 0.0
             _current = None

@@ -8,6 +8,7 @@ import socket
 import time
 from typing import Any
 
+from ..batching import BatchSize
 from ..client import Client
 from ..keys import SHARED_QUEUE
 from ..options import Settings
@@ -38,7 +39,7 @@ class PublishHealth(EveryTick):
         queues = [name for name, _weight in settings.queues] if settings.queues else [SHARED_QUEUE]
         return {"tasks": json.dumps(sorted(getattr(settings, "task_map", None) or ())),
                 "queues": json.dumps(queues), "allow": json.dumps(list(settings.allow)),
-                "prefetch": settings.prefetch}
+                "prefetch": BatchSize(settings.prefetch).most}  # the most a worker holds
 
     def run(self) -> None:
         now = time.time()

@@ -18,6 +18,11 @@
 -- ARGV[6] "1": do nothing if KEYS[5] exists (reaping a manager whose lease
 --         ran out, which must not touch a manager that came back)
 -- ARGV[7] worker name
+-- ARGV[8] "1": the ids from ARGV[9] on are the jobs the worker had started
+--         (its manager knows them from shared memory): only those are
+--         charged the cause; the others it held (claimed by a prefetch, not
+--         started) get their attempt back, as on a stop. Absent or "": every
+--         claimed job is charged (a dead manager's workers: nobody knows).
 -- Returns the number of ids moved out of KEYS[1] (failed ones included), or
 -- -1 when ARGV[6] found the manager alive.
 -- #include record
@@ -33,6 +38,13 @@ local named = namespace .. 'all:queue:'
 local function is_named(origin)
   return origin and string.sub(origin, 1, #named) == named and not string.find(origin, ':', #named + 1, true)
 end
+local started = nil
+if ARGV[8] == '1' then
+  started = {}
+  for i = 9, #ARGV do
+    started[ARGV[i]] = true
+  end
+end
 local kept = {}
 local moved = 0
 -- Left to right, each pushed on the head (right end): the id at the right end,
@@ -46,7 +58,7 @@ local function requeue_one(id)
   local claimed = redis.call('HDEL', key, 'qw:running') == 1
   redis.call('HDEL', key, 'qw:cancel')
   if claimed and attempts > 0 then
-    if ARGV[3] == '' then
+    if ARGV[3] == '' or (started and not started[id]) then
       redis.call('HINCRBY', key, 'qw:attempts', -1)
     else
       local record = cjson.encode({attempt = attempts, error = ARGV[3], at = tonumber(ARGV[5]), worker = ARGV[7]})
@@ -68,7 +80,8 @@ local function requeue_one(id)
     end
     if not failed then
       redis.call('HSET', key, 'qw:state', 'queued')
-      qw_note(key, {event = 'requeued', cause = ARGV[3] ~= '' and ARGV[3] or 'stopped', worker = ARGV[7]},
+      local charged = ARGV[3] ~= '' and not (started and not started[id])
+      qw_note(key, {event = 'requeued', cause = charged and ARGV[3] or 'stopped', worker = ARGV[7]},
         nil, nil, true)
     end
   end
