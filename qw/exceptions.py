@@ -42,6 +42,19 @@ class UnknownWorker(QwError):
     """A job was queued to a worker that is not registered."""
 
 
+class ReplicationShortfall(QwError):
+    """Durable mode (``wait_replicas``): fewer replicas than asked confirmed a write in time.
+
+    The write (a queued job) is on the primary; a failover before a replica
+    has it would lose it. ``confirmed`` and ``wanted`` count replicas.
+    """
+
+    def __init__(self, message: str, confirmed: int = 0, wanted: int = 0) -> None:
+        super().__init__(message)
+        self.confirmed = confirmed
+        self.wanted = wanted
+
+
 class Refused(QwError):
     """A worker will not run this job: it fails at once, without retries.
 

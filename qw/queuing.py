@@ -19,8 +19,8 @@ from typing import Any, Iterable, Mapping, Optional
 
 import redis
 
+from . import durable, stats
 from . import job as jobcodec
-from . import stats
 from .connection import translated, unblock
 from .exceptions import ConfigError, UnknownWorker
 from .keeping import check_priority
@@ -53,6 +53,7 @@ class Producer:
         self.keys = store.keys
         self.redis = store.redis
         self.scripts = store.scripts
+        self.durability = store.durability
         self._local = threading.local()
 
     def queue_job(
@@ -203,6 +204,8 @@ class Producer:
                     # error: the worker polls anyway.
                     with contextlib.suppress(redis.ResponseError):
                         caller.command("CLIENT", "UNBLOCK", int(wake))
+            if self.durability:
+                durable.confirm(caller, self.durability, f"job {args[0]}")
 
     def send_batch(self, segments: list[tuple[Target, list[Encoded]]]) -> None:
         """Queue one batch in one round trip: each segment's jobs go to its target, in order.
@@ -227,11 +230,18 @@ class Producer:
     def _pipelined(self, calls: list[tuple[tuple[str, ...], tuple[Any, ...]]]) -> None:
         script = self.scripts.enqueue_many
         pending, errors, wake = calls, [], []
+        confirmed: Optional[int] = None  # durable mode: the fewest replicas that confirmed a round
         for attempt in (1, 2):
             # Every reply is read, errors included, so that the jobs of the
             # other calls still wake their workers before an error is raised.
             retry = []
-            for call, reply in zip(pending, evalsha_each(self.redis, script, pending)):
+            if self.durability:
+                replies, got = durable.run_confirmed(self.redis, self._direct(), script, pending,
+                                                     self.durability)
+                confirmed = got if confirmed is None else min(confirmed, got)
+            else:
+                replies = evalsha_each(self.redis, script, pending)
+            for call, reply in zip(pending, replies):
                 if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 1:
                     retry.append(call)
                 elif isinstance(reply, Exception):
@@ -247,6 +257,8 @@ class Producer:
         self._wake(wake)
         if errors:
             raise errors[0]
+        if self.durability and confirmed is not None and confirmed < self.durability.replicas:
+            raise durable.shortfall(self.durability, confirmed, "a batch of jobs")
 
     def _direct(self) -> DirectCaller:
         # One connection per thread (and per process: a forked child must not
