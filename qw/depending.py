@@ -19,7 +19,7 @@ from . import job as jobcodec
 from .connection import translated
 from .exceptions import ConfigError, JobDataError
 from .keeping import check_on_failure, dependency_ids  # noqa: F401 - the client's names for them
-from .queuing import Producer, Target, new_id
+from .queuing import Producer, Target, new_id, raise_refused
 
 
 def send_waiting(producer: Producer, job_id: str, fields: dict[str, str], target: Target,
@@ -49,6 +49,7 @@ def send_waiting(producer: Producer, job_id: str, fields: dict[str, str], target
             else:
                 state = producer.scripts.depend(keys=depend_keys, args=args)
         except redis.ResponseError as exc:
+            raise_refused(exc, producer.config)
             if "QW_NO_DEPENDENCY" in str(exc):
                 missing = str(exc).split("QW_NO_DEPENDENCY", 1)[1].strip()
                 raise JobDataError(f"dependency {missing} has no record: it was never queued, or its "

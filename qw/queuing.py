@@ -21,8 +21,8 @@ import redis
 
 from . import durable, stats
 from . import job as jobcodec
-from .connection import translated, unblock
-from .exceptions import ConfigError, UnknownWorker
+from .connection import RedisConfig, translated, unblock
+from .exceptions import ConfigError, ReplicationShortfall, UnknownWorker
 from .keeping import check_priority
 from .keys import SHARED_QUEUE, manager_of_worker, validate_manager_name
 from .scripts import DirectCaller, evalsha_each
@@ -191,6 +191,7 @@ class Producer:
                     reply = caller(self.scripts.enqueue, keys, args)
             except Exception as exc:
                 _raise_unknown_worker(exc)
+                raise_refused(exc, self.config)
                 raise
             if isinstance(reply, list):
                 wake, name, client_id = (text(x) for x in reply)
@@ -225,6 +226,7 @@ class Producer:
                 self._pipelined(calls)
             except Exception as exc:
                 _raise_unknown_worker(exc)
+                raise_refused(exc, self.config)
                 raise
 
     def _pipelined(self, calls: list[tuple[tuple[str, ...], tuple[Any, ...]]]) -> None:
@@ -307,6 +309,15 @@ def _runs(jobs: list[Encoded]) -> list[tuple[int, list[str]]]:
         for item in fields.items():
             args.extend(item)
     return runs
+
+
+def raise_refused(exc: Exception, config: RedisConfig) -> None:
+    """A write refused for want of replicas (``min-replicas-to-write``) as :class:`ReplicationShortfall`:
+    one line for the producer, who may queue again with the same id."""
+    if isinstance(exc, redis.ResponseError) and str(exc).startswith("NOREPLICAS"):
+        raise ReplicationShortfall(f"Redis at {config.address()} refused the write: fewer good replicas "
+                                   "than its min-replicas-to-write (NOREPLICAS); queue again with the same "
+                                   "id once they are back", written=False) from None
 
 
 def _raise_unknown_worker(exc: Exception) -> None:

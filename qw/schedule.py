@@ -21,7 +21,16 @@ from . import job as jobcodec
 from .call import Call
 from .connection import translated
 from .keeping import check_priority
-from .queuing import STATS_TTLS, Encoded, Producer, _runs, check_batch_size, job_options, new_id
+from .queuing import (
+    STATS_TTLS,
+    Encoded,
+    Producer,
+    _runs,
+    check_batch_size,
+    job_options,
+    new_id,
+    raise_refused,
+)
 from .scripts import evalsha_each
 from .when import Due
 
@@ -106,6 +115,7 @@ def _send(producer: Producer, jobs: list[Encoded], due: Due) -> None:
             missing = [args for args, reply in zip(calls, replies) if isinstance(reply, lost)]
             errors = [r for r in replies if isinstance(r, Exception) and not isinstance(r, lost)]
             if errors:
+                raise_refused(errors[0], producer.config)
                 raise errors[0]
             if not missing or attempt == 2:
                 break

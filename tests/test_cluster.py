@@ -11,7 +11,7 @@ import redis
 
 from qw import Client, Manager
 from qw.connection import ClusterURL
-from qw.exceptions import ConfigError
+from qw.exceptions import ConfigError, ReplicationShortfall
 
 from conftest import ClusterSet, Records, run_cli, wait_for
 
@@ -79,3 +79,18 @@ def test_every_script_path_runs_on_a_cluster(cluster_set: ClusterSet, records: R
             with redis.Redis(port=server.port) as other:
                 assert other.dbsize() == 0
     client.close()
+
+
+def test_durable_mode_waits_on_the_namespace_primary(cluster_set: ClusterSet) -> None:
+    # These primaries have no replicas: every WAIT comes back short, on the connection that wrote.
+    client = Client(url=cluster_set.url, namespace=NAMESPACE, wait_replicas=1, wait_timeout_ms=50)
+    try:
+        with pytest.raises(ReplicationShortfall, match="job j1 written to the primary but confirmed by 0"):
+            client.queue_job({"n": 1}, job_id="j1")
+        with pytest.raises(ReplicationShortfall, match="a batch of jobs"):
+            client.queue_jobs([{"n": 2}, {"n": 3}])
+        with pytest.raises(ReplicationShortfall, match="a scheduled job"):
+            client.queue_job({"n": 4}, delay=60)
+        assert len(client.get_all_queued_jobs()) == 3 and len(client.get_scheduled_jobs()) == 1
+    finally:
+        client.close()
