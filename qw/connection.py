@@ -15,6 +15,7 @@ and :func:`unblock` reach the node that serves that slot.
 from __future__ import annotations
 
 import os
+import re
 import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -257,7 +258,7 @@ class SentinelConnection(SentinelManagedConnection):
         try:
             return super().read_response(*args, **kwargs)
         except (redis.ResponseError, *REDISCOVER_CLASSES) as exc:
-            if isinstance(exc, REDISCOVER_CLASSES) or str(exc).startswith(REDISCOVER_CODES):
+            if isinstance(exc, REDISCOVER_CLASSES) or error_text(exc).startswith(REDISCOVER_CODES):
                 self.disconnect()
             raise
 
@@ -408,4 +409,19 @@ def is_transient(exc: BaseException) -> bool:
     """True for a Redis error after which waiting and trying again is right."""
     if isinstance(exc, (*TRANSIENT, *PASSING_CLASSES)):
         return True
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith(PASSING_CODES)
+    return isinstance(exc, redis.ResponseError) and error_text(exc).startswith(PASSING_CODES)
+
+
+# Redis before 7 wraps an error a command raised inside a script:
+# "Error running script (call to f_<sha>): @user_script:12: -NOREPLICAS Not enough ...".
+_SCRIPT_ERROR = re.compile(r"^Error running script .*?: @user_script: ?\d+: -?(?=[A-Z]+ )")
+
+
+def error_text(exc: BaseException) -> str:
+    """An error reply's text, from its code on (``NOREPLICAS ...``), also when a script raised it."""
+    message = str(exc)
+    if message.startswith("Error running script"):
+        match = _SCRIPT_ERROR.search(message)
+        if match:
+            return message[match.end():]
+    return message

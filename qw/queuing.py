@@ -21,7 +21,7 @@ import redis
 
 from . import durable, stats
 from . import job as jobcodec
-from .connection import RedisConfig, translated, unblock
+from .connection import RedisConfig, error_text, translated, unblock
 from .exceptions import ConfigError, ReplicationShortfall, UnknownWorker
 from .keeping import check_priority
 from .keys import SHARED_QUEUE, manager_of_worker, validate_manager_name
@@ -314,7 +314,7 @@ def _runs(jobs: list[Encoded]) -> list[tuple[int, list[str]]]:
 def raise_refused(exc: Exception, config: RedisConfig) -> None:
     """A write refused for want of replicas (``min-replicas-to-write``) as :class:`ReplicationShortfall`:
     one line for the producer, who may queue again with the same id."""
-    if isinstance(exc, redis.ResponseError) and str(exc).startswith("NOREPLICAS"):
+    if isinstance(exc, redis.ResponseError) and error_text(exc).startswith("NOREPLICAS"):
         raise ReplicationShortfall(f"Redis at {config.address()} refused the write: fewer good replicas "
                                    "than its min-replicas-to-write (NOREPLICAS); queue again with the same "
                                    "id once they are back", written=False) from None
