@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import threading
 import time
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import redis
 
 from . import durable, stats
 from . import job as jobcodec
-from .connection import RedisConfig, error_text, translated, unblock
+from .connection import RedisConfig, error_text, is_redirect, translated, unblock
 from .exceptions import ConfigError, ReplicationShortfall, UnknownWorker
 from .keeping import check_priority
 from .keys import SHARED_QUEUE, manager_of_worker, validate_manager_name
@@ -29,6 +30,7 @@ from .scripts import DirectCaller, evalsha_each
 from .store import Store, text
 
 DEFAULT_BATCH = 1000
+REDIRECT_WAIT = 30.0  # how long a producer waits for a cluster's slot to settle on its node
 # How long the stats hashes a producer creates are kept; each manager's own
 # history setting takes over as soon as it writes to them.
 STATS_TTLS = (int(stats.DEFAULT_HISTORY[0] * 3600), stats.DEFAULT_HISTORY[1] * 86400)
@@ -192,7 +194,11 @@ class Producer:
             except Exception as exc:
                 _raise_unknown_worker(exc)
                 raise_refused(exc, self.config)
-                raise
+                if not is_redirect(exc):
+                    raise
+                # A cluster's slot moving: wait until its node takes the job (nothing was written).
+                args[5:7] = ("", "")  # no unblock rides behind this time
+                reply, reloaded = waited_out(lambda: caller(self.scripts.enqueue, keys, args)), False
             if isinstance(reply, list):
                 wake, name, client_id = (text(x) for x in reply)
                 if name:
@@ -309,6 +315,20 @@ def _runs(jobs: list[Encoded]) -> list[tuple[int, list[str]]]:
         for item in fields.items():
             args.extend(item)
     return runs
+
+
+def waited_out(call: Callable[[], Any], seconds: float = REDIRECT_WAIT) -> Any:
+    """``call()``, tried again with backoff while a cluster answers that the slot is moving."""
+    deadline = time.monotonic() + seconds
+    delay = 0.02
+    while True:
+        time.sleep(delay * random.uniform(0.5, 1.0))
+        try:
+            return call()
+        except redis.ResponseError as exc:
+            if not is_redirect(exc) or time.monotonic() > deadline:
+                raise
+        delay = min(delay * 2, 1.0)
 
 
 def raise_refused(exc: Exception, config: RedisConfig) -> None:
