@@ -37,9 +37,9 @@ class RenewLease(EveryTick):
         if renewal is Renewal.HELD:
             return
         if renewal is Renewal.DATA_LOST:
-            log.error("manager %s: Redis lost our lease and registration (a restart without its data, or "
-                      "a failover to a replica that lacked the last writes): jobs queued or running "
-                      "before may be lost", name)
+            log.error("manager %s: Redis restarted without its data (persistence off?), or failed over to "
+                      "a replica that lacked the last writes: our lease and registration were gone, and "
+                      "jobs queued or running before may be lost", name)
         elif renewal is Renewal.RETAKEN:
             log.warning("manager %s: lease had expired (Redis out of reach for over %g s); "
                         "other managers may have requeued our running jobs", name, self.settings.lease)
