@@ -220,6 +220,11 @@ class Keys:
         return f"{self.namespace}all:dependents:{job_id}"
 
     @property
+    def all_partitions(self) -> str:
+        """How many partitions the deployment under this namespace has (qw.partitions)."""
+        return f"{self.namespace}all:partitions"
+
+    @property
     def all_tracked(self) -> str:
         return f"{self.namespace}all:tracked"
 

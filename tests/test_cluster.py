@@ -15,7 +15,8 @@ import redis
 
 from qw import Client, Manager
 from qw.connection import ClusterURL
-from qw.exceptions import ConfigError, QwError, ReplicationShortfall
+from qw.exceptions import ConfigError, JobNotFound, QwError, ReplicationShortfall
+from qw.partitions import PartitionedClient, partition_namespaces, partition_of
 from qw.queuing import new_id
 
 from conftest import ClusterSet, Records, run_cli, wait_for
@@ -219,3 +220,37 @@ def _jobs_flow_through(cluster: ClusterSet, client: Client, records: Records,
         stop.set()
         producer.join(10)
         manager.stop(20)
+
+
+def test_one_queue_spreads_over_partitions(cluster_set: ClusterSet, records: Records) -> None:
+    """Partitions (a first slice): K namespaces {app:0}: ... in their own slots, K stored and checked,
+    jobs spread round-robin or by key, ids that name their partition, readers that fan out."""
+    client = PartitionedClient(url=cluster_set.url, namespace=NAMESPACE, partitions=3)
+    namespaces = partition_namespaces(NAMESPACE, 3)
+    assert namespaces == ["{app:0}:", "{app:1}:", "{app:2}:"]
+    managers = [Manager("targets:mixed", url=cluster_set.url, namespace=namespace, name=f"p{i}", num_workers=1,
+                        max_attempts=1, graceful_timeout=5) for i, namespace in enumerate(namespaces)]
+    for manager in managers:
+        manager.start()
+    directory = str(records.dir)
+    try:
+        spread = [client.queue_job({"do": "ok", "dir": directory}) for _ in range(30)]
+        assert [sum(partition_of(i, 3) == p for i in spread) for p in range(3)] == [10, 10, 10]
+        keyed = [client.queue_job({"do": "ok", "dir": directory}, partition_key="user-7") for _ in range(5)]
+        assert len({partition_of(i, 3) for i in keyed}) == 1
+        kept = client.queue_job({"do": "ok", "dir": directory}, result_ttl=60)
+        failing = client.queue_job({"do": "fail", "dir": directory})
+        wait_for(lambda: all(records.done(i) == 1 for i in [*spread, *keyed, kept]), timeout=20, what="every job")
+        assert client.job(kept).result(10) is None and client.job(kept).state == "done"  # found in one hop
+        wait_for(lambda: [f.id for f in client.get_failed_jobs()] == [failing], what="the failed job, fanned in")
+        assert client.get_all_queued_jobs() == []
+        with pytest.raises(ConfigError, match="has 3 partitions"):
+            PartitionedClient(url=cluster_set.url, namespace=NAMESPACE, partitions=4)
+        with pytest.raises(JobNotFound, match="names no partition"):
+            client.job("3.abc")
+    finally:
+        for manager in managers:
+            manager.stop(20)
+    slots = {client.base.redis.keyslot(namespace + "all:jobs") for namespace in namespaces}
+    assert len(slots) == 3  # each partition's keys in a slot of its own
+    client.close()
