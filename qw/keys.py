@@ -54,6 +54,8 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
      "in batches"),
     ("all:tags", "zset", "tag -> when a job was last queued with it: the tag indexes to clean"),
     ("all:tracked", "set", "ids of tracked jobs (`track`): their records stay until untracked"),
+    ("all:partitions", "string", "with partitions (`qw.partitions`): how many the deployment under this "
+     "namespace has, set once and checked by every partitioned client; never expires (one per deployment)"),
     ("all:waiting", "zset",
      "ids of jobs waiting for their dependencies (`depends_on`), by when they were queued"),
     ("all:dependents:<job_id>", "list",
