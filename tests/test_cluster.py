@@ -12,9 +12,10 @@ from typing import Callable
 
 import pytest
 import redis
+from redis._parsers.base import BaseParser
 
 from qw import Client, Manager
-from qw.connection import ClusterURL
+from qw.connection import ClusterURL, is_redirect, is_transient
 from qw.exceptions import ConfigError, JobNotFound, QwError, ReplicationShortfall
 from qw.partitions import PartitionedClient, partition_namespaces, partition_of
 from qw.queuing import new_id
@@ -30,6 +31,18 @@ def test_cluster_urls_name_nodes() -> None:
     for bad in ("redis+cluster://n1/3", "redis+cluster://n1:x", "redis+cluster://n1?x=1"):
         with pytest.raises(ConfigError, match="^bad Cluster URL: "):
             ClusterURL.parse(bad)
+
+
+@pytest.mark.parametrize("reply", [
+    "MOVED 6805 127.0.0.1:7001", "ASK 6805 127.0.0.1:7001", "TRYAGAIN Multiple keys request during rehashing of slot",
+    "CLUSTERDOWN The cluster is down",
+    "Error running script (call to f_1): @user_script:40: @user_script: 40: Lua script attempted to access a "
+    "non local key in a cluster node",
+])
+def test_the_replies_of_a_moving_slot_are_waited_out(reply: str) -> None:
+    error = BaseParser.parse_error(reply)
+    assert is_redirect(error) and is_transient(error)
+    assert not is_redirect(BaseParser.parse_error("ERR unknown command"))
 
 
 def test_a_namespace_without_a_hash_tag_is_refused_on_a_cluster() -> None:

@@ -52,6 +52,9 @@ def test_a_bad_sentinel_url_is_a_config_error(url: str) -> None:
     "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
     "LOADING Redis is loading the dataset in memory",
     "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
+    # Redis 6 wraps an error a command raised inside a script:
+    "Error running script (call to f_67fc9fe5f46375135940e9a1b2bd55257ca2302e): @user_script:504: "
+    "@user_script: 504: -NOREPLICAS Not enough good replicas to write.",
 ])
 def test_the_replies_of_a_failover_are_waited_out(reply: str) -> None:
     assert is_transient(BaseParser.parse_error(reply))
