@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import threading
 import zlib
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from .client import Client
 from .connection import has_hash_tag
@@ -34,7 +34,7 @@ from .exceptions import ConfigError, JobNotFound
 from .failed import FailedJob
 from .handle import JobHandle
 from .keys import Keys
-from .queuing import new_id
+from .queuing import DEFAULT_BATCH, check_batch_size, new_id
 from .scripts import Scripts
 from .store import Store
 
@@ -112,6 +112,27 @@ class PartitionedClient:
             raise ConfigError("a partitioned job's id is made by qw, to carry its partition")
         p = self.partition_for(partition_key)
         return self.parts[p].queue_job(job_data, job_id=partitioned_id(p), **options)
+
+    def queue_jobs(self, jobs: Iterable[Mapping[str, Any]], *, partition_key: Optional[str] = None,
+                   batch_size: int = DEFAULT_BATCH, **options: Any) -> list[str]:
+        """Queue many jobs, dealt over the partitions in turn (or all to ``partition_key``'s), one
+        round trip per partition and batch; their ids in order. ``options``: ``max_attempts`` and
+        ``timeout``."""
+        check_batch_size(batch_size)
+        unknown = set(options) - {"max_attempts", "timeout"}
+        if unknown:
+            raise ConfigError(f"partitioned queue_jobs takes max_attempts and timeout, not {sorted(unknown)}")
+        jobs = list(jobs)
+        places = [self.partition_for(partition_key) for _ in jobs]
+        ids: list[str] = [""] * len(jobs)
+        for p in sorted(set(places)):
+            mine = [i for i, place in enumerate(places) if place == p]
+            queued = self.parts[p]._producer.queue_jobs(
+                [jobs[i] for i in mine], None, None, batch_size, options.get("max_attempts"),
+                options.get("timeout"), new_job_id=lambda p=p: partitioned_id(p))
+            for i, job_id in zip(mine, queued):
+                ids[i] = job_id
+        return ids
 
     def job(self, job_id: str) -> JobHandle:
         """The handle of a job, found on its own partition."""

@@ -93,8 +93,13 @@ class Producer:
         queue: Optional[str] = None,
         record: Optional[dict[str, str]] = None,
         priority: Optional[int] = None,
+        new_job_id: Optional[Callable[[], str]] = None,
     ) -> list[str]:
-        """Queue many jobs, one round trip per batch; their ids in order (see ``Client.queue_jobs``)."""
+        """Queue many jobs, one round trip per batch; their ids in order (see ``Client.queue_jobs``).
+
+        ``new_job_id`` makes each id (default :func:`new_id`; partitions make ids that name theirs).
+        """
+        make_id = new_job_id or new_id
         check_batch_size(batch_size)
         options = job_options(max_attempts, timeout)
         target = self.target(manager, worker, queue, priority)
@@ -109,7 +114,7 @@ class Producer:
             fields["qw:queued_at"] = queued_at
             fields["qw:origin"] = origin
             fields.update(options)
-            encoded.append((new_id(), fields))
+            encoded.append((make_id(), fields))
         for start in range(0, len(encoded), batch_size):
             self.send_batch([(target, encoded[start : start + batch_size])])
         return [job_id for job_id, _fields in encoded]

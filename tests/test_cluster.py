@@ -251,9 +251,12 @@ def test_one_queue_spreads_over_partitions(cluster_set: ClusterSet, records: Rec
         assert [sum(partition_of(i, 3) == p for i in spread) for p in range(3)] == [10, 10, 10]
         keyed = [client.queue_job({"do": "ok", "dir": directory}, partition_key="user-7") for _ in range(5)]
         assert len({partition_of(i, 3) for i in keyed}) == 1
+        batch = client.queue_jobs([{"do": "ok", "dir": directory}] * 9)  # dealt in turn, a pipeline each
+        assert [partition_of(i, 3) for i in batch] == [0, 1, 2] * 3
         kept = client.queue_job({"do": "ok", "dir": directory}, result_ttl=60)
         failing = client.queue_job({"do": "fail", "dir": directory})
-        wait_for(lambda: all(records.done(i) == 1 for i in [*spread, *keyed, kept]), timeout=20, what="every job")
+        wait_for(lambda: all(records.done(i) == 1 for i in [*spread, *keyed, *batch, kept]), timeout=20,
+                 what="every job")
         assert client.job(kept).result(10) is None and client.job(kept).state == "done"  # found in one hop
         wait_for(lambda: [f.id for f in client.get_failed_jobs()] == [failing], what="the failed job, fanned in")
         assert client.get_all_queued_jobs() == []
