@@ -270,3 +270,17 @@ def test_one_queue_spreads_over_partitions(cluster_set: ClusterSet, records: Rec
     slots = {client.base.redis.keyslot(namespace + "all:jobs") for namespace in namespaces}
     assert len(slots) == 3  # each partition's keys in a slot of its own
     client.close()
+
+
+def test_durable_mode_on_a_cluster_with_replicas(replicated_cluster: ClusterSet, records: Records) -> None:
+    client = Client(url=replicated_cluster.url, namespace=NAMESPACE, wait_replicas=1)
+    manager = Manager("targets:record", url=replicated_cluster.url, namespace=NAMESPACE, name="cl", num_workers=1,
+                      graceful_timeout=5, wait_replicas=1)
+    manager.start()
+    try:
+        ids = [client.queue_job({"dir": str(records.dir)}), *client.queue_jobs({"dir": str(records.dir)}
+                                                                               for _ in range(10))]
+        wait_for(lambda: all(records.done(i) == 1 for i in ids), timeout=20, what="the durable jobs")
+    finally:
+        manager.stop(20)
+        client.close()
