@@ -169,7 +169,7 @@ def raw_connection(client: Any, key: str) -> Any:
     (whichever that is when it connects: see :class:`ClusterSlotConnection`)."""
     if is_cluster(client):
         pool = client.get_redis_connection(client.get_node_from_key(key)).connection_pool
-        return ClusterSlotConnection(client, key, **pool.connection_kwargs)
+        return _following(pool.connection_class)(client, key, **pool.connection_kwargs)
     pool = client.connection_pool
     return pool.connection_class(**pool.connection_kwargs)
 
@@ -195,9 +195,9 @@ def is_redirect(exc: BaseException) -> bool:
         NON_LOCAL_KEY in str(exc) or error_text(exc).startswith(REDIRECT_CODES))
 
 
-class ClusterSlotConnection(redis.Connection):
+class ClusterSlotConnection:
     """A raw connection to the primary that serves ``key``'s slot, asking the cluster client again on
-    every reconnect.
+    every reconnect; mixed into the cluster pool's own connection class (TLS or not).
 
     A worker's and a producer's own connections bypass redis-py's cluster
     machinery (see :class:`~qw.scripts.DirectCaller`), so they follow a
@@ -246,6 +246,17 @@ class ClusterSlotConnection(redis.Connection):
         next try."""
         with suppress(redis.RedisError, RedisClusterException):
             self._cluster.nodes_manager.initialize()
+
+
+_FOLLOWING: dict[type, type] = {}
+
+
+def _following(connection_class: type) -> type:
+    """``connection_class`` with :class:`ClusterSlotConnection` mixed in (one class per base)."""
+    if connection_class not in _FOLLOWING:
+        _FOLLOWING[connection_class] = type(f"ClusterSlot{connection_class.__name__}",
+                                            (ClusterSlotConnection, connection_class), {})
+    return _FOLLOWING[connection_class]
 
 
 def unblock(client: Any, client_ids: Any, key: str) -> None:
