@@ -17,6 +17,7 @@ import redis
 
 from . import job as jobcodec
 from . import promotion
+from .durable import Durability, DurableCaller
 from .exceptions import JobDataError, QwError
 from .keys import SHARED_QUEUE, Keys
 from .queues import QueueOrder, QueueSpec
@@ -111,6 +112,7 @@ class Claimer:
         blocking: Optional[redis.Redis] = None,
         direct: bool = False,
         queues: Optional[list[QueueSpec]] = None,
+        durability: Optional[Durability] = None,
     ) -> None:
         self.redis = client
         self.scripts = scripts
@@ -131,13 +133,19 @@ class Claimer:
         # With a connection of its own for blocking waits, the worker lists
         # itself as idle under that connection's client id, so that a producer
         # queuing to its manager or to it can wake it (CLIENT UNBLOCK).
-        self._waiter = DirectCaller(blocking, keys.all_jobs) if blocking is not None else None
+        self._waiter = self._caller(blocking, durability) if blocking is not None else None
         self._client_id: Optional[str] = None
         self._idle = False  # the last claim found nothing: we may be listed as idle
         self.refused = 0  # settlements refused as stale, for logs and tests
         # A worker claims on a connection of its own (see DirectCaller); the
         # seed API's fetch_next_job shares the client's pool.
-        self._direct = DirectCaller(client, keys.all_jobs) if direct else None
+        self._direct = self._caller(client, durability) if direct else None
+        self._durable = durability is not None
+
+    def _caller(self, client: redis.Redis, durability: Optional[Durability]) -> DirectCaller:
+        if durability:  # durable mode: each claim and acknowledgement waits for the replicas
+            return DurableCaller(client, self.keys.all_jobs, durability, self.worker)
+        return DirectCaller(client, self.keys.all_jobs)
 
     def _serve(self, queues: list[QueueSpec]) -> None:
         names = [name for name, _weight in queues]
@@ -331,15 +339,13 @@ class Claimer:
         record = {"attempt": job.attempt, "error": error, "at": now, "worker": self.worker}
         if traceback:
             record["traceback"] = traceback
-        result = int(
-            self.scripts.settle_failure(
-                keys=[self.own, self.keys.all_scheduled, self.keys.all_failed, self.keys.job(job.id)],
-                args=[
-                    job.id, str(job.token), max_attempts, "" if retry_in is None else repr(float(retry_in)),
-                    json.dumps(record, ensure_ascii=False), error, traceback, repr(now), self.worker,
-                ],
-            )
-        )
+        keys = [self.own, self.keys.all_scheduled, self.keys.all_failed, self.keys.job(job.id)]
+        args = [job.id, str(job.token), max_attempts, "" if retry_in is None else repr(float(retry_in)),
+                json.dumps(record, ensure_ascii=False), error, traceback, repr(now), self.worker]
+        if self._durable and self._direct is not None:  # confirmed by the replicas, as an ack is
+            result = int(self._direct(self.scripts.settle_failure, keys, args))
+        else:
+            result = int(self.scripts.settle_failure(keys=keys, args=args))
         self.refused += result == REFUSED
         return result
 

@@ -24,6 +24,7 @@ from . import census, depending, failed, inspection, records, recurring, schedul
 from .call import Call
 from .connection import RedisConfig, translated
 from .control import send
+from .durable import DEFAULT_WAIT_TIMEOUT_MS, Durability
 from .exceptions import ConfigError
 from .failed import FailedJob
 from .handle import JobHandle
@@ -46,6 +47,10 @@ class Client:
     rest are keyword-only: ``url`` (``redis://``, ``rediss://``, ``unix://``;
     default ``$QW_REDIS_URL``), ``namespace`` (a prefix for every key, such as
     ``{app}:``) and ``embedded`` (a directory holding an embedded server).
+    ``wait_replicas`` (default 0: off) turns on durable mode: each queued
+    job is confirmed by that many replicas (``WAIT``, up to
+    ``wait_timeout_ms`` milliseconds), or the call raises
+    :class:`~qw.exceptions.ReplicationShortfall` (see :mod:`qw.durable`).
     """
 
     def __init__(
@@ -57,9 +62,11 @@ class Client:
         url: Optional[str] = None,
         namespace: str = "",
         embedded: Optional[str] = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
     ) -> None:
         config = RedisConfig(host=host, port=int(port), db=int(db), url=url, embedded=embedded)
-        self._open(Store.open(config, namespace))
+        self._open(Store.open(config, namespace, Durability.of(wait_replicas, wait_timeout_ms)))
 
     def _open(self, store: Store) -> None:
         self._store = store
@@ -67,15 +74,21 @@ class Client:
 
     # A Client crosses into worker processes by its address, not its sockets.
     def __getstate__(self) -> dict[str, Any]:
-        return {"config": self._store.config, "namespace": self._store.keys.namespace}
+        return {"config": self._store.config, "namespace": self._store.keys.namespace,
+                "durability": self._store.durability}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._open(Store.open(state["config"], state["namespace"]))
+        self._open(Store.open(state["config"], state["namespace"], state.get("durability")))
 
     @property
     def config(self) -> RedisConfig:
         """Where the Redis is (picklable; no sockets)."""
         return self._store.config
+
+    @property
+    def durability(self) -> Optional[Durability]:
+        """Durable mode's setting (``wait_replicas``), or None when off."""
+        return self._store.durability
 
     @property
     def keys(self) -> Keys:

@@ -15,6 +15,7 @@ and :func:`unblock` reach the node that serves that slot.
 from __future__ import annotations
 
 import os
+import re
 import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -164,12 +165,98 @@ def has_hash_tag(namespace: str) -> bool:
 
 
 def raw_connection(client: Any, key: str) -> Any:
-    """A new connection (not open yet) like ``client``'s; on a cluster, to the primary serving ``key``."""
+    """A new connection (not open yet) like ``client``'s; on a cluster, to the primary serving ``key``
+    (whichever that is when it connects: see :class:`ClusterSlotConnection`)."""
     if is_cluster(client):
         pool = client.get_redis_connection(client.get_node_from_key(key)).connection_pool
-    else:
-        pool = client.connection_pool
+        return _following(pool.connection_class)(client, key, **pool.connection_kwargs)
+    pool = client.connection_pool
     return pool.connection_class(**pool.connection_kwargs)
+
+
+# Replies of a cluster node that does not serve the slot (now): the slot
+# moved (MOVED), is moving (ASK; TRYAGAIN while its keys are split), or the
+# cluster lost a primary (CLUSTERDOWN). A script that touches a key it did
+# not declare, already moved to the slot's new node, fails with a message of
+# its own, after the reads (and, in ack_and_claim, the acknowledgement) it
+# had made; it is repeated as a whole, which every script allows (see each
+# one's header).
+REDIRECT_CLASSES = (redis.exceptions.AskError, redis.exceptions.TryAgainError,
+                    redis.exceptions.ClusterDownError)
+REDIRECT_CODES = ("CLUSTERDOWN ", "ASK ", "MOVED ")
+NON_LOCAL_KEY = "attempted to access a non local key"
+
+
+def is_redirect(exc: BaseException) -> bool:
+    """True for a cluster node's answer that the namespace's slot is (being) served elsewhere."""
+    if isinstance(exc, REDIRECT_CLASSES):
+        return True
+    return isinstance(exc, redis.ResponseError) and (
+        NON_LOCAL_KEY in str(exc) or error_text(exc).startswith(REDIRECT_CODES))
+
+
+class ClusterSlotConnection:
+    """A raw connection to the primary that serves ``key``'s slot, asking the cluster client again on
+    every reconnect; mixed into the cluster pool's own connection class (TLS or not).
+
+    A worker's and a producer's own connections bypass redis-py's cluster
+    machinery (see :class:`~qw.scripts.DirectCaller`), so they follow a
+    slot on their own: a MOVED reply updates the client's map of slots and
+    drops the connection; ASK, TRYAGAIN, CLUSTERDOWN and a script's "non
+    local key" (the slot is migrating) drop it too, and the caller waits and
+    tries again until the slot has moved; a connection error (a primary
+    failed) rereads the map from the cluster, where a replica takes over.
+    """
+
+    def __init__(self, cluster: Any, key: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cluster = cluster
+        self._key = key
+
+    def _connect(self) -> Any:  # every way of connecting, in every redis-py, opens the socket here
+        node = self._cluster.get_node_from_key(self._key)
+        self.host, self.port = node.host, int(node.port)
+        try:
+            return super()._connect()
+        except OSError:
+            self._reread()
+            raise
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.exceptions.MovedError as exc:
+            self.disconnect()
+            mover = getattr(self._cluster.nodes_manager, "move_slot", None)
+            if mover is not None:  # redis-py 5+
+                mover(exc)
+            else:
+                self._reread()
+            raise
+        except redis.ResponseError as exc:
+            if is_redirect(exc):
+                self.disconnect()
+            raise
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._reread()
+            raise
+
+    def _reread(self) -> None:
+        """Read the cluster's map of slots again (a primary may have failed); errors left to the caller's
+        next try."""
+        with suppress(redis.RedisError, RedisClusterException):
+            self._cluster.nodes_manager.initialize()
+
+
+_FOLLOWING: dict[type, type] = {}
+
+
+def _following(connection_class: type) -> type:
+    """``connection_class`` with :class:`ClusterSlotConnection` mixed in (one class per base)."""
+    if connection_class not in _FOLLOWING:
+        _FOLLOWING[connection_class] = type(f"ClusterSlot{connection_class.__name__}",
+                                            (ClusterSlotConnection, connection_class), {})
+    return _FOLLOWING[connection_class]
 
 
 def unblock(client: Any, client_ids: Any, key: str) -> None:
@@ -257,7 +344,7 @@ class SentinelConnection(SentinelManagedConnection):
         try:
             return super().read_response(*args, **kwargs)
         except (redis.ResponseError, *REDISCOVER_CLASSES) as exc:
-            if isinstance(exc, REDISCOVER_CLASSES) or str(exc).startswith(REDISCOVER_CODES):
+            if isinstance(exc, REDISCOVER_CLASSES) or error_text(exc).startswith(REDISCOVER_CODES):
                 self.disconnect()
             raise
 
@@ -405,7 +492,24 @@ PASSING_CODES = ("OOM ", "BUSY ", "MASTERDOWN ", "TRYAGAIN ", "CLUSTERDOWN ", "N
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for a Redis error after which waiting and trying again is right."""
+    """True for a Redis error after which waiting and trying again is right (a cluster's slot moving
+    among them: :func:`is_redirect`)."""
     if isinstance(exc, (*TRANSIENT, *PASSING_CLASSES)):
         return True
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith(PASSING_CODES)
+    return isinstance(exc, redis.ResponseError) and (error_text(exc).startswith(PASSING_CODES)
+                                                     or is_redirect(exc))
+
+
+# Redis before 7 wraps an error a command raised inside a script:
+# "Error running script (call to f_<sha>): @user_script:12: -NOREPLICAS Not enough ...".
+_SCRIPT_ERROR = re.compile(r"^Error running script .*?: @user_script: ?\d+: -?(?=[A-Z]+ )")
+
+
+def error_text(exc: BaseException) -> str:
+    """An error reply's text, from its code on (``NOREPLICAS ...``), also when a script raised it."""
+    message = str(exc)
+    if message.startswith("Error running script"):
+        match = _SCRIPT_ERROR.search(message)
+        if match:
+            return message[match.end():]
+    return message

@@ -14,11 +14,12 @@ from typing import Any, Optional
 
 import redis
 
+from . import durable
 from . import job as jobcodec
 from .connection import translated
 from .exceptions import ConfigError, JobDataError
 from .keeping import check_on_failure, dependency_ids  # noqa: F401 - the client's names for them
-from .queuing import Producer, Target, new_id
+from .queuing import Producer, Target, new_id, raise_refused
 
 
 def send_waiting(producer: Producer, job_id: str, fields: dict[str, str], target: Target,
@@ -40,8 +41,15 @@ def send_waiting(producer: Producer, job_id: str, fields: dict[str, str], target
         args.extend(item)
     with translated(producer.config):
         try:
-            state = producer.scripts.depend(keys=[keys.job(job_id), queue, keys.all_waiting], args=args)
+            depend_keys = [keys.job(job_id), queue, keys.all_waiting]
+            if producer.durability:  # the WAIT goes on the connection of the write
+                caller = producer._direct()
+                state = caller(producer.scripts.depend, depend_keys, args)
+                durable.confirm(caller, producer.durability, f"job {job_id}")
+            else:
+                state = producer.scripts.depend(keys=depend_keys, args=args)
         except redis.ResponseError as exc:
+            raise_refused(exc, producer.config)
             if "QW_NO_DEPENDENCY" in str(exc):
                 missing = str(exc).split("QW_NO_DEPENDENCY", 1)[1].strip()
                 raise JobDataError(f"dependency {missing} has no record: it was never queued, or its "

@@ -42,6 +42,24 @@ class UnknownWorker(QwError):
     """A job was queued to a worker that is not registered."""
 
 
+class ReplicationShortfall(QwError):
+    """Too few replicas for a write of a producer's.
+
+    Either durable mode (``wait_replicas``) saw fewer replicas than asked
+    confirm it in time (``written``: the job is on the primary, and a
+    failover before a replica has it would lose it), or the primary refused
+    it (NOREPLICAS, ``min-replicas-to-write``: not ``written``). Either
+    way, queuing again with the same id is safe. ``confirmed`` and
+    ``wanted`` count replicas (0 when the primary refused).
+    """
+
+    def __init__(self, message: str, confirmed: int = 0, wanted: int = 0, written: bool = True) -> None:
+        super().__init__(message)
+        self.confirmed = confirmed
+        self.wanted = wanted
+        self.written = written
+
+
 class Refused(QwError):
     """A worker will not run this job: it fails at once, without retries.
 

@@ -54,6 +54,8 @@ LAYOUT: tuple[tuple[str, str, str], ...] = (
      "in batches"),
     ("all:tags", "zset", "tag -> when a job was last queued with it: the tag indexes to clean"),
     ("all:tracked", "set", "ids of tracked jobs (`track`): their records stay until untracked"),
+    ("all:partitions", "string", "with partitions (`qw.partitions`): how many the deployment under this "
+     "namespace has, set once and checked by every partitioned client; never expires (one per deployment)"),
     ("all:waiting", "zset",
      "ids of jobs waiting for their dependencies (`depends_on`), by when they were queued"),
     ("all:dependents:<job_id>", "list",
@@ -218,6 +220,11 @@ class Keys:
     def dependents(self, job_id: str) -> str:
         """``all:dependents:<id>``: the jobs waiting for that one."""
         return f"{self.namespace}all:dependents:{job_id}"
+
+    @property
+    def all_partitions(self) -> str:
+        """How many partitions the deployment under this namespace has (qw.partitions)."""
+        return f"{self.namespace}all:partitions"
 
     @property
     def all_tracked(self) -> str:

@@ -17,8 +17,10 @@ import time
 import uuid
 from typing import Optional
 
+import redis
+
 from .client import Client
-from .connection import translated
+from .connection import is_cluster, translated
 from .exceptions import ManagerNameTaken
 
 log = logging.getLogger("qw.lease")
@@ -29,6 +31,7 @@ class Renewal(enum.Enum):
     """What a renewal found."""
 
     HELD = "held"  # renewed as usual
+    MOVED = "moved"  # renewed, but another server answers now (a failover): the registration is checked
     RETAKEN = "retaken"  # it had expired (Redis out of reach too long); taken again
     DATA_LOST = "data lost"  # it had expired because Redis restarted empty; taken again
     LOST = "lost"  # another process holds the name now
@@ -102,22 +105,45 @@ class NameLease:
         return True
 
     def renew(self) -> Renewal:
-        """Extend the lease; retake it if it expired meanwhile (see :class:`Renewal`)."""
+        """Extend the lease; retake it if it expired meanwhile (see :class:`Renewal`).
+
+        The server's run id comes back in the same round trip: a new one
+        means another server answers (a failover, or a restart), which may
+        lack the last writes, so the caller checks the registration.
+        """
         keys = self.client.keys
-        renewed = self.client.scripts.renew_lease(
-            keys=[keys.manager_heartbeat(self.name)], args=[self.token, self.ms]
-        )
+        renewed, run_id = self._renew(keys.manager_heartbeat(self.name))
+        moved = run_id != self._run_id
+        self._run_id = run_id
         if renewed == 1:
-            return Renewal.HELD
+            return Renewal.MOVED if moved else Renewal.HELD
         if renewed == 0:
             return Renewal.LOST
-        # Expired: Redis was out of reach longer than the lease, or restarted
-        # without its data (a new run id, and our registration gone with it).
-        run_id = self._server_run_id()
+        # Expired: Redis was out of reach longer than the lease, or a server
+        # without our writes answers now (a restart without its data, or a
+        # failover to a replica that lacked them: the registration is gone too).
         registered = self.client.redis.sismember(keys.all_managers, self.name)
-        lost_data = run_id != self._run_id and not registered
-        self._run_id = run_id
-        return Renewal.DATA_LOST if lost_data else Renewal.RETAKEN
+        return Renewal.DATA_LOST if moved and not registered else Renewal.RETAKEN
+
+    def _renew(self, key: str) -> tuple[int, str]:
+        """The renewal script's reply and the server's run id, in one round trip (two on a cluster,
+        whose pipelines take no scripts)."""
+        client = self.client.redis
+        if is_cluster(client):
+            renewed = self.client.scripts.renew_lease(keys=[key], args=[self.token, self.ms])
+            return int(renewed), self._server_run_id()
+        script = self.client.scripts.renew_lease
+        pipe = client.pipeline(transaction=False)
+        pipe.evalsha(script.sha, 1, key, self.token, self.ms)
+        pipe.info("server")
+        renewed, info = pipe.execute(raise_on_error=False)
+        if isinstance(info, Exception):
+            raise info
+        if isinstance(renewed, redis.exceptions.NoScriptError):  # a new server: load it
+            renewed = script(keys=[key], args=[self.token, self.ms])
+        elif isinstance(renewed, Exception):
+            raise renewed
+        return int(renewed), str(info.get("run_id", ""))
 
     def release(self) -> None:
         """Deregister and drop the lease, if this process still holds it."""
@@ -130,4 +156,8 @@ class NameLease:
                                 keys.manager_info(self.name))
 
     def _server_run_id(self) -> str:
-        return str(self.client.redis.info("server").get("run_id", ""))
+        client = self.client.redis
+        if is_cluster(client):  # the node serving the namespace's slot
+            node = client.get_node_from_key(self.client.keys.all_managers)
+            return str(client.info("server", target_nodes=node).get("run_id", ""))
+        return str(client.info("server").get("run_id", ""))

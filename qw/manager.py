@@ -28,6 +28,7 @@ from .client import Client
 from .commands import Commands
 from .connection import check_server
 from .control import Inbox
+from .durable import DEFAULT_WAIT_TIMEOUT_MS
 from .duties import Duty
 from .duties.health import PublishHealth
 from .duties.inbox import ControlInbox
@@ -67,8 +68,10 @@ class Manager:
 
     ``host``, ``port``, ``db``, ``num_workers`` (default: CPU count) and
     ``name`` (default: host name) are the original options; the rest are
-    keyword-only: ``url``, ``namespace``, ``embedded`` (as for
-    :class:`~qw.Client`); ``lease`` (seconds a silent manager keeps its name
+    keyword-only: ``url``, ``namespace``, ``embedded``, ``wait_replicas``
+    and ``wait_timeout_ms`` (as for :class:`~qw.Client`: in durable mode
+    each worker waits for the replicas to confirm its acknowledgement and
+    claim before it runs the job; see :mod:`qw.durable`); ``lease`` (seconds a silent manager keeps its name
     before others take its workers' jobs back) and ``heartbeat`` (seconds
     between renewals, and between the manager's other periodic steps;
     default the smaller of 1 s and a third of the lease); ``graceful_timeout`` (how long
@@ -106,6 +109,8 @@ class Manager:
         url: Optional[str] = None,
         namespace: str = "",
         embedded: Optional[str] = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS,
         lease: float = 10.0,
         heartbeat: Optional[float] = None,
         graceful_timeout: float = 25.0,
@@ -135,7 +140,8 @@ class Manager:
         _function, self.settings.task_map = self._code.track(load_code, self.settings.target,
                                                               self.settings.tasks or ())
         self.name: str = self.settings.name
-        self.client = client or Client(host, port, db, url=url, namespace=namespace, embedded=embedded)
+        self.client = client or Client(host, port, db, url=url, namespace=namespace, embedded=embedded,
+                                       wait_replicas=wait_replicas, wait_timeout_ms=wait_timeout_ms)
         self.options_source = options_source
         self.paused = Switch()  # shared with every worker: set, they finish their job and claim no more
         self.stats = Keeper(self.client.keys, self.name, self.settings.history)

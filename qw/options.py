@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from .dispatch import AllowList
+from .durable import DEFAULT_WAIT_TIMEOUT_MS
 from .exceptions import ConfigError
 from .keeping import DEFAULT_MAX_RESULT_SIZE, DEFAULT_RESULT_TTL
 from .keys import validate_manager_name
@@ -214,6 +215,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("url", None, group="connection"),
     Option("namespace", "", group="connection"),
     Option("embedded", None, group="connection"),
+    Option("wait_replicas", 0, group="connection"),
+    Option("wait_timeout_ms", DEFAULT_WAIT_TIMEOUT_MS, group="connection"),
     Option("lease", 10.0, "A manager silent this long loses its name, and other managers take its "
            "running jobs back; default: 10.", "--lease=<seconds>", number, _lease),
     Option("heartbeat", None, "How often the lease is renewed (and lapsed managers reaped); "

@@ -13,22 +13,24 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import threading
 import time
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import redis
 
+from . import durable, stats
 from . import job as jobcodec
-from . import stats
-from .connection import translated, unblock
-from .exceptions import ConfigError, UnknownWorker
+from .connection import RedisConfig, error_text, is_redirect, translated, unblock
+from .exceptions import ConfigError, ReplicationShortfall, UnknownWorker
 from .keeping import check_priority
 from .keys import SHARED_QUEUE, manager_of_worker, validate_manager_name
 from .scripts import NOT_WAITED, DirectCaller, evalsha_each
 from .store import Store, text
 
 DEFAULT_BATCH = 1000
+REDIRECT_WAIT = 30.0  # how long a producer waits for a cluster's slot to settle on its node
 # How long the stats hashes a producer creates are kept; each manager's own
 # history setting takes over as soon as it writes to them.
 STATS_TTLS = (int(stats.DEFAULT_HISTORY[0] * 3600), stats.DEFAULT_HISTORY[1] * 86400)
@@ -53,6 +55,7 @@ class Producer:
         self.keys = store.keys
         self.redis = store.redis
         self.scripts = store.scripts
+        self.durability = store.durability
         self._local = threading.local()
 
     def queue_job(
@@ -90,8 +93,13 @@ class Producer:
         queue: Optional[str] = None,
         record: Optional[dict[str, str]] = None,
         priority: Optional[int] = None,
+        new_job_id: Optional[Callable[[], str]] = None,
     ) -> list[str]:
-        """Queue many jobs, one round trip per batch; their ids in order (see ``Client.queue_jobs``)."""
+        """Queue many jobs, one round trip per batch; their ids in order (see ``Client.queue_jobs``).
+
+        ``new_job_id`` makes each id (default :func:`new_id`; partitions make ids that name theirs).
+        """
+        make_id = new_job_id or new_id
         check_batch_size(batch_size)
         options = job_options(max_attempts, timeout)
         target = self.target(manager, worker, queue, priority)
@@ -106,7 +114,7 @@ class Producer:
             fields["qw:queued_at"] = queued_at
             fields["qw:origin"] = origin
             fields.update(options)
-            encoded.append((new_id(), fields))
+            encoded.append((make_id(), fields))
         for start in range(0, len(encoded), batch_size):
             self.send_batch([(target, encoded[start : start + batch_size])])
         return [job_id for job_id, _fields in encoded]
@@ -186,6 +194,8 @@ class Producer:
         guess = hints.get(keys[1], ("", "")) if args[2] else ("", "")
         args[5:7] = guess
         popped: Any = NOT_WAITED
+        if self.durability:
+            wait = None  # the job is confirmed (WAIT) on this connection before anyone waits for it
         with translated(self.config):
             try:
                 caller = self._direct()
@@ -202,7 +212,12 @@ class Producer:
                     reply = caller(self.scripts.enqueue, keys, args)
             except Exception as exc:
                 _raise_unknown_worker(exc)
-                raise
+                raise_refused(exc, self.config)
+                if not is_redirect(exc):
+                    raise
+                # A cluster's slot moving: wait until its node takes the job (nothing was written).
+                args[5:7] = ("", "")  # no unblock rides behind this time
+                reply, reloaded = waited_out(lambda: caller(self.scripts.enqueue, keys, args)), False
             if isinstance(reply, list):
                 wake, name, client_id = (text(x) for x in reply)
                 if name:
@@ -218,6 +233,8 @@ class Producer:
                     else:
                         with contextlib.suppress(redis.ResponseError):
                             caller.command("CLIENT", "UNBLOCK", int(wake))
+            if self.durability:
+                durable.confirm(caller, self.durability, f"job {args[0]}")
         return popped
 
     def send_batch(self, segments: list[tuple[Target, list[Encoded]]]) -> None:
@@ -238,16 +255,24 @@ class Producer:
                 self._pipelined(calls)
             except Exception as exc:
                 _raise_unknown_worker(exc)
+                raise_refused(exc, self.config)
                 raise
 
     def _pipelined(self, calls: list[tuple[tuple[str, ...], tuple[Any, ...]]]) -> None:
         script = self.scripts.enqueue_many
         pending, errors, wake = calls, [], []
+        confirmed: Optional[int] = None  # durable mode: the fewest replicas that confirmed a round
         for attempt in (1, 2):
             # Every reply is read, errors included, so that the jobs of the
             # other calls still wake their workers before an error is raised.
             retry = []
-            for call, reply in zip(pending, evalsha_each(self.redis, script, pending)):
+            if self.durability:
+                replies, got = durable.run_confirmed(self.redis, self._direct(), script, pending,
+                                                     self.durability)
+                confirmed = got if confirmed is None else min(confirmed, got)
+            else:
+                replies = evalsha_each(self.redis, script, pending)
+            for call, reply in zip(pending, replies):
                 if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 1:
                     retry.append(call)
                 elif isinstance(reply, Exception):
@@ -263,6 +288,8 @@ class Producer:
         self._wake(wake)
         if errors:
             raise errors[0]
+        if self.durability and confirmed is not None and confirmed < self.durability.replicas:
+            raise durable.shortfall(self.durability, confirmed, "a batch of jobs")
 
     def _direct(self) -> DirectCaller:
         # One connection per thread (and per process: a forked child must not
@@ -311,6 +338,29 @@ def _runs(jobs: list[Encoded]) -> list[tuple[int, list[str]]]:
         for item in fields.items():
             args.extend(item)
     return runs
+
+
+def waited_out(call: Callable[[], Any], seconds: float = REDIRECT_WAIT) -> Any:
+    """``call()``, tried again with backoff while a cluster answers that the slot is moving."""
+    deadline = time.monotonic() + seconds
+    delay = 0.02
+    while True:
+        time.sleep(delay * random.uniform(0.5, 1.0))
+        try:
+            return call()
+        except redis.ResponseError as exc:
+            if not is_redirect(exc) or time.monotonic() > deadline:
+                raise
+        delay = min(delay * 2, 1.0)
+
+
+def raise_refused(exc: Exception, config: RedisConfig) -> None:
+    """A write refused for want of replicas (``min-replicas-to-write``) as :class:`ReplicationShortfall`:
+    one line for the producer, who may queue again with the same id."""
+    if isinstance(exc, redis.ResponseError) and error_text(exc).startswith("NOREPLICAS"):
+        raise ReplicationShortfall(f"Redis at {config.address()} refused the write: fewer good replicas "
+                                   "than its min-replicas-to-write (NOREPLICAS); queue again with the same "
+                                   "id once they are back", written=False) from None
 
 
 def _raise_unknown_worker(exc: Exception) -> None:

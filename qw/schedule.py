@@ -16,11 +16,21 @@ from typing import Any, Iterable, Mapping, Optional
 
 import redis
 
+from . import durable
 from . import job as jobcodec
 from .call import Call
 from .connection import translated
 from .keeping import check_priority
-from .queuing import STATS_TTLS, Encoded, Producer, _runs, check_batch_size, job_options, new_id
+from .queuing import (
+    STATS_TTLS,
+    Encoded,
+    Producer,
+    _runs,
+    check_batch_size,
+    job_options,
+    new_id,
+    raise_refused,
+)
 from .scripts import evalsha_each
 from .when import Due
 
@@ -91,13 +101,21 @@ def _send(producer: Producer, jobs: list[Encoded], due: Due) -> None:
     call_keys = [keys.all_scheduled, keys.all_scheduled_wake, minute, day]
     mode, value = due
     calls = [[keys.job_prefix, mode, repr(value), *STATS_TTLS, width, *args] for width, args in _runs(jobs)]
+    confirmed: Optional[int] = None  # durable mode: the fewest replicas that confirmed a round
     with translated(producer.config):
         for attempt in (1, 2):
-            replies = evalsha_each(producer.redis, script, [(call_keys, args) for args in calls])
+            pending = [(call_keys, args) for args in calls]
+            if producer.durability:
+                replies, got = durable.run_confirmed(producer.redis, producer._direct(), script, pending,
+                                                     producer.durability)
+                confirmed = got if confirmed is None else min(confirmed, got)
+            else:
+                replies = evalsha_each(producer.redis, script, pending)
             lost = redis.exceptions.NoScriptError
             missing = [args for args, reply in zip(calls, replies) if isinstance(reply, lost)]
             errors = [r for r in replies if isinstance(r, Exception) and not isinstance(r, lost)]
             if errors:
+                raise_refused(errors[0], producer.config)
                 raise errors[0]
             if not missing or attempt == 2:
                 break
@@ -105,3 +123,5 @@ def _send(producer: Producer, jobs: list[Encoded], due: Due) -> None:
             # (jobs of theirs already written are skipped).
             producer.redis.script_load(script.script)
             calls = missing
+    if producer.durability and confirmed is not None and confirmed < producer.durability.replicas:
+        raise durable.shortfall(producer.durability, confirmed, "a scheduled job")

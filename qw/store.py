@@ -13,11 +13,12 @@ bytes Redis answers into ``str``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Optional, Protocol
 
 import redis
 
 from .connection import RedisConfig, has_hash_tag
+from .durable import Durability
 from .exceptions import ConfigError
 from .keys import Keys
 from .scripts import Scripts
@@ -31,16 +32,17 @@ class Store:
     keys: Keys
     redis: redis.Redis
     scripts: Scripts
+    durability: Optional[Durability] = None  # durable mode (qw.durable): None by default
 
     @classmethod
-    def open(cls, config: RedisConfig, namespace: str = "") -> Store:
+    def open(cls, config: RedisConfig, namespace: str = "", durability: Optional[Durability] = None) -> Store:
         """A Store for ``config`` under ``namespace``, with a new redis-py client (no I/O yet)."""
         if config.cluster and not has_hash_tag(namespace):
             raise ConfigError(f"on a Redis Cluster the namespace must hold a hash tag, such as '{{app}}:', "
                               f"so that all of qw's keys share one slot; got {namespace!r}")
         keys = Keys(namespace)
         client = config.connect()
-        return cls(config, keys, client, Scripts(client))
+        return cls(config, keys, client, Scripts(client), durability)
 
 
 class Reach(Protocol):

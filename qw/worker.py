@@ -201,7 +201,8 @@ class Worker(multiprocessing.Process):
             self._dispatcher = Dispatcher(target, self.tasks, self.allow)
             client = self.client
             self._claimer = Claimer(client.redis, client.scripts, client.keys, self.manager_name, self.name,
-                                    blocking=client.config.connect(), direct=True, queues=self.queues)
+                                    blocking=client.config.connect(), direct=True, queues=self.queues,
+                                    durability=client.durability)
         return self._claimer, self._dispatcher
 
     def _loop(self, claimer: Claimer, target: Dispatcher) -> None:

@@ -201,7 +201,7 @@ def main() -> int:
     parser.add_argument("--kill-every", type=float, default=0.3)
     parser.add_argument("--resize-every", type=float, default=0.7, help="0: no TTIN/TTOU/HUP/USR2")
     parser.add_argument("--prefetch", default="auto",
-                        help="jobs each worker claims per round trip: a number, or auto (the managers' default)")
+                        help="jobs each worker claims per round trip: a number, or auto (the default)")
     parser.add_argument("--deadline", type=float, default=600.0, help="give up after this many seconds")
     args = parser.parse_args()
 

@@ -217,15 +217,17 @@ def sentinel_set(tmp_path: Path) -> Iterator[SentinelSet]:
 
 
 class ClusterSet:
-    """A Redis Cluster of three primaries on 127.0.0.1 (no replicas), made with ``redis-cli --cluster create``."""
+    """A Redis Cluster of three primaries on 127.0.0.1 (with ``replicas`` replicas each; none by
+    default), made with ``redis-cli --cluster create``."""
 
-    def __init__(self, directory: Path, primaries: int = 3) -> None:
+    def __init__(self, directory: Path, primaries: int = 3, replicas: int = 0) -> None:
+        self.replicas = replicas
         self.servers = []
-        for i in range(primaries):
+        for i in range(primaries * (1 + replicas)):
             path = directory / f"node{i}"
             path.mkdir()
             extra = ("--cluster-enabled", "yes", "--cluster-config-file", str(path / "nodes.conf"),
-                     "--cluster-node-timeout", "2000")
+                     "--cluster-node-timeout", "2000", "--repl-diskless-sync-delay", "0")
             server = RedisServer(path, extra=extra)
             server.port = _cluster_port()
             self.servers.append(server)
@@ -239,15 +241,24 @@ class ClusterSet:
             server.start()
         cli = shutil.which("redis-cli") or str(Path(redis_server_binary()).with_name("redis-cli"))
         subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{s.port}" for s in self.servers),
-                        "--cluster-yes"], check=True, capture_output=True, timeout=30)
-        wait_for(self._ok, timeout=20, what="the cluster to be ok on every node")
+                        "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+                       check=True, capture_output=True, timeout=30)
+        wait_for(self._ok, timeout=30, what="the cluster to be ok on every node, its replicas in sync")
 
     def _ok(self) -> bool:
         for server in self.servers:
+            if server.process is None or server.process.poll() is not None:
+                continue  # killed by the test
             with redis.Redis(port=server.port, decode_responses=True) as client:
                 if client.cluster("INFO").get("cluster_state") != "ok":
                     return False
+                replication = client.info("replication")
+                if replication["role"] == "slave" and replication.get("master_link_status") != "up":
+                    return False
         return True
+
+    def server_on(self, port: int) -> RedisServer:
+        return next(server for server in self.servers if server.port == port)
 
     def kill(self) -> None:
         for server in self.servers:
@@ -274,6 +285,19 @@ def cluster_set(tmp_path: Path) -> Iterator[ClusterSet]:
     directory = tmp_path / "cluster"
     directory.mkdir()
     group = ClusterSet(directory)
+    try:
+        group.start()
+        yield group
+    finally:
+        group.kill()
+
+
+@pytest.fixture
+def replicated_cluster(tmp_path: Path) -> Iterator[ClusterSet]:
+    """A Redis Cluster of three primaries with a replica each, of this test's own."""
+    directory = tmp_path / "cluster"
+    directory.mkdir()
+    group = ClusterSet(directory, replicas=1)
     try:
         group.start()
         yield group

@@ -7,9 +7,11 @@ The fault tests run a primary, a replica and three Sentinels of their own
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import pytest
 import redis
@@ -17,7 +19,7 @@ from redis._parsers.base import BaseParser
 
 from qw import Client, Manager
 from qw.connection import RedisConfig, SentinelURL, is_transient
-from qw.exceptions import ConfigError, QwError
+from qw.exceptions import ConfigError, QwError, ReplicationShortfall
 from qw.queuing import new_id
 from qw.scripts import DirectCaller, Scripts
 
@@ -50,6 +52,9 @@ def test_a_bad_sentinel_url_is_a_config_error(url: str) -> None:
     "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
     "LOADING Redis is loading the dataset in memory",
     "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
+    # Redis 6 wraps an error a command raised inside a script:
+    "Error running script (call to f_67fc9fe5f46375135940e9a1b2bd55257ca2302e): @user_script:504: "
+    "@user_script: 504: -NOREPLICAS Not enough good replicas to write.",
 ])
 def test_the_replies_of_a_failover_are_waited_out(reply: str) -> None:
     assert is_transient(BaseParser.parse_error(reply))
@@ -155,8 +160,14 @@ def test_jobs_keep_flowing_while_no_sentinel_answers(sentinel_set: SentinelSet, 
         client.close()
 
 
-def _jobs_flow_through(sentinel_set: SentinelSet, records: Records, fault: Callable[[], None]) -> None:
-    """Queue and run jobs while ``fault`` moves the primary: each job queued runs, once."""
+def _jobs_flow_through(sentinel_set: SentinelSet, records: Records, fault: Callable[[], None],
+                       after: Optional[Callable[[int], list[str]]] = None) -> None:
+    """Queue and run jobs while ``fault`` moves the primary: each job queued runs, once.
+
+    ``after`` is called with the new primary's port once jobs flow through
+    it, and returns the ids of any jobs it queued; more jobs are queued
+    after it returns.
+    """
     client = Client(url=sentinel_set.url)
     manager = Manager("targets:record", url=sentinel_set.url, name="ha", num_workers=2, graceful_timeout=5)
     manager.start()
@@ -190,6 +201,10 @@ def _jobs_flow_through(sentinel_set: SentinelSet, records: Records, fault: Calla
         switched = time.monotonic() - started
         moved_at = len(queued)
         wait_for(lambda: len(queued) >= moved_at + 200, timeout=20, what="jobs queued after the failover")
+        if after is not None:
+            queued.extend(after(sentinel_set.primary_port()))
+            healed_at = len(queued)
+            wait_for(lambda: len(queued) >= healed_at + 100, timeout=20, what="jobs queued after the fault ended")
         stop.set()
         producer.join(10)
         wait_for(lambda: all(records.done(i) >= 1 for i in queued), timeout=30,
@@ -211,3 +226,121 @@ def _jobs_flow_through(sentinel_set: SentinelSet, records: Records, fault: Calla
         producer.join(10)
         manager.stop(20)
         client.close()
+
+
+def test_jobs_keep_flowing_when_the_primary_freezes(sentinel_set: SentinelSet, records: Records) -> None:
+    """SIGSTOP of the primary, past down-after-milliseconds: Sentinel promotes the replica; the frozen
+    primary, resumed once the jobs flow through the new one, comes back as its replica."""
+    frozen = sentinel_set.primary
+
+    def thaw(new_port: int) -> list[str]:
+        frozen.resume()
+        wait_for(lambda: _follows(frozen.port, new_port), timeout=20, what="the old primary to follow the new")
+        return []
+
+    try:
+        _jobs_flow_through(sentinel_set, records, frozen.pause, after=thaw)
+    finally:
+        frozen.resume()
+
+
+def _follows(port: int, primary_port: int) -> bool:
+    """True when the server on ``port`` is a replica of ``primary_port``, in sync."""
+    try:
+        with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as server:
+            info = server.info("replication")
+    except redis.RedisError:
+        return False
+    return (info["role"] == "slave" and int(info["master_port"]) == primary_port
+            and info["master_link_status"] == "up")
+
+
+def test_scripts_are_loaded_again_on_a_primary_without_them(sentinel_set: SentinelSet, records: Records
+                                                           ) -> None:
+    """NOSCRIPT after a failover: the new primary's script cache is emptied (SCRIPT FLUSH) while
+    jobs flow; every path (the worker's own connections, the producer's, pipelines) loads them again."""
+    client = Client(url=sentinel_set.url)
+
+    def failover() -> None:
+        sentinel_set.sentinel().execute_command("SENTINEL", "FAILOVER", "qwtest")
+
+    def flush(new_port: int) -> list[str]:
+        with redis.Redis(port=new_port) as primary:
+            primary.script_flush()
+            ids = client.queue_jobs({"dir": str(records.dir)} for _ in range(10))  # a pipeline
+            ids.append(client.queue_job({"dir": str(records.dir)}, delay=0.1))  # schedule, promote_due
+            assert primary.info("errorstats")["errorstat_NOSCRIPT"]["count"] >= 1
+        return ids
+
+    try:
+        _jobs_flow_through(sentinel_set, records, failover, after=flush)
+    finally:
+        client.close()
+
+
+def test_without_replicas_producers_get_an_error_and_workers_wait(sentinel_set: SentinelSet,
+                                                                  records: Records) -> None:
+    """NOREPLICAS: the replica stopped, the primary (min-replicas-to-write 1) refuses writes. A producer
+    gets one clear error; the worker whose job ends meanwhile waits, and acknowledges it once the
+    replica is back."""
+    client = Client(url=sentinel_set.url)
+    manager = Manager("targets:record", url=sentinel_set.url, name="ha", num_workers=1, graceful_timeout=5)
+    manager.start()
+    replica = sentinel_set.replicas[0]
+    directory = str(records.dir)
+    try:
+        running = client.queue_job({"dir": directory, "sleep": 1.0})
+        wait_for(lambda: records.started(running) == 1, timeout=20, what="the job to start")
+        replica.stop()
+        with redis.Redis(port=sentinel_set.primary.port, decode_responses=True) as primary:
+            wait_for(lambda: primary.info("replication")["min_slaves_good_slaves"] == 0,
+                     what="the primary to count no good replica")
+        with pytest.raises(ReplicationShortfall, match="NOREPLICAS") as refused:
+            client.queue_job({"dir": directory}, job_id="later")
+        assert not refused.value.written
+        done = run_cli("qw-client", f"--url={sentinel_set.url}", "queue", "string", json.dumps({"dir": directory}))
+        assert done.returncode == 1 and done.stderr.count("\n") == 1 and "NOREPLICAS" in done.stderr, done.stderr
+        wait_for(lambda: records.done(running) == 1, what="the job to end")
+        time.sleep(1.0)  # its acknowledgement is refused meanwhile: the job stays the worker's
+        assert client.get_worker_pending_jobs("ha:1") == [running]
+        replica.start()
+        wait_for(lambda: _follows(replica.port, sentinel_set.primary.port), timeout=20, what="the replica")
+        wait_for(lambda: client.get_worker_pending_jobs("ha:1") == [], timeout=10, what="the acknowledgement")
+        client.queue_job({"dir": directory}, job_id="later")
+        wait_for(lambda: records.done("later") == 1, timeout=10, what="the job queued again")
+        assert records.done(running) == 1 and records.total_done() == 2
+        assert manager.workers == ["ha:1"] and client.get_failed_jobs() == []
+    finally:
+        manager.stop(20)
+        client.close()
+
+
+@pytest.mark.parametrize("lost", [("all:managers", "ha:workers"), ("all:managers", "ha:workers", "ha:heartbeat")],
+                         ids=["registration", "registration-and-lease"])
+def test_a_manager_registers_again_on_a_primary_that_lacks_its_registration(
+        sentinel_set: SentinelSet, spawn, lost: tuple[str, ...]) -> None:
+    """A failover right after a manager registered, to a replica that lacks those writes: the manager
+    (frozen meanwhile, so that it cannot write them again first) checks and restores them."""
+    manager = spawn(["qw-manager", f"--url={sentinel_set.url}", "--name=ha", "--workers=2", "targets:record"])
+    with redis.Redis(port=sentinel_set.primary.port) as primary:
+        wait_for(lambda: primary.scard("ha:workers") == 2, timeout=20, what="the registration")
+    old = sentinel_set.primary.port
+    os.kill(manager.pid, signal.SIGSTOP)
+    try:
+        sentinel_set.sentinel().execute_command("SENTINEL", "FAILOVER", "qwtest")
+        wait_for(lambda: sentinel_set.primary_port() != old, timeout=15, what="the failover")
+        with redis.Redis(port=sentinel_set.primary_port()) as promoted:
+            promoted.srem("all:managers", "ha")
+            promoted.delete(*(key for key in lost if key != "all:managers"))
+    finally:
+        os.kill(manager.pid, signal.SIGCONT)
+    started = time.monotonic()
+
+    def listed() -> bool:
+        done = run_cli("qw-client", f"--url={sentinel_set.url}", "managers")
+        return done.returncode == 0 and "ha  2 worker(s)  alive, held by pid" in done.stdout
+
+    wait_for(listed, timeout=10, what="qw-client managers to list it again, with its lease and workers")
+    print(f"registered again {time.monotonic() - started:.1f} s after it resumed")
+    manager.terminate()
+    assert manager.wait(20) == 0

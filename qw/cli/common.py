@@ -7,6 +7,7 @@ from typing import Any, Callable, NoReturn, Optional
 
 from docopt import docopt
 
+from ..durable import DEFAULT_WAIT_TIMEOUT_MS
 from ..exceptions import QwError
 from ..options import integer, number  # noqa: F401 - the CLIs' number parsing, shared with the table
 
@@ -25,6 +26,10 @@ CONNECTION_OPTIONS = """\
   --namespace=<prefix>     Prefix for every key, such as '{app}:' [default: ].
   --embedded=<dir>         Use the embedded Redis kept in <dir>, starting it if needed
                            (pip install 'qw[embedded]').
+  --wait-replicas=<n>      Durable mode: each queued job (and each worker's
+                           acknowledgement) is confirmed by <n> replicas with
+                           WAIT; a job short of them is an error. Default: 0, off.
+  --wait-timeout=<ms>      How long one WAIT may take; default: 1000.
 """
 
 
@@ -53,6 +58,9 @@ def connection_kwargs(args: dict[str, Any]) -> dict[str, Any]:
         "url": url,
         "namespace": args["--namespace"] or "",
         "embedded": args["--embedded"] or None,
+        "wait_replicas": integer(args.get("--wait-replicas") or "0", "--wait-replicas", minimum=0),
+        "wait_timeout_ms": integer(args.get("--wait-timeout") or str(DEFAULT_WAIT_TIMEOUT_MS), "--wait-timeout",
+                                   minimum=1),
     }
 
 

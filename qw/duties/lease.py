@@ -37,14 +37,25 @@ class RenewLease(EveryTick):
         if renewal is Renewal.HELD:
             return
         if renewal is Renewal.DATA_LOST:
-            log.error("manager %s: Redis restarted without its data (persistence off?): "
-                      "jobs queued or running before are lost", name)
-        else:
+            log.error("manager %s: Redis restarted without its data (persistence off?), or failed over to "
+                      "a replica that lacked the last writes: our lease and registration were gone, and "
+                      "jobs queued or running before may be lost", name)
+        elif renewal is Renewal.RETAKEN:
             log.warning("manager %s: lease had expired (Redis out of reach for over %g s); "
                         "other managers may have requeued our running jobs", name, self.settings.lease)
-        pipe = self.client.redis.pipeline()
-        pipe.sadd(self.client.keys.all_managers, name)
+        restored = self._register(name)
+        if renewal is Renewal.MOVED and restored:
+            # A failover to a replica that had the lease but not every later write.
+            log.warning("manager %s: a new Redis primary answers; it lacked %d of our registrations: "
+                        "restored", name, restored)
+
+    def _register(self, name: str) -> int:
+        """Register the manager and its workers again (SADD: a no-op for those there); how many were
+        missing."""
+        keys = self.client.keys
         workers = self.workers()
+        pipe = self.client.redis.pipeline()
+        pipe.sadd(keys.all_managers, name)
         if workers:
-            pipe.sadd(self.client.keys.manager_workers(name), *workers)
-        pipe.execute()
+            pipe.sadd(keys.manager_workers(name), *workers)
+        return sum(int(added) for added in pipe.execute())

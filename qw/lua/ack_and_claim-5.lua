@@ -42,6 +42,11 @@
 -- qw:running holds the token of the run in progress, and only while it is in
 -- progress: the fencing token. Tokens come from qw:claims, which only grows
 -- (qw:attempts can be given back when a stop interrupts a run).
+-- Retry after a lost reply: safe, not idempotent. The acknowledgement is
+-- refused the second time (acked 0: the id left the list); the claim finds
+-- the id the lost call claimed at the right end of the own list and claims
+-- it again with a new token, so the job runs once, but that lost reply costs
+-- it an attempt (qw:attempts counts both claims).
 local acked = 0
 if ARGV[2] ~= '' then
   local key = ARGV[1] .. ARGV[2]

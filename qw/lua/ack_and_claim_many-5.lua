@@ -31,6 +31,10 @@
 -- The worker claims only once it holds no claimed job: every id of its list
 -- that is claimed (has qw:running) is acknowledged by this call or was
 -- settled before, so the unclaimed ids of its own list are at the right end.
+-- Retry after a lost reply: safe, not idempotent, as ack_and_claim-5.lua:
+-- acknowledgements already applied are refused, and the ids the lost call
+-- claimed, at the right end of the own list, are claimed again with new
+-- tokens (each job runs once; each loses an attempt to the lost reply).
 local acked = 0
 local n = tonumber(ARGV[8])
 local k_at = 9 + 2 * n

@@ -8,6 +8,8 @@
 -- ARGV[4] a holder known to be dead, whose lease is taken over if it still
 --         holds it, or ""
 -- Returns "" when taken, else the token of the live holder.
+-- Retry after a lost reply: safe. The name is held under our token: the
+-- retry returns that token, which the caller takes as "held by us".
 if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3])
     or (ARGV[4] ~= '' and redis.call('GET', KEYS[1]) == ARGV[4]
         and redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])) then

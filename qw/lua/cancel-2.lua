@@ -14,6 +14,10 @@
 -- (no record); "lost" when the id is nowhere it could be taken from.
 -- The lists it takes an id from are named by the job's qw:origin, under
 -- ARGV[2]: the queue it was put on, or its manager's queue after a requeue.
+-- Retry after a lost reply: safe. A job cancelled by the lost call is
+-- settled ("cancelled", "settled"); for a running job the retry sends the
+-- manager a second cancel command for the same run, which finds it stopped
+-- or stops it once.
 -- #include record
 -- #include priority
 if redis.call('EXISTS', KEYS[1]) == 0 then

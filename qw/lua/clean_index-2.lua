@@ -8,6 +8,7 @@
 -- ARGV[3] the tag, when KEYS[1] is a tag's index; else ""
 -- ARGV[4] most ids the index may keep (the newest stay), or "" for no cap
 -- Returns how many ids were dropped.
+-- Retry after a lost reply: safe, idempotent: ids already dropped are gone.
 local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
 local gone = {}
 local alive = 0

@@ -9,6 +9,9 @@
 -- ARGV[3] "1": replace the job's data with the fields below; "0": keep it
 -- ARGV[4..] field, value, ... of the new data (as the client encodes it)
 -- Returns 1, or -1 refused (stale token, or the id left this worker's list).
+-- Retry after a lost reply: safe, refused (-1): the lost call took the id
+-- out of the worker's list and cleared qw:running, so the job moves once.
+-- qw does not retry it; the running job sees the error.
 -- #include record
 if redis.call('HGET', KEYS[2], 'qw:running') ~= ARGV[2] then
   return -1

@@ -21,6 +21,9 @@
 -- "waiting", "queued" (nothing to wait for) or "failed" (a dependency had
 -- failed: the reason is its error); an error QW_NO_DEPENDENCY <id> for a
 -- dependency with no record (nothing written).
+-- Retry after a lost reply: safe while the job's hash exists (the retry
+-- returns 0: nothing changed). A job that already ran and left no record
+-- (none was asked for) would be queued again.
 -- #include record
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0

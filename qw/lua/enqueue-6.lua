@@ -25,6 +25,10 @@
 -- or "" and "") and, in wake, its client id when the producer must still
 -- unblock it (CLIENT UNBLOCK), "" when nobody needs waking or the guess was
 -- right, so the unblock sent behind this call does it.
+-- Retry after a lost reply: safe while the job's hash exists: the same id
+-- returns 0 and changes nothing. A plain job that already ran and was
+-- deleted (no record asked for) would be queued again: keep a record
+-- (result_ttl, track) where a late retry must be exact.
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 0 then
   return redis.error_reply('QW_UNKNOWN_WORKER ' .. ARGV[2])
 end

@@ -17,6 +17,10 @@
 --           job that keeps a record starts with qw:history: lib/record.lua)
 -- Returns the client ids to wake (CLIENT UNBLOCK), possibly none. Jobs whose
 -- hash already exists are skipped.
+-- Retry after a lost reply: safe while the jobs' hashes exist: jobs the
+-- lost call queued are skipped (as enqueue-6.lua: a plain job already run
+-- and deleted would be queued again). qw's own resend after NOSCRIPT relies
+-- on this.
 if ARGV[2] ~= '' and redis.call('SISMEMBER', KEYS[2], ARGV[2]) == 0 then
   return redis.error_reply('QW_UNKNOWN_WORKER ' .. ARGV[2])
 end

@@ -24,6 +24,10 @@
 -- Returns {fired, skipped overlap, client id to wake, ...}; {-1} when the
 -- expected due time is not there (another manager fired it, or the schedule
 -- was paused or removed), {-2} when the definition changed.
+-- Retry after a lost reply: safe. The lost call moved the schedule to its
+-- next due time, so the retry finds another due time and returns {-1}: each
+-- due time fires once. A run out of sequence (ARGV[3] "") names its job ids,
+-- which then exist: nothing is queued twice.
 local score = redis.call('ZSCORE', KEYS[1], ARGV[2])
 local state = redis.call('HMGET', KEYS[2], 'version', 'last_job')
 if state[1] ~= ARGV[4] then

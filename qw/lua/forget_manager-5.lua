@@ -8,6 +8,7 @@
 -- KEYS[5] all:orphaned
 -- ARGV[1] manager name
 -- Returns 1 when forgotten, 0 when the manager is alive again.
+-- Retry after a lost reply: safe, idempotent (SREM, DEL and SADD again).
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end

@@ -19,6 +19,9 @@
 -- earliest due time left (a string, unix seconds; "" when none), now Redis's
 -- clock (a string), recurring the earliest due time of a recurring schedule
 -- (a string, "" when none).
+-- Retry after a lost reply: safe. Jobs the lost call moved are out of
+-- all:scheduled and move once; the idle workers it took off their idle
+-- hashes are not woken by the caller (their next poll finds the jobs).
 -- #include record
 local now = qw_now()
 local ns, prefix = ARGV[2], ARGV[1]

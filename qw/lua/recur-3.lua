@@ -12,6 +12,7 @@
 -- ARGV[4] next due time (unix seconds)
 -- ARGV[5] now (unix seconds)
 -- Returns 0 unchanged, 1 created, 2 replaced.
+-- Retry after a lost reply: safe, idempotent: the same version returns 0.
 -- #include schedule
 local state = redis.call('HMGET', KEYS[2], 'version', 'paused')
 if state[1] == ARGV[3] then

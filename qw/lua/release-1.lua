@@ -4,6 +4,8 @@
 -- ARGV[1] namespace prefix of every key
 -- ARGV[2] the settled job's id (a field of KEYS[1])
 -- Returns 1 when it was there, 0 when another manager took it first.
+-- Retry after a lost reply: safe: the entry is gone, the retry returns 0,
+-- and the dependents are released once.
 -- #include record
 local entry = redis.call('HGET', KEYS[1], ARGV[2])
 if not entry then

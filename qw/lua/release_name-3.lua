@@ -5,6 +5,7 @@
 -- ARGV[1] manager name
 -- ARGV[2] holder token
 -- Returns 1 when released, 0 when another process holds the name now.
+-- Retry after a lost reply: safe, idempotent.
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[2] then
   return 0

@@ -4,6 +4,8 @@
 -- ARGV[2] lease in milliseconds
 -- Returns 1 renewed, 2 retaken after it expired (Redis was out of reach for
 -- longer than the lease), 0 held by another process.
+-- Retry after a lost reply: safe, idempotent (a retake retried reads as
+-- renewed: the caller's run id check catches a new server).
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])

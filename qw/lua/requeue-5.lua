@@ -25,6 +25,9 @@
 --         claimed job is charged (a dead manager's workers: nobody knows).
 -- Returns the number of ids moved out of KEYS[1] (failed ones included), or
 -- -1 when ARGV[6] found the manager alive.
+-- Retry after a lost reply: safe, idempotent: the lost call emptied the
+-- worker's list but for jobs queued to that very worker, which it finds
+-- unclaimed (no qw:running) and keeps again; no attempt changes twice.
 -- #include record
 -- #include priority
 if ARGV[6] == '1' and redis.call('EXISTS', KEYS[5]) == 1 then

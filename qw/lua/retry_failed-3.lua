@@ -8,6 +8,8 @@
 -- when it has no data to run (a dangling id: it stays failed), -2 when it
 -- depends on a job that failed or was cancelled (retry that one first), 2
 -- when it waits again for dependencies not done yet.
+-- Retry after a lost reply: safe: the id left all:failed, the retry
+-- returns 0 and queues nothing.
 -- #include record
 if redis.call('LPOS', KEYS[1], ARGV[1]) == false then
   return 0

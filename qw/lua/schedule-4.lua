@@ -14,6 +14,8 @@
 -- ARGV[7..] each job: id, then its n field/value pairs
 -- Returns {due, scheduled}: the due time (a string, unix seconds) and how
 -- many jobs were scheduled.
+-- Retry after a lost reply: safe while the jobs' hashes exist: they are
+-- skipped (as enqueue-6.lua).
 -- #include record
 -- #include schedule
 local now = qw_now()

@@ -8,6 +8,9 @@
 -- Returns "ok"; else why not: "missing" (no record), "worker" (queued to one
 -- worker, whose list keeps arrival order), "lost" (not where it should be),
 -- or the state of a job that is not queued ("running", "done", ...).
+-- Retry after a lost reply: safe, not idempotent: the job, queued once,
+-- takes a new place among the jobs of its priority (behind those queued
+-- meanwhile).
 -- #include priority
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 'missing'

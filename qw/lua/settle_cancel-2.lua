@@ -8,6 +8,7 @@
 -- ARGV[3] namespace prefix of every key
 -- ARGV[4] seconds to keep the record when the job does not say (qw:result_ttl)
 -- Returns 1, or -1 refused (stale token, or the id left this worker's list).
+-- Retry after a lost reply: safe, refused (-1): the lost call settled it.
 -- #include record
 local f = redis.call('HMGET', KEYS[2], 'qw:running', 'qw:waiters', 'qw:tracked', 'qw:result_ttl')
 if f[1] ~= ARGV[2] then

@@ -18,6 +18,9 @@
 -- ARGV[9] worker name
 -- Returns 1 scheduled for a retry, 0 failed, -1 refused (stale token, or the
 -- id is no longer in this worker's list).
+-- Retry after a lost reply: safe, refused (-1): the lost call cleared
+-- qw:running and took the id out of the worker's list, so the attempt is
+-- settled once.
 -- #include record
 -- #include schedule
 local attempts = redis.call('HGET', KEYS[4], 'qw:attempts')

@@ -6,6 +6,7 @@
 -- ARGV[3] untracking a settled record: seconds it then stays when it does
 --         not say (qw:result_ttl)
 -- Returns 1, or 0 when the job has no record.
+-- Retry after a lost reply: safe, idempotent.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[2], ARGV[1])
   return 0

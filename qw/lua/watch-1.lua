@@ -6,6 +6,9 @@
 -- Returns 0 when the job has no record (never queued, or expired), else its
 -- state: "done", "failed" or "cancelled" when settled (read the record
 -- now), anything else when not ("queued" for a plain producer's job).
+-- Retry after a lost reply: safe, not idempotent: with ARGV[1] "1" the
+-- waiter is counted twice, and the settling step pushes one more token
+-- (all:settled:<id> expires).
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
