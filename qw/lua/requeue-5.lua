@@ -1,8 +1,9 @@
 -- Put the jobs of a worker that died or left back at the head of the queues
--- they came from, as one atomic step. The jobs it had claimed (qw:running
--- set: the one it was running, and with a prefetch the ones it held) used an
--- attempt if it died (ARGV[3] says why); past its attempts they go to the
--- failed list. After a stop they get the attempt back.
+-- they came from, as one atomic step. If it died (ARGV[3] says why), the
+-- job it was running used an attempt (past its attempts it goes to the
+-- failed list); so does every job it had claimed (qw:running set: with a
+-- prefetch, those it held) when nobody knows which one ran (ARGV[8]).
+-- After a stop they all get the attempt back.
 -- KEYS[1] <worker>:jobs
 -- KEYS[2] <manager>:jobs   its manager's queue
 -- KEYS[3] all:jobs
