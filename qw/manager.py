@@ -85,8 +85,8 @@ class Manager:
     per-day statistics kept in Redis); ``metrics_port`` and ``metrics_host``
     (serve Prometheus metrics there); ``options_source`` (called on reload
     for fresh keyword options, such as a configuration file read again);
-    ``prefetch`` (jobs a worker claims per round trip; None, the default,
-    adapts the batch to the jobs, 1 claims one at a time; see the README);
+    ``prefetch`` (jobs a worker claims per round trip; 1, the default,
+    claims one at a time, None adapts the batch to the jobs; see the README);
     ``result_ttl`` (seconds a task job's record stays once it settles,
     unless the task or call says) and ``max_result_size`` (bytes of JSON
     a result may have); ``tasks`` (modules whose ``@qw.task`` functions and ``qw.Job`` classes
@@ -126,7 +126,7 @@ class Manager:
         metrics_port: Optional[int] = None,
         metrics_host: str = "127.0.0.1",
         options_source: Optional[Callable[[], dict[str, Any]]] = None,
-        prefetch: Optional[int] = None,
+        prefetch: Optional[int] = 1,
         result_ttl: int = DEFAULT_RESULT_TTL,
         max_result_size: int = DEFAULT_MAX_RESULT_SIZE,
         tasks: Optional[Sequence[str]] = None,

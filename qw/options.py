@@ -236,9 +236,9 @@ OPTIONS: tuple[Option, ...] = (
            "--max-jobs-per-worker=<n>", whole(1), _positive, reload=True),
     Option("max_memory_per_worker", None, "Replace a worker, after its job, once it uses more resident "
            "memory than this (MB).", "--max-memory-per-worker=<mb>", number, _positive, reload=True),
-    Option("prefetch", None, "Jobs a worker claims per round trip: a number, or auto (the default): "
+    Option("prefetch", 1, "Jobs a worker claims per round trip: a number (default: 1, none), or auto: "
            "a batch that grows while jobs are quick and the queue is deep, and is one job when jobs "
-           "are long; 1: none. A worker's death charges an attempt only to the job it ran.",
+           "are long. A worker's death charges an attempt only to the job it ran.",
            "--prefetch=<n>", _prefetch_text, _prefetch),
     Option("result_ttl", DEFAULT_RESULT_TTL, "Seconds a task job's record (state, result, history) stays "
            "after it settles, unless the task or the call says; 0: none; default: 600.",

@@ -23,7 +23,7 @@ a worker death and after a manager death.
 
 Usage: python scripts/chaos.py [--jobs=10000] [--job-ms=8] [--long-every=50] [--long-ms=1500]
                                [--workers=2] [--lease=2] [--kill-every=0.3] [--resize-every=0.7]
-                               [--prefetch=auto]
+                               [--prefetch=1]
 """
 
 from __future__ import annotations
@@ -200,8 +200,8 @@ def main() -> int:
     parser.add_argument("--lease", type=float, default=2.0)
     parser.add_argument("--kill-every", type=float, default=0.3)
     parser.add_argument("--resize-every", type=float, default=0.7, help="0: no TTIN/TTOU/HUP/USR2")
-    parser.add_argument("--prefetch", default="auto",
-                        help="jobs each worker claims per round trip: a number, or auto (the default)")
+    parser.add_argument("--prefetch", default="1",
+                        help="jobs each worker claims per round trip: a number, or auto")
     parser.add_argument("--deadline", type=float, default=600.0, help="give up after this many seconds")
     args = parser.parse_args()
 

@@ -59,8 +59,10 @@ def test_claim_order_and_origin_hold_across_a_batch(client: Client) -> None:
     assert claimer.refused == 1 and client.get_worker_pending_jobs("box:1") == [again]
 
 
-def test_a_prefetching_pool_runs_every_job_once(client: Client, records: Records, start_manager) -> None:
-    start_manager(name="box", num_workers=2, prefetch=7)
+@pytest.mark.parametrize("prefetch", [7, None])  # None: the batch adapts (qw.batching)
+def test_a_prefetching_pool_runs_every_job_once(client: Client, records: Records, start_manager,
+                                                prefetch) -> None:
+    start_manager(name="box", num_workers=2, prefetch=prefetch)
     ids = client.queue_jobs({"dir": str(records.dir), "n": n} for n in range(300))
     to_box = client.queue_jobs([{"dir": str(records.dir)}] * 5, manager="box")
     wait_for(lambda: records.total_done() == 305, what="every job")
